@@ -1,0 +1,188 @@
+//! The data files behind a table, found by listing its storage (local or `hdfs://`), and what
+//! their Parquet footers say. Nothing here reads a data page.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use parquet::arrow::parquet_to_arrow_schema;
+use parquet::file::metadata::ParquetMetaDataReader;
+use serde::Serialize;
+use url::Url;
+
+use crate::catalog::TableMeta;
+use crate::error::{Error, Result};
+
+/// One data file: where it is, how big, and which partition it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataFile {
+    /// Full URL: `file:///…/part-0.parquet` or `hdfs://nn:8020/…`.
+    pub url: String,
+    pub size: u64,
+    /// Partition values in the order of the table's partition keys; empty if unpartitioned.
+    pub partition_values: Vec<String>,
+}
+
+/// An object store rooted at a URL's scheme and authority, with the path inside it.
+pub struct Located {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: StorePath,
+    /// `scheme://authority` of the store, to rebuild full URLs from store paths.
+    pub base: String,
+}
+
+/// Resolves a `file:` or `hdfs:` URL (a bare absolute path counts as `file:`).
+pub fn locate(location: &str) -> Result<Located> {
+    let bad = |message: String| Error::Listing { location: location.to_string(), message };
+    let url = if location.starts_with('/') {
+        Url::from_file_path(location).map_err(|_| bad("not an absolute path".into()))?
+    } else {
+        Url::parse(location).map_err(|e| bad(e.to_string()))?
+    };
+    match url.scheme() {
+        "file" => {
+            let fs_path = url.to_file_path().map_err(|_| bad("not a local path".into()))?;
+            let path = StorePath::from_absolute_path(&fs_path).map_err(|e| bad(e.to_string()))?;
+            Ok(Located { store: Arc::new(LocalFileSystem::new()), path, base: "file://".into() })
+        }
+        #[cfg(feature = "hdfs")]
+        "hdfs" | "viewfs" => {
+            let base = format!("{}://{}", url.scheme(), url.authority());
+            let store = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+                .with_url(&base)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            let path = StorePath::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
+            Ok(Located { store: Arc::new(store), path, base })
+        }
+        other => Err(bad(format!("unsupported storage scheme `{other}`"))),
+    }
+}
+
+/// Hive and Spark leave markers and temporaries beside data files (`_SUCCESS`, `.crc`,
+/// `_temporary/`); readers skip anything whose name starts with `_` or `.`.
+fn is_data_file(relative: &str) -> bool {
+    relative.split('/').all(|part| !part.starts_with('_') && !part.starts_with('.'))
+}
+
+/// Lists the data files under one location, recursively, sorted by URL.
+pub async fn list(location: &str, partition_values: &[String]) -> Result<Vec<DataFile>> {
+    let located = locate(location)?;
+    let prefix = located.path.as_ref().to_string();
+    let metas: Vec<_> = located
+        .store
+        .list(Some(&located.path))
+        .try_collect()
+        .await
+        .map_err(|e| Error::Listing { location: location.to_string(), message: e.to_string() })?;
+    let mut files: Vec<DataFile> = metas
+        .into_iter()
+        .filter(|m| {
+            let rel = m.location.as_ref().strip_prefix(&prefix).unwrap_or(m.location.as_ref());
+            is_data_file(rel.trim_start_matches('/'))
+        })
+        .filter(|m| m.size > 0)
+        .map(|m| DataFile {
+            url: format!("{}/{}", located.base, m.location.as_ref()),
+            size: m.size,
+            partition_values: partition_values.to_vec(),
+        })
+        .collect();
+    files.sort_by(|a, b| a.url.cmp(&b.url));
+    Ok(files)
+}
+
+/// Lists the files of the partitions that `keep` selects (all of an unpartitioned table).
+pub async fn list_table(
+    table: &TableMeta,
+    keep: impl Fn(&[String]) -> bool,
+) -> Result<(Vec<DataFile>, usize)> {
+    if table.partition_keys.is_empty() {
+        return Ok((list(&table.location, &[]).await?, 0));
+    }
+    let selected: Vec<_> = table.partitions.iter().filter(|p| keep(&p.values)).collect();
+    let listings = futures::future::try_join_all(
+        selected.iter().map(|p| list(&p.location, &p.values)),
+    )
+    .await?;
+    Ok((listings.into_iter().flatten().collect(), selected.len()))
+}
+
+/// What a Parquet footer tells without reading data: rows and the file's Arrow schema.
+#[derive(Debug, Clone)]
+pub struct Footer {
+    pub rows: u64,
+    pub schema: SchemaRef,
+}
+
+/// Reads one file's footer (two ranged reads: the trailer, then the metadata); a truncated or
+/// non-Parquet file is an error naming the file.
+pub async fn read_footer(file: &DataFile) -> Result<Footer> {
+    let err = |message: String| Error::ParquetFile { path: file.url.clone(), message };
+    if file.size < 12 {
+        return Err(err(format!("{} bytes is too short for a Parquet file", file.size)));
+    }
+    let located = locate(&file.url)?;
+    let tail = located
+        .store
+        .get_range(&located.path, file.size - 8..file.size)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if &tail[4..] != b"PAR1" {
+        return Err(err("no Parquet magic at the end: truncated or not Parquet".into()));
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 12 > file.size {
+        return Err(err(format!("footer length {len} exceeds the file size {}: truncated", file.size)));
+    }
+    let start = file.size - 8 - len;
+    let meta_bytes = located.store.get_range(&located.path, start..file.size - 8).await.map_err(|e| err(e.to_string()))?;
+    let meta = ParquetMetaDataReader::decode_metadata(&meta_bytes).map_err(|e| err(e.to_string()))?;
+    let fm = meta.file_metadata();
+    let schema = parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata()).map_err(|e| err(e.to_string()))?;
+    let rows = u64::try_from(fm.num_rows()).map_err(|_| err(format!("negative row count {}", fm.num_rows())))?;
+    Ok(Footer { rows, schema: std::sync::Arc::new(schema) })
+}
+
+/// Sums the row counts of many footers, a few at a time.
+pub async fn footer_rows(files: &[DataFile]) -> Result<u64> {
+    use futures::StreamExt;
+    futures::stream::iter(files.iter().map(read_footer))
+        .buffer_unordered(16)
+        .try_fold(0u64, |acc, f| async move { Ok(acc + f.rows) })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_markers_and_temporaries() {
+        assert!(is_data_file("part-0.parquet"));
+        assert!(is_data_file("dt=2026-11-01/part-0.parquet"));
+        assert!(!is_data_file("_SUCCESS"));
+        assert!(!is_data_file(".part-0.parquet.crc"));
+        assert!(!is_data_file("_temporary/0/part-0.parquet"));
+    }
+
+    #[tokio::test]
+    async fn lists_files_recursively_and_names_missing_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dt=1")).unwrap();
+        std::fs::write(dir.path().join("dt=1/a.parquet"), b"x").unwrap();
+        std::fs::write(dir.path().join("_SUCCESS"), b"x").unwrap();
+        let files = list(dir.path().to_str().unwrap(), &[]).await.unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].url.starts_with("file:///") && files[0].url.ends_with("dt=1/a.parquet"));
+        assert_eq!(files[0].size, 1);
+
+        let err = read_footer(&files[0]).await.unwrap_err().to_string();
+        assert!(err.contains("a.parquet"), "{err}");
+        let err = locate("s3://bucket/x").err().unwrap().to_string();
+        assert!(err.contains("s3"), "{err}");
+    }
+}

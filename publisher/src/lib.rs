@@ -1,0 +1,31 @@
+//! Tablecast's core, free of any query engine, cache or HTTP framework.
+//!
+//! A publish turns one [`spec::ApiSpec`] into a new version on every edge:
+//!
+//! 1. **inspect** — the [`catalog::Catalog`] (Hive metastore over Thrift, or a directory of
+//!    Parquet files) describes the table; [`files`] lists the data files the spec touches.
+//! 2. **guard** — [`guards`] measures rows, schema, files and bytes *before any row is read*
+//!    and picks the path: the in-memory fast track or the cluster fallback.
+//! 3. **run** — an [`engine::Engine`] streams typed Arrow batches, clustered by key;
+//!    [`canonical`] encodes them once, in one place, into canonical JSON entries.
+//! 4. **push and commit** — [`publish`] writes the entries beside the serving version on every
+//!    [`sink::EdgeSink`], verifies count and checksum everywhere, and only then switches.
+//!
+//! Engines and sinks are traits here and live in their own crates, so that this crate can be
+//! reasoned about (and tested) without DataFusion, Spark or Redis.
+
+pub mod canonical;
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod files;
+pub mod guards;
+pub mod keypath;
+
+pub mod report;
+pub mod schema;
+pub mod sink;
+pub mod snapshot;
+pub mod spec;
+
+pub use error::{Error, Result};

@@ -1,0 +1,127 @@
+//! The publish report: what happened, measured, step by step. The same struct is printed by
+//! the CLI (`--json`), stored with dashboard jobs and streamed at the end of a job's events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::guards::GuardOutcome;
+
+/// Steps of a publish, in order. A failure names the step it happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Plan,
+    Guards,
+    Engine,
+    Push,
+    Verify,
+    Snapshot,
+    Commit,
+    Gc,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Plan => "plan",
+            Step::Guards => "guards",
+            Step::Engine => "engine",
+            Step::Push => "push",
+            Step::Verify => "verify",
+            Step::Snapshot => "snapshot",
+            Step::Commit => "commit",
+            Step::Gc => "gc",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EdgeResult {
+    pub edge: String,
+    pub keys: u64,
+    pub bytes: u64,
+    pub checksum: String,
+    pub push_ms: u64,
+    pub committed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One engine attempt; a re-routed publish has two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub path: String,
+    pub ms: u64,
+    pub rows_in: u64,
+    pub peak_memory_bytes: u64,
+    /// Why the attempt ended early (`guard memory_pool tripped …`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishError {
+    pub step: Step,
+    pub message: String,
+    /// The edge the error concerns, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+    pub transient: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishReport {
+    pub api: String,
+    pub table: String,
+    /// The new version, once allocated.
+    pub version: Option<u64>,
+    /// The serving version before this publish.
+    pub previous_version: Option<u64>,
+    /// The path that produced the output (`fasttrack` or `fallback`).
+    pub path: Option<String>,
+    /// Why that path: the first tripped guard, or "all guards within limits".
+    pub route_reason: String,
+    pub guards: Vec<GuardOutcome>,
+    pub attempts: Vec<Attempt>,
+    pub rows_in: u64,
+    pub keys_out: u64,
+    pub bytes_out: u64,
+    pub checksum: Option<String>,
+    pub edges: Vec<EdgeResult>,
+    pub timings_ms: BTreeMap<String, u64>,
+    pub total_ms: u64,
+    pub committed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<PublishError>,
+}
+
+impl PublishReport {
+    pub fn new(api: &str, table: &str) -> Self {
+        PublishReport {
+            api: api.into(),
+            table: table.into(),
+            version: None,
+            previous_version: None,
+            path: None,
+            route_reason: String::new(),
+            guards: Vec::new(),
+            attempts: Vec::new(),
+            rows_in: 0,
+            keys_out: 0,
+            bytes_out: 0,
+            checksum: None,
+            edges: Vec::new(),
+            timings_ms: BTreeMap::new(),
+            total_ms: 0,
+            committed: false,
+            error: None,
+        }
+    }
+}
