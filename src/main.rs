@@ -1,1 +1,75 @@
-fn main() {}
+//! `tablecast`: one binary, one subcommand per job. Commands are thin: they parse flags, load
+//! the configuration, wire the crates together (see `stack`) and print.
+
+mod commands;
+mod config;
+mod stack;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "tablecast", version, about = "Publish warehouse tables as low-latency lookup APIs")]
+struct Cli {
+    /// Configuration file (default: ./tablecast.toml if present; TABLECAST_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate fixture tables, or register them in a Hive metastore.
+    #[command(subcommand)]
+    Fixtures(commands::fixtures::FixturesCommand),
+    /// List the tables of a catalog with location, format, partitions, files, bytes and rows.
+    Tables(commands::tables::TablesArgs),
+    /// Print the guard report, the chosen path and the engine's plan; reads no data.
+    Plan(commands::plan::PlanArgs),
+    /// Compute an API into a canonical JSONL file without publishing.
+    Run(commands::run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Fixtures(c) => commands::fixtures::run(c, &config).await,
+            Command::Tables(a) => commands::tables::run(a, &config).await,
+            Command::Plan(a) => commands::plan::run(a, &config).await,
+            Command::Run(a) => commands::run::run(a, &config).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}

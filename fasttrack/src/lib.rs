@@ -1,1 +1,165 @@
-//! fasttrack
+//! The fast track: computes an API in memory with DataFusion, in seconds, inside a bounded pool.
+//!
+//! The plan is built with the DataFrame API from the [`ResolvedSpec`]: validated identifiers and
+//! typed literals, never SQL text. It reads exactly the files the publisher listed (partition
+//! pruning already applied), projects only the columns the spec uses, and honours the engine
+//! output contract of [`publisher::engine`]: keys, then outputs, clustered by key and ordered
+//! within it, nulls last.
+//!
+//! Memory is DataFusion's own pool, with spilling disabled: when the pool is exhausted the run
+//! fails fast with a `memory_pool` guard trip (and frees everything by dropping the stream), so
+//! the publisher can re-route to the fallback instead of the process meeting the OOM killer.
+
+mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use publisher::Error;
+use publisher::engine::{Engine, EngineJob, EnginePath, EngineProgress, EngineRun};
+use publisher::guards::{GuardOutcome, MEMORY_POOL};
+
+pub use plan::build_dataframe;
+
+/// Settings of the in-memory engine that are not guard limits.
+#[derive(Debug, Clone)]
+pub struct FastTrackConfig {
+    /// Threads DataFusion partitions work over; defaults to the number of cores.
+    pub target_partitions: usize,
+    pub batch_size: usize,
+}
+
+impl Default for FastTrackConfig {
+    fn default() -> Self {
+        FastTrackConfig {
+            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            batch_size: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FastTrack {
+    config: FastTrackConfig,
+}
+
+impl FastTrack {
+    pub fn new(config: FastTrackConfig) -> Self {
+        FastTrack { config }
+    }
+
+    /// A session whose pool is the job's memory limit and which cannot spill to disk.
+    fn session(&self, job: &EngineJob) -> Result<(SessionContext, Arc<dyn MemoryPool>), Error> {
+        let pool_bytes = usize::try_from(job.limits.memory_pool_bytes).unwrap_or(usize::MAX);
+        let pool: Arc<dyn MemoryPool> =
+            Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(pool_bytes), 5.try_into().expect("non-zero")));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::clone(&pool))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()
+            .map_err(|e| engine_error(&job.spec.table.to_string(), e))?;
+        let config = SessionConfig::new()
+            .with_target_partitions(self.config.target_partitions)
+            .with_batch_size(self.config.batch_size)
+            .with_information_schema(false);
+        Ok((SessionContext::new_with_config_rt(config, runtime), pool))
+    }
+
+    async fn physical_plan(&self, job: &EngineJob) -> Result<(SessionContext, Arc<dyn MemoryPool>, Arc<dyn ExecutionPlan>), Error> {
+        let (ctx, pool) = self.session(job)?;
+        let df = build_dataframe(&ctx, job).await?;
+        let plan = df.create_physical_plan().await.map_err(|e| classify(e, job, 0))?;
+        Ok((ctx, pool, plan))
+    }
+}
+
+#[async_trait]
+impl Engine for FastTrack {
+    fn path(&self) -> EnginePath {
+        EnginePath::Fasttrack
+    }
+
+    async fn explain(&self, job: &EngineJob) -> Result<String, Error> {
+        let (ctx, _) = self.session(job)?;
+        let df = build_dataframe(&ctx, job).await?;
+        let logical = df.logical_plan().display_indent().to_string();
+        let physical = df.create_physical_plan().await.map_err(|e| classify(e, job, 0))?;
+        let physical = datafusion::physical_plan::displayable(physical.as_ref()).indent(false).to_string();
+        Ok(format!("logical plan:\n{logical}\nphysical plan:\n{physical}"))
+    }
+
+    async fn execute(&self, job: &EngineJob) -> Result<EngineRun, Error> {
+        let (ctx, pool, plan) = self.physical_plan(job).await?;
+        let progress = Arc::new(EngineProgress::default());
+        let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx()).map_err(|e| classify(e, job, pool.reserved()))?;
+
+        // Sample the pool while the query runs: its peak is the memory guard's measurement.
+        let sampler = {
+            let (pool, progress) = (Arc::clone(&pool), Arc::clone(&progress));
+            tokio::spawn(async move {
+                loop {
+                    progress.observe_memory(pool.reserved() as u64);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let abort_sampler = AbortOnDrop(sampler);
+        let job = job.clone();
+        let progress_out = Arc::clone(&progress);
+        let batches = stream.map(move |batch| {
+            let _keep_alive = (&abort_sampler, &ctx);
+            progress.observe_memory(pool.reserved() as u64);
+            match batch {
+                Ok(b) => {
+                    progress.rows_in.store(scanned_rows(plan.as_ref()), std::sync::atomic::Ordering::Relaxed);
+                    Ok(b)
+                }
+                Err(e) => Err(classify(e, &job, progress.peak_memory() as usize)),
+            }
+        });
+        Ok(EngineRun { batches: Box::pin(batches), progress: progress_out })
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Rows produced by the plan's leaves (the file scans) so far.
+fn scanned_rows(plan: &dyn ExecutionPlan) -> u64 {
+    if plan.children().is_empty() {
+        return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+    }
+    plan.children().iter().map(|c| scanned_rows(c.as_ref())).sum()
+}
+
+fn engine_error(table: &str, e: impl std::fmt::Display) -> Error {
+    Error::Engine { engine: "fasttrack".into(), message: format!("{table}: {e}") }
+}
+
+/// A pool exhaustion is the memory breaker tripping (re-routable); anything else is an error
+/// that names the table, and the file when DataFusion says which.
+fn classify(e: DataFusionError, job: &EngineJob, peak: usize) -> Error {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(message) => Error::GuardTripped(GuardOutcome {
+            name: MEMORY_POOL.into(),
+            measured: (peak as u64).max(job.limits.memory_pool_bytes + 1),
+            limit: job.limits.memory_pool_bytes,
+            tripped: true,
+            detail: format!("the in-memory run needed more than its pool: {message}"),
+        }),
+        root => engine_error(&job.spec.table.to_string(), root),
+    }
+}

@@ -21,6 +21,7 @@ pub mod error;
 pub mod files;
 pub mod guards;
 pub mod keypath;
+pub mod publish;
 
 pub mod report;
 pub mod schema;

@@ -1,0 +1,223 @@
+//! From a resolved spec to a DataFusion DataFrame, with identifiers and typed literals only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::file_format::options::ParquetReadOptions;
+use datafusion::functions_aggregate::count::count_all;
+use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{ExprFunctionExt, SortExpr, cast, ident, lit};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, in_list};
+use publisher::Error;
+use publisher::engine::EngineJob;
+use publisher::files::{DataFile, locate};
+use publisher::spec::{AggFn, FilterOp, HIVE_NULL_PARTITION, Literal, ResolvedFilter, ResolvedSpec, Source};
+
+fn plan_error(job: &EngineJob, e: impl std::fmt::Display) -> Error {
+    Error::Engine { engine: "fasttrack".into(), message: format!("planning {}: {e}", job.spec.table) }
+}
+
+/// Output column names: positional, and never equal to a table column, so a key that is also
+/// a value, or an output named like a column, cannot collide.
+fn key_col(i: usize) -> String {
+    format!("__k{i}")
+}
+fn value_col(i: usize) -> String {
+    format!("__v{i}")
+}
+
+/// Builds the whole query: scan exactly `job.files`, filter, aggregate or project, keep at most
+/// `limit` rows per key, order within keys.
+pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error> {
+    let spec = &job.spec;
+    let err = |e: datafusion::error::DataFusionError| plan_error(job, e);
+    let mut df = scan(ctx, job).await?;
+
+    for f in &spec.filters {
+        df = df.filter(filter_expr(f)).map_err(err)?;
+    }
+
+    let keys: Vec<Expr> =
+        spec.keys.iter().enumerate().map(|(i, k)| cast(ident(&k.name), k.data_type.clone()).alias(key_col(i))).collect();
+    let mut outputs = Vec::with_capacity(spec.outputs.len());
+    if let Some(grouping) = &spec.grouping {
+        let mut aggregates = Vec::new();
+        for (i, o) in spec.outputs.iter().enumerate() {
+            if let Source::Aggregate { func, column } = &o.source {
+                aggregates.push(aggregate_expr(*func, column.as_deref()).alias(format!("__a{i}")));
+            }
+        }
+        df = df.aggregate(grouping.iter().map(ident).collect(), aggregates).map_err(err)?;
+        for (i, o) in spec.outputs.iter().enumerate() {
+            let source = match &o.source {
+                Source::Column(c) => ident(c),
+                Source::Aggregate { .. } => ident(format!("__a{i}")),
+            };
+            outputs.push(cast(source, o.data_type.clone()).alias(value_col(i)));
+        }
+    } else {
+        for (i, o) in spec.outputs.iter().enumerate() {
+            let Source::Column(c) = &o.source else {
+                return Err(plan_error(job, "an aggregate in a spec that does not aggregate"));
+            };
+            outputs.push(cast(ident(c), o.data_type.clone()).alias(value_col(i)));
+        }
+    }
+    df = df.select(keys.into_iter().chain(outputs).collect::<Vec<_>>()).map_err(err)?;
+
+    let within_key: Vec<SortExpr> =
+        spec.order.iter().map(|s| ident(value_col(s.output)).sort(!s.descending, false)).collect();
+    let key_order: Vec<SortExpr> = (0..spec.keys.len()).map(|i| ident(key_col(i)).sort(true, false)).collect();
+    let partition: Vec<Expr> = (0..spec.keys.len()).map(|i| ident(key_col(i))).collect();
+
+    match spec.limit() {
+        Some(limit) if spec.keys.is_empty() => {
+            df = df.sort(within_key).map_err(err)?.limit(0, Some(limit as usize)).map_err(err)?;
+        }
+        Some(limit) => {
+            let rank = row_number()
+                .partition_by(partition)
+                .order_by(within_key.clone())
+                .build()
+                .map_err(err)?
+                .alias("__rn");
+            df = df
+                .window(vec![rank])
+                .map_err(err)?
+                .filter(ident("__rn").lt_eq(lit(limit)))
+                .map_err(err)?
+                .sort(key_order.into_iter().chain(within_key).collect())
+                .map_err(err)?;
+        }
+        None => {
+            df = df.sort(key_order.into_iter().chain(within_key).collect()).map_err(err)?;
+        }
+    }
+    let columns: Vec<Expr> = (0..spec.keys.len())
+        .map(|i| ident(key_col(i)))
+        .chain((0..spec.outputs.len()).map(|i| ident(value_col(i))))
+        .collect();
+    df.select(columns).map_err(err)
+}
+
+fn aggregate_expr(func: AggFn, column: Option<&str>) -> Expr {
+    match (func, column) {
+        (AggFn::Count, None) => count_all(),
+        (AggFn::Count, Some(c)) => count(ident(c)),
+        (AggFn::CountDistinct, Some(c)) => count_distinct(ident(c)),
+        (AggFn::Sum, Some(c)) => sum(ident(c)),
+        (AggFn::Min, Some(c)) => min(ident(c)),
+        (AggFn::Max, Some(c)) => max(ident(c)),
+        (AggFn::Avg, Some(c)) => avg(ident(c)),
+        // Validation guarantees a column for every aggregate but count.
+        (_, None) => count_all(),
+    }
+}
+
+fn literal(l: &Literal) -> Expr {
+    lit(match l {
+        Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Literal::Int(i) => ScalarValue::Int64(Some(*i)),
+        Literal::Float(f) => ScalarValue::Float64(Some(*f)),
+        Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
+        Literal::Decimal { unscaled, precision, scale } => ScalarValue::Decimal128(Some(*unscaled), *precision, *scale),
+        Literal::Date(d) => ScalarValue::Date32(Some(*d)),
+        Literal::Timestamp(t) => ScalarValue::TimestampMicrosecond(Some(*t), None),
+    })
+}
+
+fn filter_expr(f: &ResolvedFilter) -> Expr {
+    let c = ident(&f.column);
+    let first = || f.literals.first().map(literal).unwrap_or_else(|| lit(ScalarValue::Null));
+    match f.op {
+        FilterOp::Eq => c.eq(first()),
+        FilterOp::NotEq => c.not_eq(first()),
+        FilterOp::Lt => c.lt(first()),
+        FilterOp::LtEq => c.lt_eq(first()),
+        FilterOp::Gt => c.gt(first()),
+        FilterOp::GtEq => c.gt_eq(first()),
+        FilterOp::In => in_list(c, f.literals.iter().map(literal).collect(), false),
+        FilterOp::IsNull => c.is_null(),
+        FilterOp::NotNull => c.is_not_null(),
+    }
+}
+
+/// Reads exactly the listed files, projected to the data columns the spec uses, typed as the
+/// catalog says (DataFusion adapts each file's physical types to it). Partition columns, when
+/// the spec uses them, come from the publisher's listing as literals per partition.
+async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error> {
+    let table = &job.table;
+    let err = |e: datafusion::error::DataFusionError| plan_error(job, e);
+    let spec: &ResolvedSpec = &job.spec;
+    let data_fields: Vec<Field> = spec
+        .columns
+        .iter()
+        .filter(|c| !table.is_partition_key(c))
+        .map(|c| {
+            let column = table.column(c).ok_or_else(|| plan_error(job, format!("column `{c}` vanished from the table")))?;
+            let t = column.data_type.clone().ok_or_else(|| plan_error(job, format!("column `{c}` has unsupported type {}", column.hive_type)))?;
+            Ok(Field::new(c, t, true))
+        })
+        .collect::<Result<_, Error>>()?;
+    let schema = Schema::new(data_fields);
+    let used_partitions: Vec<(usize, &str)> = table
+        .partition_keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| spec.columns.contains(&k.name))
+        .map(|(i, k)| (i, k.name.as_str()))
+        .collect();
+
+    if job.files.is_empty() {
+        // Nothing to read: an empty relation of the right schema, so that aggregates still answer.
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(used_partitions.iter().map(|(_, name)| Field::new(*name, DataType::Utf8, true)));
+        let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(Schema::new(fields)));
+        return ctx.read_batch(empty).map_err(err);
+    }
+    register_stores(ctx, &job.files)?;
+
+    let groups: BTreeMap<Vec<String>, Vec<&DataFile>> = if used_partitions.is_empty() {
+        BTreeMap::from([(vec![], job.files.iter().collect())])
+    } else {
+        let mut g: BTreeMap<Vec<String>, Vec<&DataFile>> = BTreeMap::new();
+        for f in &job.files {
+            g.entry(f.partition_values.clone()).or_default().push(f);
+        }
+        g
+    };
+    let mut union: Option<DataFrame> = None;
+    for (values, files) in groups {
+        let urls: Vec<String> = files.iter().map(|f| f.url.clone()).collect();
+        let options = ParquetReadOptions::default().schema(&schema).file_extension("");
+        let mut df = ctx.read_parquet(urls, options).await.map_err(err)?;
+        for (i, name) in &used_partitions {
+            let value = values.get(*i).filter(|v| v.as_str() != HIVE_NULL_PARTITION).cloned();
+            let t = table.partition_keys[*i].data_type.clone().unwrap_or(DataType::Utf8);
+            df = df.with_column(name, cast(lit(ScalarValue::Utf8(value)), t)).map_err(err)?;
+        }
+        union = Some(match union {
+            None => df,
+            Some(u) => u.union(df).map_err(err)?,
+        });
+    }
+    union.ok_or_else(|| plan_error(job, "no files"))
+}
+
+/// Makes every store the files live in (local disk, an HDFS NameNode) known to DataFusion.
+fn register_stores(ctx: &SessionContext, files: &[DataFile]) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for f in files {
+        let located = locate(&f.url)?;
+        if located.base == "file://" || !seen.insert(located.base.clone()) {
+            continue;
+        }
+        let url = url::Url::parse(&located.base)
+            .map_err(|e| Error::Listing { location: f.url.clone(), message: e.to_string() })?;
+        ctx.register_object_store(&url, located.store);
+    }
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The fast track over a small hand-made table, with answers worked out by hand.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use fasttrack::FastTrack;
+use futures::StreamExt;
+use publisher::canonical::{Entry, EntryEncoder};
+use publisher::catalog::{Catalog, DirectoryCatalog};
+use publisher::guards::GuardLimits;
+use publisher::publish::{PublishConfig, Publisher, Route};
+use publisher::spec::ApiSpec;
+
+/// social.sales: two partitions, nulls, ties, unicode.
+fn write_table(root: &Path) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("product_id", DataType::Int64, true),
+        Field::new("network", DataType::Utf8, true),
+        Field::new("referrals", DataType::Int64, true),
+        Field::new("revenue", DataType::Decimal128(12, 2), true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]));
+    let parts: [(&str, Vec<(i64, Option<&str>, i64, i128, i64)>); 2] = [
+        ("2026-11-01", vec![(1, Some("fb"), 5, 150, 1_000_000), (2, Some("fb"), 7, 5, 2_000_000), (3, Some("tw"), 1, 100, 3_000_000)]),
+        ("2026-11-02", vec![(1, Some("fb"), 4, 1, 4_500_000), (3, Some("fb"), 9, 0, 5_000_000), (4, None, 2, 999, 6_000_000), (2, Some("日本"), 3, 12345, 7_000_000)]),
+    ];
+    for (dt, rows) in parts {
+        let dir = root.join("social/sales").join(format!("dt={dt}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap()),
+                Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        let mut w = ArrowWriter::try_new(File::create(dir.join("part-0.parquet")).unwrap(), Arc::clone(&schema), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+}
+
+async fn publisher_over(root: &Path, limits: GuardLimits) -> Publisher {
+    let catalog: Arc<dyn Catalog> = Arc::new(DirectoryCatalog::open(root.to_path_buf()).unwrap());
+    Publisher {
+        catalog,
+        fasttrack: Arc::new(FastTrack::default()),
+        fallback: None,
+        limits,
+        config: PublishConfig::default(),
+        snapshots: None,
+    }
+}
+
+struct Collect(Vec<Entry>);
+
+#[async_trait::async_trait]
+impl publisher::publish::EntrySink for Collect {
+    async fn accept(&mut self, entries: &[Entry]) -> publisher::Result<()> {
+        self.0.extend_from_slice(entries);
+        Ok(())
+    }
+    async fn reset(&mut self) -> publisher::Result<()> {
+        self.0.clear();
+        Ok(())
+    }
+}
+
+async fn answer(root: &Path, spec: &str) -> Vec<String> {
+    let p = publisher_over(root, GuardLimits::default()).await;
+    let spec = ApiSpec::from_toml(spec).unwrap();
+    let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
+    let mut sink = Collect(Vec::new());
+    let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
+    p.run(&plan, Route::Fasttrack, &mut sink, &progress).await.unwrap();
+    let mut lines: Vec<String> = sink
+        .0
+        .iter()
+        .map(|e| format!("{} {}", String::from_utf8_lossy(&e.key), String::from_utf8_lossy(&e.value)))
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn top_n_per_key_with_ties_broken_by_the_other_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    let spec = r#"
+        name = "top"
+        table = "social.sales"
+        key = ["network"]
+        group_by = ["product_id"]
+        limit = 2
+        [[values]]
+        column = "product_id"
+        [[values]]
+        agg = "sum"
+        column = "referrals"
+        as = "referrals"
+        [[order_by]]
+        field = "referrals"
+        dir = "desc"
+    "#;
+    // fb: p1 = 5+4 = 9, p2 = 7, p3 = 9 → 9 (p1), 9 (p3): tie broken by product_id ascending.
+    assert_eq!(
+        answer(dir.path(), spec).await,
+        vec![
+            r#"["fb"] [{"product_id":1,"referrals":9},{"product_id":3,"referrals":9}]"#,
+            r#"["tw"] [{"product_id":3,"referrals":1}]"#,
+            r#"["日本"] [{"product_id":2,"referrals":3}]"#,
+            r#"[null] [{"product_id":4,"referrals":2}]"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn object_aggregates_with_decimals_timestamps_and_partition_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    let spec = r#"
+        name = "stats"
+        table = "social.sales"
+        key = ["product_id"]
+        shape = "object"
+        [[values]]
+        agg = "count"
+        as = "rows"
+        [[values]]
+        agg = "sum"
+        column = "revenue"
+        as = "revenue"
+        [[values]]
+        agg = "count_distinct"
+        column = "network"
+        as = "networks"
+        [[values]]
+        agg = "max"
+        column = "ts"
+        as = "last_seen"
+        [[values]]
+        agg = "min"
+        column = "dt"
+        as = "first_day"
+        [[filter]]
+        column = "referrals"
+        op = ">="
+        value = 2
+    "#;
+    assert_eq!(
+        answer(dir.path(), spec).await,
+        vec![
+            r#"[1] {"rows":2,"revenue":"1.51","networks":1,"last_seen":"1970-01-01T00:00:04.5Z","first_day":"2026-11-01"}"#,
+            r#"[2] {"rows":2,"revenue":"123.50","networks":2,"last_seen":"1970-01-01T00:00:07Z","first_day":"2026-11-01"}"#,
+            r#"[3] {"rows":1,"revenue":"0.00","networks":1,"last_seen":"1970-01-01T00:00:05Z","first_day":"2026-11-02"}"#,
+            r#"[4] {"rows":1,"revenue":"9.99","networks":0,"last_seen":"1970-01-01T00:00:06Z","first_day":"2026-11-02"}"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn keyless_list_and_partition_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    let spec = r#"
+        name = "recent"
+        table = "social.sales"
+        limit = 2
+        [[values]]
+        column = "ts"
+        [[values]]
+        column = "network"
+        [[order_by]]
+        field = "ts"
+        dir = "desc"
+        [[filter]]
+        column = "dt"
+        op = "="
+        value = "2026-11-01"
+    "#;
+    let p = publisher_over(dir.path(), GuardLimits::default()).await;
+    let plan = p.plan(&ApiSpec::from_toml(spec).unwrap(), Route::Auto).await.unwrap();
+    assert_eq!((plan.inspection.partitions_selected, plan.inspection.files.len(), plan.inspection.rows), (1, 1, 3));
+    assert_eq!(
+        answer(dir.path(), spec).await,
+        vec![r#"[] [{"ts":"1970-01-01T00:00:03Z","network":"tw"},{"ts":"1970-01-01T00:00:02Z","network":"fb"}]"#]
+    );
+}
+
+/// 200k distinct rows: sorting them needs a few MB.
+fn write_big_table(root: &Path) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("network", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]));
+    let dir = root.join("social/sales");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 200_000i64;
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from((0..n).map(|i| format!("network-{}", i % 1000)).collect::<Vec<_>>())),
+            Arc::new(TimestampMicrosecondArray::from((0..n).map(|i| i * 7919 % n).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap();
+    let mut w = ArrowWriter::try_new(File::create(dir.join("part-0.parquet")).unwrap(), Arc::clone(&schema), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_small_pool_trips_the_memory_guard_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_big_table(dir.path());
+    let limits = GuardLimits { memory_pool_bytes: 256 * 1024, ..GuardLimits::default() };
+    let p = publisher_over(dir.path(), limits).await;
+    let spec = ApiSpec::from_toml(
+        r#"
+        name = "all"
+        table = "social.sales"
+        key = ["network"]
+        [[values]]
+        column = "ts"
+        [[order_by]]
+        field = "ts"
+    "#,
+    )
+    .unwrap();
+    let plan = p.plan(&spec, Route::Auto).await.unwrap();
+    let mut run = p.fasttrack.execute(&plan.job("file:///")).await.unwrap();
+    let mut tripped = None;
+    while let Some(batch) = run.batches.next().await {
+        if let Err(e) = batch {
+            tripped = Some(e);
+            break;
+        }
+    }
+    let e = tripped.expect("the pool must be exceeded");
+    let guard = e.tripped_guard().unwrap_or_else(|| panic!("not a guard trip: {e}"));
+    assert_eq!(guard.name, "memory_pool");
+    assert_eq!(guard.limit, 256 * 1024);
+    assert!(guard.tripped && guard.measured > 256 * 1024);
+    // Without a fallback to re-route to, the run reports the trip as its error.
+    let mut sink = Collect(Vec::new());
+    let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
+    let err = p.run(&plan, Route::Auto, &mut sink, &progress).await.unwrap_err();
+    assert!(err.to_string().contains("memory_pool"), "{err}");
+}
+
+#[tokio::test]
+async fn encoder_sees_the_engine_contract() {
+    // Engine output columns are keys then values; the encoder refuses anything else.
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    let p = publisher_over(dir.path(), GuardLimits::default()).await;
+    let spec = ApiSpec::from_toml("name = \"n\"\ntable = \"social.sales\"\nkey = [\"network\"]\n[[values]]\ncolumn = \"ts\"\n").unwrap();
+    let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
+    let mut run = p.fasttrack.execute(&plan.job("file:///")).await.unwrap();
+    let batch = run.batches.next().await.unwrap().unwrap();
+    assert_eq!(batch.num_columns(), 2);
+    let mut enc = EntryEncoder::new(&plan.spec);
+    let mut out = Vec::new();
+    enc.push(&batch, &mut out).unwrap();
+    let explained = p.fasttrack.explain(&plan.job("file:///")).await.unwrap();
+    assert!(explained.contains("physical plan"), "{explained}");
+}

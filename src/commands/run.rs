@@ -1,0 +1,193 @@
+//! `tablecast run`: the API's answer as canonical JSONL, sorted by the bytes of each key's JSON.
+//! Sorting is external: runs of at most `SORT_BUFFER` bytes are sorted in memory and spilled,
+//! then merged, so memory stays bounded whatever the output size.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use clap::Args;
+use publisher::canonical::Entry;
+use publisher::publish::{EntrySink, Route};
+use publisher::spec::ApiSpec;
+
+use crate::config::Config;
+
+const SORT_BUFFER: usize = 256 << 20;
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    spec: PathBuf,
+    #[arg(long)]
+    metastore: Option<String>,
+    /// Output file (canonical JSONL).
+    #[arg(long)]
+    out: PathBuf,
+    /// auto (follow the guards), fasttrack or fallback.
+    #[arg(long, default_value = "auto")]
+    path: Route,
+}
+
+pub async fn run(args: RunArgs, config: &Config) -> Result<ExitCode> {
+    let spec = ApiSpec::from_path(&args.spec)?;
+    let uri = config.metastore(args.metastore.as_deref())?;
+    let publisher = crate::stack::publisher(config, uri).await?;
+    let plan = publisher.plan(&spec, args.path).await?;
+    tracing::info!(api = %spec.name, path = %plan.path, reason = %plan.reason, "running");
+    let mut sorter = ExternalSort::new(SORT_BUFFER)?;
+    let progress: publisher::publish::ProgressFn = Arc::new(|p| tracing::debug!(?p, "progress"));
+    let stats = publisher.run(&plan, args.path, &mut sorter, &progress).await?;
+    let lines = sorter.write_jsonl(&args.out)?;
+    let path = stats.path.map(|p| p.to_string()).unwrap_or_default();
+    eprintln!(
+        "{}: {lines} keys, {} rows in, path {path}, {} ms{}",
+        args.out.display(),
+        stats.rows_in,
+        stats.attempts.iter().map(|a| a.ms).sum::<u64>(),
+        if stats.attempts.len() > 1 { " (re-routed)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Collects entries and produces them sorted by key bytes, spilling sorted runs to disk.
+pub struct ExternalSort {
+    buffer: Vec<Entry>,
+    buffered_bytes: usize,
+    limit: usize,
+    dir: tempfile::TempDir,
+    runs: Vec<PathBuf>,
+}
+
+impl ExternalSort {
+    pub fn new(limit: usize) -> Result<Self> {
+        Ok(ExternalSort { buffer: Vec::new(), buffered_bytes: 0, limit, dir: tempfile::tempdir()?, runs: Vec::new() })
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let path = self.dir.path().join(format!("run-{}", self.runs.len()));
+        let mut w = BufWriter::new(File::create(&path)?);
+        for e in self.buffer.drain(..) {
+            for part in [&e.key, &e.value] {
+                w.write_all(&(part.len() as u32).to_le_bytes())?;
+                w.write_all(part)?;
+            }
+        }
+        w.flush()?;
+        self.runs.push(path);
+        self.buffered_bytes = 0;
+        Ok(())
+    }
+
+    /// Writes every entry as a `{"key":…,"value":…}` line, sorted; returns the line count.
+    pub fn write_jsonl(mut self, out: &Path) -> Result<u64> {
+        let tmp = out.with_extension("jsonl.tmp");
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+        let mut line = Vec::new();
+        let mut count = 0u64;
+        let mut emit = |e: &Entry, w: &mut BufWriter<File>| -> Result<()> {
+            line.clear();
+            e.to_jsonl(&mut line);
+            w.write_all(&line)?;
+            count += 1;
+            Ok(())
+        };
+        if self.runs.is_empty() {
+            self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            for e in &self.buffer {
+                emit(e, &mut w)?;
+            }
+        } else {
+            self.spill()?;
+            let mut readers: Vec<BufReader<File>> =
+                self.runs.iter().map(|p| File::open(p).map(BufReader::new)).collect::<std::io::Result<_>>()?;
+            let mut heap = BinaryHeap::new();
+            for (i, r) in readers.iter_mut().enumerate() {
+                if let Some(e) = read_entry(r)? {
+                    heap.push(Reverse((e.key, e.value, i)));
+                }
+            }
+            while let Some(Reverse((key, value, i))) = heap.pop() {
+                let e = Entry { key, value };
+                emit(&e, &mut w)?;
+                if let Some(next) = read_entry(&mut readers[i])? {
+                    heap.push(Reverse((next.key, next.value, i)));
+                }
+            }
+        }
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        drop(w);
+        std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+        Ok(count)
+    }
+}
+
+fn read_entry(r: &mut impl Read) -> Result<Option<Entry>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut key = vec![0; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut key)?;
+    r.read_exact(&mut len)?;
+    let mut value = vec![0; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut value)?;
+    Ok(Some(Entry { key, value }))
+}
+
+#[async_trait]
+impl EntrySink for ExternalSort {
+    async fn accept(&mut self, entries: &[Entry]) -> publisher::Result<()> {
+        for e in entries {
+            self.buffered_bytes += e.key.len() + e.value.len() + 48;
+            self.buffer.push(e.clone());
+        }
+        if self.buffered_bytes > self.limit {
+            self.spill().map_err(|e| publisher::Error::io("spilling sorted output", std::io::Error::other(e.to_string())))?;
+        }
+        Ok(())
+    }
+
+    async fn reset(&mut self) -> publisher::Result<()> {
+        self.buffer.clear();
+        self.buffered_bytes = 0;
+        for r in self.runs.drain(..) {
+            let _ = std::fs::remove_file(r);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spilled_runs_merge_in_key_order() {
+        let mut sort = ExternalSort::new(64).unwrap();
+        let mut expected = Vec::new();
+        for i in (0..500u32).rev() {
+            let e = Entry { key: format!("[{}]", i * 7919 % 1000).into_bytes(), value: format!("{i}").into_bytes() };
+            expected.push(e.clone());
+            sort.accept(&[e]).await.unwrap();
+        }
+        assert!(sort.runs.len() > 3);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        assert_eq!(sort.write_jsonl(&out).unwrap(), 500);
+        expected.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut want = Vec::new();
+        expected.iter().for_each(|e| e.to_jsonl(&mut want));
+        assert_eq!(std::fs::read(&out).unwrap(), want);
+    }
+}

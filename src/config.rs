@@ -1,0 +1,164 @@
+//! One typed configuration for every command: `tablecast.toml` (or `--config FILE`), then
+//! `TABLECAST_*` environment overrides. `TABLECAST_GUARDS__MAX_ROWS=1000` sets
+//! `[guards] max_rows = 1000`: the name after the prefix is the path, `__` between levels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Snapshots, tokens, the dashboard database and fallback staging live here.
+    pub state_dir: PathBuf,
+    /// The default catalog, when a command is given no `--metastore`.
+    pub metastore: Option<String>,
+    /// The default edges, when a command is given no `--edge`.
+    pub edges: Vec<String>,
+    pub catalog: publisher::catalog::CatalogConfig,
+    pub guards: publisher::guards::GuardLimits,
+    pub publish: publisher::publish::PublishConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for machines.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info,tablecast=debug`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".into(), filter: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        Config {
+            state_dir: home.join(".local/state/tablecast"),
+            metastore: None,
+            edges: Vec::new(),
+            catalog: Default::default(),
+            guards: Default::default(),
+            publish: Default::default(),
+            log: Default::default(),
+        }
+    }
+}
+
+/// Environment variables with the prefix that are not configuration (used by scripts and tests).
+const NOT_CONFIG: &[&str] = &["CONFIG", "BIN", "VENV"];
+
+impl Config {
+    /// Loads `path` if given, else `./tablecast.toml` if present, else defaults; then applies
+    /// the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let explicit = path.map(Path::to_path_buf).or_else(|| {
+            env.iter().find(|(k, _)| k == "TABLECAST_CONFIG").map(|(_, v)| PathBuf::from(v))
+        });
+        let file = explicit.clone().or_else(|| Some(PathBuf::from("tablecast.toml")).filter(|p| p.exists()));
+        let mut table = match &file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("parsing config {}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, &env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("config {} (with TABLECAST_* overrides)", file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into())))?;
+        Ok(config)
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.state_dir.join("snapshots")
+    }
+
+    pub fn metastore<'a>(&'a self, flag: Option<&'a str>) -> Result<&'a str> {
+        flag.or(self.metastore.as_deref())
+            .context("no catalog: give --metastore thrift://host:port or file:///path (or `metastore` in tablecast.toml)")
+    }
+
+    pub fn edges<'a>(&'a self, flags: &'a [String]) -> Result<&'a [String]> {
+        let edges = if flags.is_empty() { &self.edges[..] } else { flags };
+        if edges.is_empty() {
+            bail!("no edge: give --edge redis://host:port (or `edges` in tablecast.toml)");
+        }
+        Ok(edges)
+    }
+}
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("TABLECAST_") else { continue };
+        if NOT_CONFIG.contains(&rest) || rest.starts_with("TEST_") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let (last, parents) = path.split_last().context("empty variable name")?;
+        let mut node = &mut *table;
+        for p in parents {
+            let entry = node.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match entry {
+                toml::Value::Table(t) => t,
+                _ => bail!("{name}: `{p}` is not a section"),
+            };
+        }
+        node.insert(last.clone(), env_value(value));
+    }
+    Ok(())
+}
+
+/// `1000` is an integer, `true` a boolean, `["a","b"]` an array; anything else a string.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_nested_fields_with_types() {
+        let mut t: toml::Table = "[guards]\nmax_rows = 5\n".parse().unwrap();
+        let env = vec![
+            ("TABLECAST_GUARDS__MAX_ROWS".to_string(), "1000".to_string()),
+            ("TABLECAST_EDGES".to_string(), r#"["redis://127.0.0.1:1"]"#.to_string()),
+            ("TABLECAST_STATE_DIR".to_string(), "/tmp/x y".to_string()),
+            ("TABLECAST_TEST_HDFS".to_string(), "ignored".to_string()),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ];
+        apply_env(&mut t, &env).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.guards.max_rows, 1000);
+        assert_eq!(c.edges, vec!["redis://127.0.0.1:1"]);
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x y"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let mut t = toml::Table::new();
+        apply_env(&mut t, &[("TABLECAST_GUARDS__MAX_ROWZ".into(), "1".into())]).unwrap();
+        let err = toml::Value::Table(t).try_into::<Config>().unwrap_err().to_string();
+        assert!(err.contains("max_rowz"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../tablecast.example.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.publish.keep_versions, 2);
+    }
+}
