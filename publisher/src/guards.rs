@@ -186,3 +186,103 @@ pub fn runtime_guards(limits: &GuardLimits) -> Vec<GuardOutcome> {
         GuardOutcome::new(OUTPUT_BYTES, 0, limits.max_output_bytes, "bytes of encoded values"),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Partition, TableStats};
+    use crate::schema::Column;
+    use crate::spec::{ApiSpec, validate};
+
+    fn table(format: StorageFormat) -> TableMeta {
+        TableMeta {
+            name: "social.referrals".parse().unwrap(),
+            location: "file:///w".into(),
+            format,
+            columns: vec![Column::from_hive("product_id", "bigint"), Column::from_hive("network", "string")],
+            partition_keys: vec![Column::from_hive("dt", "string")],
+            partitions: (1..=3)
+                .map(|d| Partition { values: vec![format!("2026-11-0{d}")], location: format!("file:///w/dt=2026-11-0{d}"), num_rows: None })
+                .collect(),
+            stats: TableStats::default(),
+            parameters: Default::default(),
+        }
+    }
+
+    fn inspection(rows: u64, files: u64, bytes_each: u64) -> Inspection {
+        Inspection {
+            files: (0..files).map(|i| DataFile { url: format!("file:///w/{i}"), size: bytes_each, partition_values: vec![] }).collect(),
+            partitions_total: 3,
+            partitions_selected: 2,
+            rows,
+            rows_source: RowSource::ParquetFooters,
+        }
+    }
+
+    fn spec(t: &TableMeta) -> ResolvedSpec {
+        let s = ApiSpec::from_toml("name = \"a\"\ntable = \"social.referrals\"\nkey = [\"network\"]\n[[values]]\ncolumn = \"product_id\"\n").unwrap();
+        validate(&s, t).unwrap()
+    }
+
+    fn by_name<'a>(g: &'a [GuardOutcome], name: &str) -> &'a GuardOutcome {
+        g.iter().find(|g| g.name == name).unwrap()
+    }
+
+    #[test]
+    fn every_guard_trips_only_above_its_limit() {
+        let t = table(StorageFormat::Parquet);
+        let s = spec(&t);
+        let limits = GuardLimits {
+            max_rows: 100,
+            max_columns: 3,
+            max_row_width_bytes: 40,
+            max_files: 10,
+            max_bytes: 1000,
+            max_partitions: 2,
+            ..GuardLimits::default()
+        };
+        // At the limits: nothing trips.
+        let at = evaluate(&t, &s, &inspection(100, 10, 100), &limits);
+        assert!(at.iter().all(|g| !g.tripped), "{at:?}");
+        assert_eq!(by_name(&at, "row_width").measured, 8 + 32);
+        assert_eq!(by_name(&at, "column_count").measured, 3);
+
+        // One above each: each trips, by name, with its measurement.
+        let over = evaluate(&t, &s, &inspection(101, 11, 100), &limits);
+        for name in ["row_count", "file_count", "total_bytes"] {
+            assert!(by_name(&over, name).tripped, "{name}");
+        }
+        let tight = GuardLimits { max_columns: 2, max_row_width_bytes: 39, max_partitions: 1, ..limits.clone() };
+        let g = evaluate(&t, &s, &inspection(1, 1, 1), &tight);
+        for name in ["column_count", "row_width", "partition_count"] {
+            assert!(by_name(&g, name).tripped, "{name}");
+        }
+        assert_eq!(by_name(&g, "partition_count").detail, "2 of 3 partitions selected");
+    }
+
+    #[test]
+    fn non_parquet_and_unknown_sizes_trip() {
+        let t = table(StorageFormat::from_hive("org.apache.hadoop.mapred.TextInputFormat", "LazySimpleSerDe", None));
+        let s = spec(&t);
+        let g = evaluate(&t, &s, &inspection(1, 1, 1), &GuardLimits::default());
+        let format = by_name(&g, "format");
+        assert!(format.tripped && format.detail.contains("TextInputFormat"), "{format:?}");
+
+        let mut unknown = inspection(0, 1, 1);
+        unknown.rows_source = RowSource::Unknown;
+        let g = evaluate(&t, &s, &unknown, &GuardLimits::default());
+        assert!(by_name(&g, "row_count").tripped);
+    }
+
+    #[test]
+    fn per_api_overrides_replace_only_what_they_name() {
+        let base = GuardLimits::default();
+        let o = LimitOverrides { max_rows: Some(5), ..Default::default() };
+        let l = base.with_overrides(&o);
+        assert_eq!(l.max_rows, 5);
+        assert_eq!(l.max_files, base.max_files);
+        let runtime = runtime_guards(&l);
+        assert_eq!(runtime.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), [MEMORY_POOL, OUTPUT_KEYS, OUTPUT_BYTES]);
+        assert!(runtime.iter().all(|g| !g.tripped));
+    }
+}
