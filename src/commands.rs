@@ -1,9 +1,14 @@
 //! One module per subcommand.
 
+pub mod demo;
+pub mod edge;
 pub mod fixtures;
 pub mod plan;
+pub mod publish;
 pub mod run;
 pub mod tables;
+pub mod token;
+pub mod versions;
 
 /// Prints a JSON value, pretty, to stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -19,6 +19,10 @@ pub struct Config {
     pub catalog: publisher::catalog::CatalogConfig,
     pub guards: publisher::guards::GuardLimits,
     pub publish: publisher::publish::PublishConfig,
+    /// The Spark fallback (spark-submit or Oozie).
+    pub fallback: fallback::SparkConfig,
+    /// The lookup service an edge node runs (`tablecast edge serve`).
+    pub lookup: edge_cache::LookupConfig,
     pub log: LogConfig,
 }
 
@@ -47,13 +51,15 @@ impl Default for Config {
             catalog: Default::default(),
             guards: Default::default(),
             publish: Default::default(),
+            fallback: Default::default(),
+            lookup: Default::default(),
             log: Default::default(),
         }
     }
 }
 
 /// Environment variables with the prefix that are not configuration (used by scripts and tests).
-const NOT_CONFIG: &[&str] = &["CONFIG", "BIN", "VENV"];
+const NOT_CONFIG: &[&str] = &["CONFIG", "BIN", "VENV", "ROOT", "CACHE"];
 
 impl Config {
     /// Loads `path` if given, else `./tablecast.toml` if present, else defaults; then applies
@@ -76,6 +82,10 @@ impl Config {
             .try_into()
             .with_context(|| format!("config {} (with TABLECAST_* overrides)", file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into())))?;
         Ok(config)
+    }
+
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.state_dir.join("tokens")
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {

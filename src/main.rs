@@ -4,6 +4,7 @@
 mod commands;
 mod config;
 mod stack;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,20 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     /// Compute an API into a canonical JSONL file without publishing.
     Run(commands::run::RunArgs),
+    /// Compute an API and publish it as a new version on every edge, atomically.
+    Publish(commands::publish::PublishArgs),
+    /// List the versions each edge keeps of an API.
+    Versions(commands::versions::VersionsArgs),
+    /// Serve a kept older version again, on every edge.
+    Rollback(commands::versions::RollbackArgs),
+    /// Access tokens of protected APIs.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Start a local stack on loopback, publish the sample APIs and print where to look.
+    Demo(commands::demo::DemoArgs),
+    /// Edge node: the lookup service, and refilling a Redis from snapshots.
+    #[command(subcommand)]
+    Edge(commands::edge::EdgeCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +67,12 @@ fn main() -> ExitCode {
             Command::Tables(a) => commands::tables::run(a, &config).await,
             Command::Plan(a) => commands::plan::run(a, &config).await,
             Command::Run(a) => commands::run::run(a, &config).await,
+            Command::Publish(a) => commands::publish::run(a, &config).await,
+            Command::Versions(a) => commands::versions::versions(a, &config).await,
+            Command::Rollback(a) => commands::versions::rollback(a, &config).await,
+            Command::Token(c) => commands::token::run(c, &config).await,
+            Command::Edge(c) => commands::edge::run(c, &config).await,
+            Command::Demo(a) => commands::demo::run(a, &config).await,
         }
     });
     match result {

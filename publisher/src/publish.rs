@@ -260,6 +260,8 @@ impl Publisher {
         let mut pending: Vec<Entry> = Vec::with_capacity(self.config.push_batch);
         let limits = &plan.limits;
         let mut last_report = Instant::now();
+        // Entries of `pending` already added to the checksum.
+        let mut counted = 0;
         let result: Result<()> = async {
             loop {
                 let done = match batches.next().await {
@@ -272,9 +274,10 @@ impl Publisher {
                         true
                     }
                 };
-                for e in &pending {
+                for e in &pending[counted..] {
                     checksum.add(&e.key, &e.value);
                 }
+                counted = pending.len();
                 if checksum.keys > limits.max_output_keys {
                     return Err(Error::GuardTripped(GuardOutcome::new(OUTPUT_KEYS, checksum.keys, limits.max_output_keys, "keys produced")));
                 }
@@ -284,6 +287,7 @@ impl Publisher {
                 if done || pending.len() >= self.config.push_batch {
                     sink.accept(&pending).await?;
                     pending.clear();
+                    counted = 0;
                 }
                 if done || last_report.elapsed() > Duration::from_millis(250) {
                     last_report = Instant::now();

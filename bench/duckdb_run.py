@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""Baseline for the aggregation benchmark: DuckDB computes the same spec over the same Parquet
+files (SQL from fixtures/golden/oracle.py) and writes the rows as JSON, with as many threads as
+Tablecast gets. usage: duckdb_run.py --warehouse DIR --spec FILE --out FILE [--threads N]"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures", "golden"))
+import tomllib  # noqa: E402
+
+import duckdb  # noqa: E402
+from oracle import build_sql  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--warehouse", required=True)
+ap.add_argument("--spec", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--threads", type=int, default=os.cpu_count())
+args = ap.parse_args()
+with open(args.spec, "rb") as f:
+    spec = tomllib.load(f)
+sql, _, _ = build_sql(spec, args.warehouse)
+con = duckdb.connect()
+con.execute(f"SET threads = {args.threads}")
+con.execute(f"COPY ({sql}) TO '{args.out}' (FORMAT json)")

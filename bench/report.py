@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Turns the harness's results (JSON lines) into bench/REPORT.md and bench/report.json, with the
+machine's details on top. usage: report.py RESULTS.jsonl REPORT.md REPORT.json"""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return "?"
+
+
+results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+machine = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+    "cores": os.cpu_count(),
+    "memory": sh("free -h | awk '/Mem:/ {print $2}'"),
+    "kernel": platform.release(),
+    "rustc": sh("rustc --version"),
+    "redis": sh("redis-server --version | cut -d' ' -f3"),
+    "duckdb": sh(f"{sys.executable} -c 'import duckdb; print(duckdb.__version__)'"),
+}
+json.dump({"machine": machine, "results": results}, open(sys.argv[3], "w"), indent=2)
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:,.0f}"
+
+
+with open(sys.argv[2], "w") as f:
+    f.write("# Tablecast benchmark report\n\n")
+    f.write("Every figure beside its baseline measured in the same run on the same machine; ")
+    f.write("ratios are what to compare (the machine is shared and noisy).\n\n")
+    for k, v in machine.items():
+        f.write(f"- **{k}**: {v}\n")
+    f.write("\n| # | measurement | ours | baseline | unit | ratio | target | met | note |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|\n")
+    for r in sorted(results, key=lambda r: r["row"]):
+        met = {True: "yes", False: "**no**", None: "–"}[r["met"]]
+        f.write(f"| {r['row']} | {r['name']} | {fmt(r['value'])} | {fmt(r['baseline'])} | {r['unit']} | "
+                f"{fmt(r['ratio'])} | {r['target']} | {met} | {r['note']} |\n")

@@ -1,0 +1,148 @@
+//! `tablecast demo`: the whole system on loopback, from nothing, in one command. Fixture tables
+//! in a directory catalog (or a given metastore), two edge Redis servers with a lookup service
+//! each, the sample APIs published to both; then it prints where to look and stays up until
+//! Ctrl-C, when it stops everything it started.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use publisher::publish::{Route, Tokens};
+use publisher::sink::EdgeSink;
+use publisher::spec::ApiSpec;
+use tokio::process::{Child, Command};
+
+use crate::config::Config;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Use a real Hive metastore (the fixtures are registered in it) instead of a directory catalog.
+    #[arg(long)]
+    metastore: Option<String>,
+    /// Fixture scale (1 = 100k rows per table).
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// Where the demo keeps its fixtures and snapshots (default: `<state_dir>/demo`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// The four sample APIs the demo publishes, and a key to try for each.
+const SAMPLES: &[(&str, &str)] =
+    &[("top_products_by_network", "facebook"), ("top_products", ""), ("recent_activity", "42"), ("product_stats", "7")];
+
+pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
+    let started = Instant::now();
+    let dir = args.dir.clone().unwrap_or_else(|| config.state_dir.join("demo"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir)?;
+    let warehouse = dir.join(format!("warehouse-scale-{}", args.scale));
+
+    eprintln!("• fixture tables (scale {}) in {}", args.scale, warehouse.display());
+    let marker = warehouse.join(".complete");
+    if !marker.exists() {
+        let (out, scale) = (warehouse.clone(), args.scale);
+        tokio::task::spawn_blocking(move || fixtures::generate(&fixtures::GenerateOptions { out, scale, seed: fixtures::DEFAULT_SEED })).await??;
+        std::fs::write(&marker, b"")?;
+    }
+    let catalog = match &args.metastore {
+        Some(uri) => {
+            let addr = uri.strip_prefix("thrift://").context("--metastore must be thrift://host:port")?;
+            fixtures::metastore::register(addr, &warehouse).await?;
+            uri.clone()
+        }
+        None => format!("file://{}", warehouse.display()),
+    };
+
+    let mut demo_config = config.clone();
+    demo_config.state_dir = dir.join("state");
+    let mut redis = Vec::new();
+    let mut lookups = Vec::new();
+    for i in 0..2 {
+        let server = RedisServer::start(&dir.join(format!("redis-{i}.log"))).await?;
+        eprintln!("• edge {i}: redis-server on {}", server.url());
+        let mut lookup = demo_config.lookup.clone();
+        lookup.redis_url = server.url();
+        lookup.snapshot_dir = Some(demo_config.snapshot_dir());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let state = edge_cache::LookupState::new(lookup)?;
+        lookups.push((addr, tokio::spawn(edge_cache::serve_on(listener, state, super::edge::shutdown_signal()))));
+        redis.push(server);
+    }
+
+    let publisher = crate::stack::publisher(&demo_config, &catalog).await?;
+    let mut edges: Vec<Arc<dyn EdgeSink>> = Vec::new();
+    for r in &redis {
+        edges.push(crate::stack::edge(&r.url()).await?);
+    }
+    for (api, _) in SAMPLES {
+        let spec = ApiSpec::from_path(&fixtures::specs_dir().join(format!("{api}.toml")))?;
+        let report = publisher.publish(&spec, Route::Auto, &edges, &Tokens::default(), Arc::new(|_| {})).await;
+        match (&report.error, report.version) {
+            (None, Some(v)) => eprintln!(
+                "• published {api} v{v}: {} keys via {} in {} ms",
+                report.keys_out,
+                report.path.as_deref().unwrap_or("?"),
+                report.total_ms
+            ),
+            (Some(e), _) => bail!("publishing {api} failed at step {}: {}", e.step, e.message),
+            _ => bail!("publishing {api} did not commit"),
+        }
+    }
+
+    println!("\nTablecast demo is up ({} s). Catalog: {catalog}", started.elapsed().as_secs());
+    for (i, (addr, _)) in lookups.iter().enumerate() {
+        println!("edge {i} lookup service: http://{addr}  (metrics: http://{addr}/metrics)");
+    }
+    let (first, _) = &lookups[0];
+    println!("\nTry:");
+    for (api, key) in SAMPLES {
+        let path = if key.is_empty() { format!("/v1/{api}") } else { format!("/v1/{api}/{key}") };
+        println!("  curl -s http://{first}{path}");
+    }
+    println!("  curl -s -X POST http://{first}/v1/recent_activity/_batch -d '{{\"keys\":[[1],[2]]}}'");
+    println!("\nCtrl-C stops everything.");
+    super::edge::shutdown_signal().await;
+    eprintln!("stopping…");
+    for (_, task) in lookups {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    drop(redis);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A redis-server child on a free loopback port, stopped when dropped.
+struct RedisServer {
+    port: u16,
+    _child: Child,
+}
+
+impl RedisServer {
+    async fn start(log: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile"])
+            .arg(log)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting redis-server (is it installed? scripts/demo installs it)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not listen on port {port} within 10 s; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(RedisServer { port, _child: child })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
