@@ -1,1 +1,223 @@
-//! dashboard-api
+//! The dashboard API: analysts browse catalogs, define lookup APIs over tables, plan and publish
+//! them to edge caches, follow progress live, roll back, and manage tokens.
+//!
+//! - [`store`]: the durable store (SQLite through sqlx; SQL kept portable to PostgreSQL).
+//! - [`runner`]: the supervised job runner, a durable queue in the store with leases,
+//!   one job per API at a time, retries with backoff for transient failures.
+//! - [`routes`]: the REST API under `/api`, described by [`openapi::ApiDoc`].
+//! - [`auth`]: bearer tokens (admin from the configuration, analysts' hashed in the store).
+//!
+//! Everything outside this crate that the dashboard needs (catalogs, engines, edges) comes
+//! through the [`Stack`] trait, which the `tablecast` binary implements.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod preview;
+pub mod routes;
+pub mod runner;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{NamedCatalog, ServerConfig};
+pub use error::{Error, Result};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What the dashboard needs from the rest of Tablecast; the binary implements it.
+#[async_trait]
+pub trait Stack: Send + Sync + 'static {
+    /// A publisher over the given catalog URI (thrift://… or file:///…).
+    async fn publisher(
+        &self,
+        catalog_uri: &str,
+    ) -> publisher::Result<publisher::publish::Publisher>;
+    /// An edge sink for a Redis URL.
+    async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn publisher::sink::EdgeSink>>;
+    /// Replaces the token hashes an edge checks for an API (protected = require a token).
+    async fn push_tokens(
+        &self,
+        url: &str,
+        api: &str,
+        hashes: &[String],
+        protected: bool,
+    ) -> publisher::Result<()>;
+}
+
+/// A job's new event, announced to live event streams (which then read it from the store).
+#[derive(Debug, Clone)]
+pub struct JobSignal {
+    pub job: String,
+    pub seq: i64,
+}
+
+/// Everything a handler or runner needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub stack: Arc<dyn Stack>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down: runners stop claiming, event streams end.
+    pub shutdown: CancellationToken,
+    pub(crate) signals: broadcast::Sender<JobSignal>,
+    /// Wakes idle runners when a job is queued or an API's job finishes.
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) admin_digest: [u8; 32],
+}
+
+impl AppState {
+    /// Checks the configuration, opens the store and applies its migrations.
+    pub async fn new(config: ServerConfig, stack: Arc<dyn Stack>) -> Result<AppState> {
+        config.check().map_err(Error::Config)?;
+        let admin = config.admin_token.clone().unwrap_or_default();
+        let store = Store::open(&config.database_url()).await?;
+        let (signals, _) = broadcast::channel(1024);
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            stack,
+            metrics: Arc::new(Metrics::new()),
+            shutdown: CancellationToken::new(),
+            signals,
+            wake: Arc::new(Notify::new()),
+            admin_digest: Sha256::digest(admin.as_bytes()).into(),
+        })
+    }
+
+    /// Appends an event to a job's log and tells live streams.
+    pub(crate) async fn emit(&self, job: &str, event: &serde_json::Value) -> Result<i64> {
+        let seq = self.store.append_event(job, event).await?;
+        self.signal(job, seq);
+        Ok(seq)
+    }
+
+    pub(crate) fn signal(&self, job: &str, seq: i64) {
+        let _ = self.signals.send(JobSignal {
+            job: job.to_string(),
+            seq,
+        });
+    }
+}
+
+/// The HTTP routes: `/api/…` (bearer token required), `/healthz`, `/metrics` and `/`.
+pub fn router(state: AppState) -> Router {
+    use routes::{apis, catalogs, jobs, tokens};
+    let api = Router::new()
+        .route("/catalogs", get(catalogs::list_catalogs))
+        .route(
+            "/catalogs/{catalog}/databases",
+            get(catalogs::list_databases),
+        )
+        .route(
+            "/catalogs/{catalog}/databases/{db}/tables",
+            get(catalogs::list_tables),
+        )
+        .route(
+            "/catalogs/{catalog}/tables/{table}",
+            get(catalogs::describe_table),
+        )
+        .route("/apis", get(apis::list_apis).post(apis::create_api))
+        .route("/apis/_validate", post(apis::validate_api))
+        .route(
+            "/apis/{name}",
+            get(apis::get_api)
+                .put(apis::update_api)
+                .delete(apis::delete_api),
+        )
+        .route("/apis/{name}/revisions", get(apis::list_revisions))
+        .route("/apis/{name}/plan", post(apis::plan_api))
+        .route("/apis/{name}/publish", post(apis::publish_api))
+        .route("/apis/{name}/rollback", post(apis::rollback_api))
+        .route("/apis/{name}/versions", get(apis::api_versions))
+        .route(
+            "/apis/{name}/tokens",
+            get(tokens::list_api_tokens).post(tokens::create_api_token),
+        )
+        .route("/tokens/{id}", delete(tokens::revoke_token))
+        .route(
+            "/users/tokens",
+            get(tokens::list_analyst_tokens).post(tokens::create_analyst_token),
+        )
+        .route("/me", get(tokens::me))
+        .route("/jobs", get(jobs::list_jobs))
+        .route("/jobs/{id}", get(jobs::get_job))
+        .route("/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/jobs/{id}/events", get(jobs::job_events))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .fallback(routes::api_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_user,
+        ));
+    Router::new()
+        .nest("/api", api)
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .route("/", get(routes::index))
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .with_state(state)
+}
+
+/// Binds `config.listen` and serves until `shutdown` completes; see [`serve_on`].
+pub async fn serve(
+    config: ServerConfig,
+    stack: Arc<dyn Stack>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("binding {}", config.listen),
+            source: e,
+        })?;
+    serve_on(listener, config, stack, shutdown).await
+}
+
+/// Serves the dashboard on a bound listener with its job runners until `shutdown` completes,
+/// then shuts down gracefully: no new jobs are claimed, event streams end, requests in flight
+/// finish, and running jobs get `shutdown_grace_ms` to finish before they are handed back to
+/// the queue.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    stack: Arc<dyn Stack>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let state = AppState::new(config, stack).await?;
+    let addr = listener.local_addr().map_err(|e| Error::Io {
+        context: "listener address".into(),
+        source: e,
+    })?;
+    let runners = runner::start(state.clone()).await;
+    tracing::info!(%addr, runners = state.config.runners, "dashboard listening");
+    let token = state.shutdown.clone();
+    let served = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = token.cancelled() => {}
+            }
+            token.cancel();
+        })
+        .await;
+    state.shutdown.cancel();
+    runners.join().await;
+    served.map_err(|e| Error::Io {
+        context: "serving HTTP".into(),
+        source: e,
+    })
+}

@@ -1,12 +1,15 @@
 //! One contract, two catalogs: the directory catalog over a Parquet warehouse and the Hive
 //! metastore (a real one, shared by this binary) after registering the same warehouse must
-//! describe the tables identically. Then the ways a metastore fails: down, silent, odd tables.
+//! describe the tables identically. It runs over the fixture warehouse (`fixtures::generate`,
+//! databases `social`, `activity`, `qa`) and over a small sample warehouse in a database of its
+//! own. Then the ways a metastore fails: down, silent, odd tables.
 //!
-//! Every test writes its warehouse into a database of its own, so tests run in parallel against
-//! the one metastore without seeing each other.
+//! Apart from the fixture databases, every test uses a database of its own, so tests run in
+//! parallel against the one metastore without seeing each other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, TimeUnit};
@@ -50,73 +53,184 @@ fn warehouse(db_prefix: &str) -> (tempfile::TempDir, SampleWarehouse) {
     (dir, w)
 }
 
-/// The contract: what any catalog must say about the sample warehouse.
-async fn assert_contract(catalog: &dyn Catalog, w: &SampleWarehouse) {
+/// One table the contract checks, as its writer knows it.
+#[derive(Debug, Clone)]
+struct ExpectedTable {
+    name: TableName,
+    /// `(name, hive type)` of the data columns, in order.
+    columns: Vec<(String, String)>,
+    /// The `dt` values, sorted; empty when unpartitioned.
+    days: Vec<String>,
+    rows: u64,
+    files: usize,
+}
+
+/// What a catalog over a warehouse must report.
+#[derive(Debug, Clone)]
+struct Expected {
+    root: PathBuf,
+    partitioned: ExpectedTable,
+    unpartitioned: ExpectedTable,
+    /// Every table of each database involved, sorted.
+    tables: BTreeMap<String, Vec<String>>,
+}
+
+fn spelled(columns: &[Column]) -> Vec<(String, String)> {
+    columns.iter().map(|c| (c.name.clone(), c.hive_type.clone())).collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+/// The fixture warehouse (scale 1, default seed), generated once per test binary, with a
+/// `_SUCCESS` marker added beside `activity.user_activity`'s files.
+fn generated() -> &'static Expected {
+    static GENERATED: OnceLock<(tempfile::TempDir, Expected)> = OnceLock::new();
+    &GENERATED
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new().prefix("tablecast-fixtures-").tempdir().unwrap();
+            let root = std::fs::canonicalize(dir.path()).unwrap();
+            let options = fixtures::GenerateOptions { out: root.clone(), scale: 1, seed: fixtures::DEFAULT_SEED };
+            let generated = fixtures::generate(&options).unwrap();
+            let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for t in &generated {
+                tables.entry(t.db.clone()).or_default().push(t.table.clone());
+            }
+            tables.values_mut().for_each(|v| v.sort());
+            let describe = |db: &str, table: &str, columns: &[(&str, &str)]| {
+                let t = generated.iter().find(|t| t.db == db && t.table == table).expect("generated table");
+                let days: BTreeSet<String> =
+                    t.files.iter().flat_map(|f| f.partition_values.iter().map(|(_, v)| v.clone())).collect();
+                ExpectedTable {
+                    name: TableName::new(db, table),
+                    columns: owned(columns),
+                    days: days.into_iter().collect(),
+                    rows: t.rows,
+                    files: t.files.len(),
+                }
+            };
+            let partitioned = describe(
+                "social",
+                "referrals",
+                &[
+                    ("product_id", "bigint"),
+                    ("product_name", "string"),
+                    ("network", "string"),
+                    ("referrals", "bigint"),
+                    ("revenue", "decimal(12,2)"),
+                    ("ts", "timestamp"),
+                ],
+            );
+            let unpartitioned = describe(
+                "activity",
+                "user_activity",
+                &[("user_id", "bigint"), ("ts", "timestamp"), ("action", "string"), ("item_id", "bigint"), ("detail", "string")],
+            );
+            std::fs::write(root.join("activity/user_activity/_SUCCESS"), b"").unwrap();
+            (dir, Expected { root, partitioned, unpartitioned, tables })
+        })
+        .1
+}
+
+fn sample_expected(w: &SampleWarehouse) -> Expected {
+    let files = sample::REFERRALS_DAYS * sample::REFERRALS_FILES_PER_DAY;
+    Expected {
+        root: w.root.clone(),
+        partitioned: ExpectedTable {
+            name: TableName::new(&w.db, "referrals"),
+            columns: owned(&[("product_id", "bigint"), ("network", "string"), ("amount", "decimal(12,2)"), ("ts", "timestamp")]),
+            days: w.days.clone(),
+            rows: w.rows("referrals"),
+            files,
+        },
+        unpartitioned: ExpectedTable {
+            name: TableName::new(&w.db, "users"),
+            columns: owned(&[("user_id", "bigint"), ("name", "string")]),
+            days: vec![],
+            rows: w.rows("users"),
+            files: 1,
+        },
+        tables: [(w.db.clone(), vec!["referrals".to_string(), "users".to_string()])].into_iter().collect(),
+    }
+}
+
+/// The Arrow type each Hive spelling in the warehouses must map to.
+fn assert_types(who: &str, columns: &[Column]) {
+    for c in columns {
+        let ok = match c.hive_type.as_str() {
+            "bigint" => c.data_type == Some(DataType::Int64),
+            "string" => c.data_type == Some(DataType::Utf8),
+            "decimal(12,2)" => c.data_type == Some(DataType::Decimal128(12, 2)),
+            "timestamp" => matches!(c.data_type, Some(DataType::Timestamp(TimeUnit::Microsecond, _))),
+            other => panic!("{who}: unexpected type {other} of {}", c.name),
+        };
+        assert!(ok, "{who}: column {} ({}) has Arrow type {:?}", c.name, c.hive_type, c.data_type);
+        assert!(c.is_scalar());
+    }
+}
+
+/// The contract: what any catalog must say about a warehouse.
+async fn assert_contract(catalog: &dyn Catalog, e: &Expected) {
     let who = catalog.uri().to_string();
-    let db = w.db.as_str();
 
     let dbs = catalog.databases().await.unwrap();
-    assert!(dbs.iter().any(|d| d == db), "{who}: databases {dbs:?} lack {db}");
-    assert_eq!(catalog.tables(db).await.unwrap(), ["referrals", "users"], "{who}");
+    for (db, tables) in &e.tables {
+        assert!(dbs.contains(db), "{who}: databases {dbs:?} lack {db}");
+        assert_eq!(&catalog.tables(db).await.unwrap(), tables, "{who}");
+    }
 
     // A partitioned table.
-    let t = catalog.table(&TableName::new(db, "referrals")).await.unwrap();
-    assert_eq!(t.name.to_string(), format!("{db}.referrals"));
+    let p = &e.partitioned;
+    let t = catalog.table(&p.name).await.unwrap();
+    assert_eq!(t.name, p.name);
     assert_eq!(t.format, StorageFormat::Parquet, "{who}");
-    let table_dir = w.root.join(db).join("referrals");
+    let table_dir = e.root.join(&p.name.db).join(&p.name.table);
     assert_eq!(t.location, url(&table_dir), "{who}");
-    let spelled: Vec<(&str, &str)> = t.columns.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
-    assert_eq!(
-        spelled,
-        [("product_id", "bigint"), ("network", "string"), ("amount", "decimal(12,2)"), ("ts", "timestamp")],
-        "{who}"
-    );
-    assert_eq!(t.columns[0].data_type, Some(DataType::Int64), "{who}");
-    assert_eq!(t.columns[1].data_type, Some(DataType::Utf8), "{who}");
-    assert_eq!(t.columns[2].data_type, Some(DataType::Decimal128(12, 2)), "{who}");
-    assert!(
-        matches!(t.columns[3].data_type, Some(DataType::Timestamp(TimeUnit::Microsecond, _))),
-        "{who}: {:?}",
-        t.columns[3].data_type
-    );
-    assert!(t.columns.iter().all(Column::is_scalar));
-    let keys: Vec<(&str, &str)> = t.partition_keys.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
-    assert_eq!(keys, [("dt", "string")], "{who}");
-    assert!(t.is_partition_key("DT") && t.column("dt").is_some() && t.column("amount").is_some());
+    assert_eq!(spelled(&t.columns), p.columns, "{who}");
+    assert_types(&who, &t.columns);
+    assert_eq!(spelled(&t.partition_keys), owned(&[("dt", "string")]), "{who}");
+    assert!(t.is_partition_key("DT") && t.column("dt").is_some() && t.column("ts").is_some());
 
-    assert_eq!(t.partitions.len(), sample::REFERRALS_DAYS, "{who}");
+    assert_eq!(t.partitions.len(), 7, "{who}");
     let values: Vec<Vec<String>> = t.partitions.iter().map(|p| p.values.clone()).collect();
-    let expected_values: Vec<Vec<String>> = w.days.iter().map(|d| vec![d.clone()]).collect();
+    let expected_values: Vec<Vec<String>> = p.days.iter().map(|d| vec![d.clone()]).collect();
     assert_eq!(values, expected_values, "{who}");
-    for p in &t.partitions {
-        assert_eq!(p.location, url(&table_dir.join(format!("dt={}", p.values[0]))), "{who}");
+    for part in &t.partitions {
+        assert_eq!(part.location, url(&table_dir.join(format!("dt={}", part.values[0]))), "{who}");
     }
 
     let (listed, partitions) = files::list_table(&t, |_| true).await.unwrap();
-    assert_eq!(partitions, sample::REFERRALS_DAYS);
+    assert_eq!(partitions, 7);
     let listed_urls: BTreeSet<String> = listed.iter().map(|f| f.url.clone()).collect();
     assert_eq!(listed_urls, files_under(&table_dir), "{who}: listing differs from the files on disk");
-    assert_eq!(listed.len(), sample::REFERRALS_DAYS * sample::REFERRALS_FILES_PER_DAY);
-    let first_day = w.days[0].clone();
+    assert_eq!(listed.len(), p.files, "{who}");
+    let first_day = p.days[0].clone();
     let (one_day, n) = files::list_table(&t, |v| v[0] == first_day).await.unwrap();
-    assert_eq!((one_day.len(), n), (sample::REFERRALS_FILES_PER_DAY, 1), "{who}");
-    assert!(one_day.iter().all(|f| f.partition_values == [first_day.clone()]));
+    assert_eq!(n, 1, "{who}");
+    assert!(!one_day.is_empty() && one_day.iter().all(|f| f.partition_values == [first_day.clone()]));
 
-    assert_eq!(t.stats.num_rows, Some(w.rows("referrals")), "{who}");
+    assert_eq!(t.stats.num_rows, Some(p.rows), "{who}");
     assert_eq!(t.stats.num_files, Some(listed.len() as u64), "{who}");
     assert_eq!(t.stats.total_size, Some(listed.iter().map(|f| f.size).sum()), "{who}");
-    assert_eq!(files::footer_rows(&listed).await.unwrap(), w.rows("referrals"));
+    assert_eq!(files::footer_rows(&listed).await.unwrap(), p.rows);
 
-    // An unpartitioned table, with a `_SUCCESS` marker beside its file.
-    let u = catalog.table(&TableName::new(db, "users")).await.unwrap();
-    assert!(u.partition_keys.is_empty() && u.partitions.is_empty(), "{who}");
-    assert_eq!(u.location, url(&w.root.join(db).join("users")), "{who}");
-    let (listed, _) = files::list_table(&u, |_| true).await.unwrap();
-    assert_eq!(listed.len(), 1, "{who}: {listed:?}");
-    assert_eq!(u.stats.num_rows, Some(w.rows("users")), "{who}");
-    assert_eq!(u.columns.iter().map(|c| c.hive_type.as_str()).collect::<Vec<_>>(), ["bigint", "string"]);
+    // An unpartitioned table, with a `_SUCCESS` marker beside its files.
+    let u = &e.unpartitioned;
+    let t = catalog.table(&u.name).await.unwrap();
+    assert!(t.partition_keys.is_empty() && t.partitions.is_empty(), "{who}");
+    let table_dir = e.root.join(&u.name.db).join(&u.name.table);
+    assert!(table_dir.join("_SUCCESS").exists());
+    assert_eq!(t.location, url(&table_dir), "{who}");
+    assert_eq!(spelled(&t.columns), u.columns, "{who}");
+    assert_types(&who, &t.columns);
+    let (listed, _) = files::list_table(&t, |_| true).await.unwrap();
+    assert_eq!(listed.len(), u.files, "{who}: {listed:?}");
+    assert_eq!(t.stats.num_rows, Some(u.rows), "{who}");
+    assert_eq!(t.stats.num_files, Some(u.files as u64), "{who}");
 
     // Missing things are named.
+    let db = &p.name.db;
     let missing_db = format!("{db}_missing");
     let err = catalog.tables(&missing_db).await.unwrap_err();
     assert!(matches!(&err, Error::DatabaseNotFound(n, _) if *n == missing_db), "{who}: {err:?}");
@@ -130,32 +244,58 @@ async fn assert_contract(catalog: &dyn Catalog, w: &SampleWarehouse) {
 }
 
 #[tokio::test]
-async fn directory_catalog_meets_the_contract() {
-    let (_dir, w) = warehouse("dircat");
-    let catalog = catalog::open(&url(&w.root), &CatalogConfig::default()).await.unwrap();
-    assert_contract(catalog.as_ref(), &w).await;
+async fn directory_catalog_meets_the_contract_over_the_fixtures() {
+    let e = generated();
+    let catalog = catalog::open(&url(&e.root), &CatalogConfig::default()).await.unwrap();
+    assert_contract(catalog.as_ref(), e).await;
 }
 
 #[tokio::test]
-async fn hive_catalog_meets_the_contract_after_register() {
+async fn hive_catalog_meets_the_contract_over_the_registered_fixtures() {
+    let metastore = Metastore::shared();
+    let e = generated();
+    let started = Instant::now();
+    let registered = register(&metastore.address(), &e.root).await.unwrap();
+    eprintln!("registered the fixtures in {} ms", started.elapsed().as_millis());
+    assert_eq!(registered, ["activity.user_activity", "qa.awkward", "social.referrals"]);
+
+    let catalog = catalog::open(&metastore.uri(), &CatalogConfig::default()).await.unwrap();
+    assert_eq!(catalog.uri(), metastore.uri());
+    assert_contract(catalog.as_ref(), e).await;
+
+    let t = catalog.table(&e.partitioned.name).await.unwrap();
+    assert_eq!(t.parameters.get("EXTERNAL").map(String::as_str), Some("TRUE"), "{:?}", t.parameters);
+    assert_eq!(t.partitions.iter().filter_map(|p| p.num_rows).sum::<u64>(), e.partitioned.rows, "{:?}", t.partitions);
+    assert!(t.partitions.iter().all(|p| p.num_rows.is_some()));
+    // Nested and wide-decimal columns are registered as Hive spells them.
+    let awkward = catalog.table(&TableName::new("qa", "awkward")).await.unwrap();
+    let tags = awkward.column("tags").unwrap();
+    assert_eq!(tags.hive_type, "array<string>");
+    assert!(!tags.is_scalar());
+    assert_eq!(awkward.column("d").unwrap().data_type, Some(DataType::Decimal128(38, 10)));
+}
+
+#[tokio::test]
+async fn directory_catalog_meets_the_contract_over_a_sample() {
+    let (_dir, w) = warehouse("dircat");
+    let catalog = catalog::open(&url(&w.root), &CatalogConfig::default()).await.unwrap();
+    assert_contract(catalog.as_ref(), &sample_expected(&w)).await;
+}
+
+#[tokio::test]
+async fn hive_catalog_meets_the_contract_over_a_sample_and_register_is_idempotent() {
     let metastore = Metastore::shared();
     let (_dir, w) = warehouse("hivecat");
     let expected = vec![format!("{}.referrals", w.db), format!("{}.users", w.db)];
-
-    let started = Instant::now();
     assert_eq!(register(&metastore.address(), &w.root).await.unwrap(), expected);
-    eprintln!("registered in {} ms", started.elapsed().as_millis());
     // Registering again replaces the tables rather than adding to them.
     assert_eq!(register(&metastore.address(), &w.root).await.unwrap(), expected);
 
     let catalog = catalog::open(&metastore.uri(), &CatalogConfig::default()).await.unwrap();
-    assert_eq!(catalog.uri(), metastore.uri());
-    assert_contract(catalog.as_ref(), &w).await;
-
+    assert_contract(catalog.as_ref(), &sample_expected(&w)).await;
     let t = catalog.table(&TableName::new(&w.db, "referrals")).await.unwrap();
-    assert_eq!(t.parameters.get("EXTERNAL").map(String::as_str), Some("TRUE"), "{:?}", t.parameters);
-    let per_partition = sample::REFERRALS_FILES_PER_DAY * sample::REFERRALS_ROWS_PER_FILE;
-    assert!(t.partitions.iter().all(|p| p.num_rows == Some(per_partition as u64)), "{:?}", t.partitions);
+    let per_partition = (sample::REFERRALS_FILES_PER_DAY * sample::REFERRALS_ROWS_PER_FILE) as u64;
+    assert!(t.partitions.iter().all(|p| p.num_rows == Some(per_partition)), "{:?}", t.partitions);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Tables as Spark writes them into a real metastore (`saveAsTable`, `ANALYZE TABLE`), read back
 //! through `HiveCatalog`: datasource properties, placeholder Hive columns, `path` locations and
 //! `spark.sql.statistics.*` must all be understood. Spark runs from the pyspark venv against the
-//! shared metastore (a `local[1]` job, ~15–25 s on 2 cores).
+//! shared metastore (a `local[1]` job, ~25 s on 2 cores). `TABLECAST_SKIP_SPARK=1` skips it.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,10 @@ spark.stop()
 
 #[tokio::test]
 async fn tables_written_by_spark_are_understood() {
+    if std::env::var_os("TABLECAST_SKIP_SPARK").is_some() {
+        eprintln!("skipped: TABLECAST_SKIP_SPARK is set");
+        return;
+    }
     let metastore = Metastore::shared();
     let dir = tempfile::Builder::new().prefix("tablecast-spark-").tempdir().unwrap();
     let warehouse = std::fs::canonicalize(dir.path()).unwrap();

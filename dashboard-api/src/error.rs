@@ -1,0 +1,208 @@
+//! The crate's one error type and its one mapping onto HTTP: every handler returns
+//! [`Error`], and [`Error::status`] / [`Error::code`] decide the response for all of them.
+//! Bodies are `{"error": {"code", "message", "fields"?: [{"field", "message"}]}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One problem tied to an input field (`values[1].column`, `catalog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl From<publisher::spec::SpecProblem> for FieldError {
+    fn from(p: publisher::spec::SpecProblem) -> Self {
+        FieldError {
+            field: p.field,
+            message: p.message,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{what} `{name}` not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// Input that parsed but is wrong, field by field.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error(transparent)]
+    Publisher(#[from] publisher::Error),
+    #[error("database: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn not_found(what: &'static str, name: impl Into<String>) -> Self {
+        Error::NotFound {
+            what,
+            name: name.into(),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
+        Error::Invalid {
+            message: format!("{field}: {message}"),
+            fields: vec![FieldError { field, message }],
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use publisher::Error as P;
+        match self {
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Publisher(e) => match e {
+                P::DatabaseNotFound(..) | P::TableNotFound(..) => StatusCode::NOT_FOUND,
+                P::BadTableName(_) | P::SpecSyntax(_) | P::SpecInvalid { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                P::GuardTripped(_) | P::Engine { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+                P::Catalog { .. } | P::Listing { .. } | P::ParquetFile { .. } => {
+                    StatusCode::BAD_GATEWAY
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Error::Store(_)
+            | Error::Migrate(_)
+            | Error::Config(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use publisher::Error as P;
+        match self {
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::BadRequest(_) => "bad_request",
+            Error::Invalid { .. } => "invalid",
+            Error::Publisher(e) => match e {
+                P::DatabaseNotFound(..) | P::TableNotFound(..) => "not_found",
+                P::BadTableName(_) | P::SpecSyntax(_) | P::SpecInvalid { .. } => "invalid",
+                P::GuardTripped(_) => "guard_tripped",
+                P::Engine { .. } => "engine",
+                e if e.is_transient() => "unavailable",
+                P::Catalog { .. } | P::Listing { .. } | P::ParquetFile { .. } => "upstream",
+                _ => "internal",
+            },
+            Error::Store(_)
+            | Error::Migrate(_)
+            | Error::Config(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn fields(&self) -> Vec<FieldError> {
+        match self {
+            Error::Invalid { fields, .. } => fields.clone(),
+            Error::Publisher(publisher::Error::SpecInvalid { problems, .. }) => {
+                problems.iter().cloned().map(FieldError::from).collect()
+            }
+            Error::Publisher(publisher::Error::BadTableName(name)) => vec![FieldError {
+                field: "table".into(),
+                message: format!("{name:?} is not `db.table`"),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON body, also used for errors stored with jobs and sent in events.
+    pub fn body(&self) -> ErrorBody {
+        let fields = self.fields();
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+                fields: (!fields.is_empty()).then_some(fields),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldError>>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, axum::Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_for_everything() {
+        assert_eq!(Error::not_found("api", "x").status(), StatusCode::NOT_FOUND);
+        let e = Error::from(publisher::Error::SpecInvalid {
+            api: "a".into(),
+            problems: vec![publisher::spec::SpecProblem {
+                field: "key[0]".into(),
+                message: "unknown column".into(),
+            }],
+        });
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.body().error.fields.unwrap()[0].field, "key[0]");
+        let e = Error::from(publisher::Error::MetastoreUnreachable {
+            address: "h:1".into(),
+            message: "refused".into(),
+        });
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+    }
+}

@@ -1,0 +1,705 @@
+//! APIs: create, read, update, delete, validate, plan, publish, roll back, versions.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::future::join_all;
+use publisher::publish::Route;
+use publisher::spec::{self, ApiSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::auth::User;
+use crate::config::DEFAULT_EDGE_GROUP;
+use crate::error::{Error, FieldError, Result};
+use crate::routes::jobs::JobView;
+use crate::routes::tokens::{EdgePush, push_tokens};
+use crate::routes::{catalogs::open_catalog, json_error, parse_body};
+use crate::store::{
+    ApiRow, JobKind, JobParams, JobRow, JobState, VersionRow, new_id, now_ms, rfc3339,
+};
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiView {
+    pub name: String,
+    /// The API spec (see the design's API spec section).
+    #[schema(value_type = Object)]
+    pub spec: ApiSpec,
+    pub catalog: String,
+    pub edge_group: String,
+    /// The edges of the API's group.
+    pub edges: Vec<String>,
+    pub owner: String,
+    pub protected: bool,
+    pub revision: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    /// `{lookup base}/v1/{api}/`, where a lookup service for the edge group is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_url: Option<String>,
+    /// The newest job of the API, on single-API reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<JobView>,
+    /// Token pushes to edges that this request caused (on updates that change protection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_push: Option<Vec<EdgePush>>,
+}
+
+impl ApiView {
+    pub(crate) fn new(state: &AppState, a: ApiRow) -> Self {
+        ApiView {
+            lookup_url: state.config.lookup_url(&a.edge_group, &a.name),
+            edges: state
+                .config
+                .edge_groups
+                .get(&a.edge_group)
+                .cloned()
+                .unwrap_or_default(),
+            name: a.name,
+            spec: a.spec,
+            catalog: a.catalog,
+            edge_group: a.edge_group,
+            owner: a.owner,
+            protected: a.protected,
+            revision: a.revision,
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+            last_job: None,
+            token_push: None,
+        }
+    }
+}
+
+/// A spec with where it reads from and publishes to.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiInput {
+    /// The API spec; on update its `name` may be omitted.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// A configured catalog's name; default: the API's current one, else the first configured.
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// A configured edge group; default: the API's current one, else `default`.
+    #[serde(default)]
+    pub edge_group: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    pub valid: bool,
+    pub problems: Vec<FieldError>,
+}
+
+/// A spec checked against everything: syntax, configuration and the table's schema.
+struct Checked {
+    spec: Option<ApiSpec>,
+    catalog: String,
+    edge_group: String,
+    problems: Vec<FieldError>,
+}
+
+async fn check(
+    state: &AppState,
+    input: &ApiInput,
+    path_name: Option<&str>,
+    current: Option<&ApiRow>,
+) -> Result<Checked> {
+    let mut problems: Vec<FieldError> = Vec::new();
+    let mut value = input.spec.clone();
+    if let (Some(name), Value::Object(map)) = (path_name, &mut value) {
+        map.entry("name")
+            .or_insert_with(|| Value::String(name.to_string()));
+    }
+    let spec = match serde_json::from_value::<ApiSpec>(value) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if let Error::Invalid { fields, .. } = json_error("", &e) {
+                problems.extend(fields);
+            }
+            None
+        }
+    };
+    let catalog = input
+        .catalog
+        .clone()
+        .or_else(|| current.map(|c| c.catalog.clone()))
+        .or_else(|| state.config.catalogs.first().map(|c| c.name.clone()))
+        .unwrap_or_default();
+    if state.config.catalog(&catalog).is_none() {
+        let known: Vec<&str> = state
+            .config
+            .catalogs
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        problems.push(FieldError {
+            field: "catalog".into(),
+            message: if catalog.is_empty() {
+                "no catalog is configured".into()
+            } else {
+                format!(
+                    "unknown catalog `{catalog}` (configured: {})",
+                    known.join(", ")
+                )
+            },
+        });
+    }
+    let edge_group = input
+        .edge_group
+        .clone()
+        .or_else(|| current.map(|c| c.edge_group.clone()))
+        .unwrap_or_else(|| DEFAULT_EDGE_GROUP.to_string());
+    if !state.config.edge_groups.contains_key(&edge_group) {
+        let known: Vec<&str> = state
+            .config
+            .edge_groups
+            .keys()
+            .map(String::as_str)
+            .collect();
+        problems.push(FieldError {
+            field: "edge_group".into(),
+            message: format!(
+                "unknown edge group `{edge_group}` (configured: {})",
+                known.join(", ")
+            ),
+        });
+    }
+    let Some(spec) = spec else {
+        return Ok(Checked {
+            spec: None,
+            catalog,
+            edge_group,
+            problems,
+        });
+    };
+    if let Some(name) = path_name
+        && spec.name != name
+    {
+        problems.push(FieldError {
+            field: "name".into(),
+            message: format!(
+                "the spec is named `{}` but the URL names `{name}`; APIs are not renamed",
+                spec.name
+            ),
+        });
+    }
+    if spec.name.starts_with('_') {
+        problems.push(FieldError {
+            field: "name".into(),
+            message: "names starting with `_` are reserved".into(),
+        });
+    }
+    let syntax = spec::check_syntax(&spec);
+    let table = spec.table_name().ok();
+    match (table, problems.iter().any(|p| p.field == "catalog")) {
+        (Some(table), false) => {
+            let cat = open_catalog(state, &catalog).await?;
+            match cat.table(&table).await {
+                Ok(meta) => {
+                    if let Err(publisher::Error::SpecInvalid {
+                        problems: found, ..
+                    }) = spec::validate(&spec, &meta)
+                    {
+                        problems.extend(found.into_iter().map(FieldError::from));
+                    }
+                }
+                Err(
+                    e @ (publisher::Error::TableNotFound(..)
+                    | publisher::Error::DatabaseNotFound(..)),
+                ) => {
+                    problems.extend(syntax.into_iter().map(FieldError::from));
+                    problems.push(FieldError {
+                        field: "table".into(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => problems.extend(syntax.into_iter().map(FieldError::from)),
+    }
+    Ok(Checked {
+        spec: Some(spec),
+        catalog,
+        edge_group,
+        problems,
+    })
+}
+
+fn reject(problems: Vec<FieldError>) -> Error {
+    let message = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::Invalid {
+        message: format!("the API is invalid: {message}"),
+        fields: problems,
+    }
+}
+
+/// Every API.
+#[utoipa::path(get, path = "/api/apis", tag = "apis", security(("bearer" = [])), responses((status = 200, body = [ApiView])))]
+pub async fn list_apis(State(state): State<AppState>) -> Result<Json<Vec<ApiView>>> {
+    Ok(Json(
+        state
+            .store
+            .apis()
+            .await?
+            .into_iter()
+            .map(|a| ApiView::new(&state, a))
+            .collect(),
+    ))
+}
+
+/// Creates an API after validating its spec against the table (422 with problems by field).
+#[utoipa::path(post, path = "/api/apis", tag = "apis", security(("bearer" = [])), request_body = ApiInput,
+    responses((status = 201, body = ApiView), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create_api(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    body: Bytes,
+) -> Result<Response> {
+    let input: ApiInput = parse_body(&body, false)?;
+    let checked = check(&state, &input, None, None).await?;
+    let spec = match checked.spec {
+        Some(spec) if checked.problems.is_empty() => spec,
+        _ => return Err(reject(checked.problems)),
+    };
+    let now = now_ms();
+    let row = ApiRow {
+        name: spec.name.clone(),
+        protected: spec.protected,
+        spec,
+        catalog: checked.catalog,
+        owner: user.name.clone(),
+        edge_group: checked.edge_group,
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_api(&row).await?;
+    tracing::info!(api = %row.name, "API created");
+    let location = format!("/api/apis/{}", row.name);
+    let mut response = (StatusCode::CREATED, Json(ApiView::new(&state, row))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Checks a spec without saving it: `{valid, problems: [{field, message}]}`.
+#[utoipa::path(post, path = "/api/apis/_validate", tag = "apis", security(("bearer" = [])), request_body = ApiInput,
+    responses((status = 200, body = Validation)))]
+pub async fn validate_api(State(state): State<AppState>, body: Bytes) -> Result<Json<Validation>> {
+    let input: ApiInput = parse_body(&body, false)?;
+    let current = match input.spec.get("name").and_then(Value::as_str) {
+        Some(name) => state.store.api(name).await.ok(),
+        None => None,
+    };
+    let checked = check(&state, &input, None, current.as_ref()).await?;
+    Ok(Json(Validation {
+        valid: checked.problems.is_empty(),
+        problems: checked.problems,
+    }))
+}
+
+/// One API, with its newest job.
+#[utoipa::path(get, path = "/api/apis/{name}", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    responses((status = 200, body = ApiView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_api(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ApiView>> {
+    let api = state.store.api(&name).await?;
+    let mut view = ApiView::new(&state, api);
+    view.last_job = state
+        .store
+        .jobs(Some(&name), None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(JobView::from);
+    Ok(Json(view))
+}
+
+/// Saves a new revision of an API (validated like a creation).
+#[utoipa::path(put, path = "/api/apis/{name}", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    request_body = ApiInput,
+    responses((status = 200, body = ApiView), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn update_api(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<ApiView>> {
+    let input: ApiInput = parse_body(&body, false)?;
+    let before = state.store.api(&name).await?;
+    let checked = check(&state, &input, Some(&name), Some(&before)).await?;
+    let spec = match checked.spec {
+        Some(spec) if checked.problems.is_empty() => spec,
+        _ => return Err(reject(checked.problems)),
+    };
+    state
+        .store
+        .update_api(
+            &name,
+            &spec,
+            &checked.catalog,
+            &checked.edge_group,
+            &user.name,
+        )
+        .await?;
+    let after = state.store.api(&name).await?;
+    let push = if after.protected != before.protected || after.edge_group != before.edge_group {
+        Some(push_tokens(&state, &after).await?)
+    } else {
+        None
+    };
+    let mut view = ApiView::new(&state, after);
+    view.token_push = push;
+    Ok(Json(view))
+}
+
+/// Deletes an API (its revisions and tokens; queued jobs are cancelled). Refused while one of
+/// its jobs runs. What the edges serve stays until their operators drop it.
+#[utoipa::path(delete, path = "/api/apis/{name}", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn delete_api(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    let cancelled = state.store.delete_api(&name).await?;
+    for id in cancelled {
+        let _ = state.emit(&id, &serde_json::json!({"event": "finished", "state": "cancelled", "error": {"step": "cancel", "message": "the API was deleted", "transient": false}})).await;
+    }
+    tracing::info!(api = %name, "API deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevisionView {
+    pub revision: i64,
+    #[schema(value_type = Object)]
+    pub spec: ApiSpec,
+    pub author: String,
+    pub at: String,
+}
+
+/// Every saved revision of an API, newest first.
+#[utoipa::path(get, path = "/api/apis/{name}/revisions", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    responses((status = 200, body = [RevisionView]), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<RevisionView>>> {
+    state.store.api(&name).await?;
+    let revisions = state.store.revisions(&name).await?;
+    Ok(Json(
+        revisions
+            .into_iter()
+            .map(|r| RevisionView {
+                revision: r.revision,
+                spec: r.spec,
+                author: r.author,
+                at: rfc3339(r.at),
+            })
+            .collect(),
+    ))
+}
+
+/// Options of a plan or a publish.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInput {
+    /// `auto` (follow the guards, the default), `fasttrack` or `fallback`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub route: Route,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PlanView {
+    pub api: String,
+    pub table: String,
+    /// `fasttrack` or `fallback`.
+    pub path: String,
+    /// Why that path.
+    pub reason: String,
+    /// Every breaker's measured value against its limit.
+    #[schema(value_type = Vec<Object>)]
+    pub guards: Vec<publisher::guards::GuardOutcome>,
+    pub rows: u64,
+    /// `statistics`, `parquet_footers` or `unknown`.
+    pub rows_source: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub partitions_selected: usize,
+    pub partitions_total: usize,
+    /// The engine's plan, when it could describe it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<String>,
+}
+
+/// The guard report and the chosen path; reads no data and publishes nothing.
+#[utoipa::path(post, path = "/api/apis/{name}/plan", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    request_body(content = RouteInput, description = "Optional"),
+    responses((status = 200, body = PlanView), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn plan_api(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<PlanView>> {
+    let input: RouteInput = parse_body(&body, true)?;
+    let api = state.store.api(&name).await?;
+    let catalog = state.config.catalog(&api.catalog).ok_or_else(|| {
+        Error::invalid(
+            "catalog",
+            format!("catalog `{}` is no longer configured", api.catalog),
+        )
+    })?;
+    let publisher = state.stack.publisher(&catalog.uri).await?;
+    let plan = publisher.plan(&api.spec, input.route).await?;
+    let engine = match plan.path {
+        publisher::engine::EnginePath::Fasttrack => Some(&publisher.fasttrack),
+        publisher::engine::EnginePath::Fallback => publisher.fallback.as_ref(),
+    };
+    let explain = match engine {
+        Some(e) => e.explain(&plan.job(publisher.catalog.uri())).await.ok(),
+        None => None,
+    };
+    let rows_source = serde_json::to_value(plan.inspection.rows_source)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    Ok(Json(PlanView {
+        api: name,
+        table: plan.table.name.to_string(),
+        path: plan.path.to_string(),
+        reason: plan.reason.clone(),
+        rows: plan.inspection.rows,
+        rows_source,
+        files: plan.inspection.files.len(),
+        bytes: plan.inspection.bytes(),
+        partitions_selected: plan.inspection.partitions_selected,
+        partitions_total: plan.inspection.partitions_total,
+        guards: plan.guards,
+        explain,
+    }))
+}
+
+fn accepted(job: JobRow) -> Response {
+    let location = format!("/api/jobs/{}", job.id);
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    (StatusCode::ACCEPTED, headers, Json(JobView::from(job))).into_response()
+}
+
+async fn enqueue(
+    state: &AppState,
+    api: &ApiRow,
+    kind: JobKind,
+    params: JobParams,
+    author: &str,
+) -> Result<JobRow> {
+    let urls = state.config.edge_groups.get(&api.edge_group);
+    if urls.is_none_or(|u| u.is_empty()) {
+        return Err(Error::invalid(
+            "edge_group",
+            format!("edge group `{}` has no edges configured", api.edge_group),
+        ));
+    }
+    let now = now_ms();
+    let job = JobRow {
+        id: new_id(),
+        api: api.name.clone(),
+        kind,
+        state: JobState::Queued,
+        revision: Some(api.revision),
+        params,
+        author: author.to_string(),
+        attempts: 0,
+        max_attempts: i64::from(state.config.max_attempts),
+        lease_owner: None,
+        lease_expires_at: None,
+        not_before: now,
+        error: None,
+        report: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+    };
+    state.store.enqueue(&job).await?;
+    let _ = state
+        .emit(&job.id, &serde_json::json!({"event": "queued", "kind": kind.as_str(), "api": api.name, "revision": api.revision, "author": author}))
+        .await;
+    state.wake.notify_waiters();
+    tracing::info!(job = %job.id, api = %api.name, kind = kind.as_str(), "job queued");
+    Ok(job)
+}
+
+/// Queues a publish of the API's current revision; 202 with the job (follow
+/// `/api/jobs/{id}/events`). Publishes of one API run one at a time, in order.
+#[utoipa::path(post, path = "/api/apis/{name}/publish", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    request_body(content = RouteInput, description = "Optional"),
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn publish_api(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let input: RouteInput = parse_body(&body, true)?;
+    let api = state.store.api(&name).await?;
+    let params = JobParams {
+        spec: Some(api.spec.clone()),
+        catalog: Some(api.catalog.clone()),
+        edge_group: Some(api.edge_group.clone()),
+        route: input.route,
+        to: None,
+    };
+    Ok(accepted(
+        enqueue(&state, &api, JobKind::Publish, params, &user.name).await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackInput {
+    /// The version to serve again; default: the newest kept version older than the serving one.
+    #[serde(default)]
+    pub to: Option<u64>,
+}
+
+/// Queues a rollback (a job, serialized with the API's publishes); 202 with the job.
+#[utoipa::path(post, path = "/api/apis/{name}/rollback", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    request_body(content = RollbackInput, description = "Optional"),
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn rollback_api(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let input: RollbackInput = parse_body(&body, true)?;
+    if input.to == Some(0) {
+        return Err(Error::invalid("to", "versions start at 1"));
+    }
+    let api = state.store.api(&name).await?;
+    let params = JobParams {
+        spec: None,
+        catalog: None,
+        edge_group: Some(api.edge_group.clone()),
+        route: Route::Auto,
+        to: input.to,
+    };
+    Ok(accepted(
+        enqueue(&state, &api, JobKind::Rollback, params, &user.name).await?,
+    ))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeptVersion {
+    pub version: u64,
+    pub created_at: String,
+    pub path: String,
+    pub keys: u64,
+    pub bytes: u64,
+    pub checksum: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EdgeVersionsView {
+    pub edge: String,
+    pub serving: Option<u64>,
+    pub highest: u64,
+    /// Committed versions kept for rollback, newest first.
+    pub kept: Vec<KeptVersion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionsView {
+    pub api: String,
+    pub edge_group: String,
+    /// The version every edge serves, when they agree.
+    pub serving: Option<u64>,
+    pub edges: Vec<EdgeVersionsView>,
+    /// Versions committed by the dashboard's jobs, newest first.
+    pub history: Vec<VersionRow>,
+}
+
+/// What each edge serves and keeps, and the versions the dashboard committed.
+#[utoipa::path(get, path = "/api/apis/{name}/versions", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    responses((status = 200, body = VersionsView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn api_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VersionsView>> {
+    let api = state.store.api(&name).await?;
+    let urls = state
+        .config
+        .edge_groups
+        .get(&api.edge_group)
+        .cloned()
+        .unwrap_or_default();
+    let edges = join_all(urls.iter().map(|url| {
+        let state = state.clone();
+        let name = name.clone();
+        async move {
+            let empty = |error: String| EdgeVersionsView {
+                edge: url.clone(),
+                serving: None,
+                highest: 0,
+                kept: Vec::new(),
+                error: Some(error),
+            };
+            let edge = match state.stack.edge(url).await {
+                Ok(e) => e,
+                Err(e) => return empty(e.to_string()),
+            };
+            match edge.versions(&name).await {
+                Ok(v) => EdgeVersionsView {
+                    edge: url.clone(),
+                    serving: v.serving,
+                    highest: v.highest,
+                    kept: v
+                        .kept
+                        .iter()
+                        .map(|m| KeptVersion {
+                            version: m.version,
+                            created_at: m.created_at.clone(),
+                            path: m.path.clone(),
+                            keys: m.checksum.keys,
+                            bytes: m.checksum.bytes,
+                            checksum: m.checksum.hex(),
+                        })
+                        .collect(),
+                    error: None,
+                },
+                Err(e) => empty(e.to_string()),
+            }
+        }
+    }))
+    .await;
+    let first = edges.first().and_then(|e| e.serving);
+    let serving = first.filter(|_| {
+        edges
+            .iter()
+            .all(|e| e.serving == first && e.error.is_none())
+    });
+    Ok(Json(VersionsView {
+        api: name.clone(),
+        edge_group: api.edge_group,
+        serving,
+        edges,
+        history: state.store.versions(&name).await?,
+    }))
+}

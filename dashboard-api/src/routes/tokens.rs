@@ -1,0 +1,281 @@
+//! Tokens: per-API read tokens (pushed to the API's edges as hashes) and analysts' dashboard
+//! tokens (admin only). A token is shown once, when created; only its SHA-256 is stored.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::{User, generate_token, hash_token};
+use crate::error::{Error, Result};
+use crate::routes::parse_body;
+use crate::store::{ApiRow, TokenKind, TokenRow, new_id, now_ms, rfc3339};
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    /// What the token is for (`checkout-service`, an analyst's name): 1 to 64 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub kind: TokenKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl From<TokenRow> for TokenView {
+    fn from(t: TokenRow) -> Self {
+        TokenView {
+            id: t.id,
+            kind: t.kind,
+            api: t.api,
+            name: t.name,
+            created_by: t.created_by,
+            created_at: rfc3339(t.created_at),
+            revoked_at: t.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// The result of pushing an API's token hashes to one edge.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EdgePush {
+    pub edge: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenView,
+    /// The secret itself: shown this once, never stored.
+    pub token: String,
+    /// Pushes of the API's new token set to its edges (API tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edges: Option<Vec<EdgePush>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevokedToken {
+    #[serde(flatten)]
+    pub info: TokenView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edges: Option<Vec<EdgePush>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// The token hashes edges should check: the API's live tokens when it is protected; none when
+/// it is public (edges treat any hash as "protected", so a public API's tokens stay dormant
+/// until it is protected again).
+pub async fn live_hashes(state: &AppState, api: &str, protected: bool) -> Result<Vec<String>> {
+    if protected {
+        state.store.api_token_hashes(api).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Pushes the API's live token hashes (and whether it is protected) to every edge of its group,
+/// concurrently, each with a time limit. Failures are reported, not fatal: the next publish
+/// carries the same set in its manifest.
+pub async fn push_tokens(state: &AppState, api: &ApiRow) -> Result<Vec<EdgePush>> {
+    let hashes = live_hashes(state, &api.name, api.protected).await?;
+    let urls = state
+        .config
+        .edge_groups
+        .get(&api.edge_group)
+        .cloned()
+        .unwrap_or_default();
+    let pushes = join_all(urls.into_iter().map(|url| {
+        let hashes = &hashes;
+        async move {
+            let pushed = tokio::time::timeout(Duration::from_secs(10), state.stack.push_tokens(&url, &api.name, hashes, api.protected)).await;
+            let error = match pushed {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("timed out after 10 s".to_string()),
+            };
+            if let Some(e) = &error {
+                tracing::warn!(edge = %url, api = %api.name, error = %e, "pushing token hashes failed");
+            }
+            EdgePush { edge: url, ok: error.is_none(), error }
+        }
+    }))
+    .await;
+    Ok(pushes)
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "a token name is 1 to 64 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a read token for an API and pushes the API's new token set to its edges.
+#[utoipa::path(post, path = "/api/apis/{name}/tokens", tag = "tokens", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    request_body = TokenInput,
+    responses((status = 201, body = CreatedToken), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create_api_token(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedToken>)> {
+    let input: TokenInput = parse_body(&body, false)?;
+    check_name(&input.name)?;
+    let api = state.store.api(&name).await?;
+    let token = generate_token("tca_");
+    let row = TokenRow {
+        id: format!("tok_{}", new_id()),
+        api: Some(api.name.clone()),
+        kind: TokenKind::Api,
+        name: input.name.trim().to_string(),
+        created_by: user.name.clone(),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    state.store.create_token(&row, &hash_token(&token)).await?;
+    tracing::info!(api = %api.name, token = %row.id, "API token created");
+    let edges = push_tokens(&state, &api).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            info: row.into(),
+            token,
+            edges: Some(edges),
+        }),
+    ))
+}
+
+/// An API's tokens, revoked ones included; never the secrets.
+#[utoipa::path(get, path = "/api/apis/{name}/tokens", tag = "tokens", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
+    responses((status = 200, body = [TokenView]), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn list_api_tokens(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<TokenView>>> {
+    state.store.api(&name).await?;
+    Ok(Json(
+        state
+            .store
+            .tokens(Some(&name))
+            .await?
+            .into_iter()
+            .map(TokenView::from)
+            .collect(),
+    ))
+}
+
+/// Revokes a token. An API token's revocation is pushed to the API's edges; revoking an
+/// analyst token needs the admin token.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", security(("bearer" = [])), params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, body = RevokedToken), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Json<RevokedToken>> {
+    let token = state.store.token(&id).await?;
+    if token.kind == TokenKind::Analyst {
+        user.require_admin()?;
+    }
+    state.store.revoke_token(&id).await?;
+    tracing::info!(token = %id, "token revoked");
+    let edges = match (&token.api, token.kind) {
+        (Some(api), TokenKind::Api) => match state.store.api(api).await {
+            Ok(api) => Some(push_tokens(&state, &api).await?),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    Ok(Json(RevokedToken {
+        info: state.store.token(&id).await?.into(),
+        edges,
+    }))
+}
+
+/// Creates an analyst's dashboard token (admin only).
+#[utoipa::path(post, path = "/api/users/tokens", tag = "tokens", security(("bearer" = [])), request_body = TokenInput,
+    responses((status = 201, body = CreatedToken), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn create_analyst_token(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedToken>)> {
+    user.require_admin()?;
+    let input: TokenInput = parse_body(&body, false)?;
+    check_name(&input.name)?;
+    let token = generate_token("tcu_");
+    let row = TokenRow {
+        id: format!("tok_{}", new_id()),
+        api: None,
+        kind: TokenKind::Analyst,
+        name: input.name.trim().to_string(),
+        created_by: user.name.clone(),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    state.store.create_token(&row, &hash_token(&token)).await?;
+    tracing::info!(token = %row.id, analyst = %row.name, "analyst token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            info: row.into(),
+            token,
+            edges: None,
+        }),
+    ))
+}
+
+/// Analysts' tokens, revoked ones included (admin only).
+#[utoipa::path(get, path = "/api/users/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, body = [TokenView]), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_analyst_tokens(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+) -> Result<Json<Vec<TokenView>>> {
+    user.require_admin()?;
+    Ok(Json(
+        state
+            .store
+            .tokens(None)
+            .await?
+            .into_iter()
+            .map(TokenView::from)
+            .collect(),
+    ))
+}
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/me", tag = "tokens", security(("bearer" = [])), responses((status = 200, body = Me)))]
+pub async fn me(axum::Extension(user): axum::Extension<User>) -> Json<Me> {
+    Json(Me {
+        name: user.name,
+        admin: user.admin,
+    })
+}

@@ -1,0 +1,619 @@
+//! The supervised job runner.
+//!
+//! Jobs are rows in the store. `runners` tasks claim them with one atomic `UPDATE`: the oldest
+//! due job of an API with no running job and no older queued job (so jobs of one API run one at
+//! a time and in order, while different APIs run in parallel). A claim is a lease, renewed every
+//! third of `lease_ms` while the job runs; a reaper re-queues running jobs whose lease expired
+//! (their runner crashed or hung), at start-up and periodically. A re-run starts over: the edge
+//! commit protocol makes that safe (the re-run stages a new version; the orphan staging is
+//! discarded by the edges' leases and GC).
+//!
+//! Supervision: a transient failure (`PublishReport.error.transient`, or a transient publisher
+//! error while setting up) is retried with exponential backoff until `max_attempts`; anything
+//! else fails the job at once. Progress events go to the job's event log in the store and are
+//! announced to live streams.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use publisher::publish::{Progress, ProgressFn, Tokens};
+use publisher::sink::EdgeSink;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+use crate::store::{JobKind, JobRow, JobState, Outcome, now_ms, rfc3339};
+
+/// The running runner and reaper tasks.
+pub struct Runners {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runners {
+    /// Waits for every task to stop (after [`AppState::shutdown`] is cancelled).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Re-queues expired jobs once, then starts `config.runners` runners and the periodic reaper.
+pub async fn start(state: AppState) -> Runners {
+    reap(&state).await;
+    let mut tasks = Vec::new();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let instance = format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    );
+    for i in 0..state.config.runners {
+        let state = state.clone();
+        let owner = format!("{instance}-r{i}");
+        tasks.push(tokio::spawn(async move { run_loop(state, owner).await }));
+    }
+    let reaper = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let every = Duration::from_millis((reaper.config.lease_ms / 2).clamp(50, 10_000));
+        loop {
+            tokio::select! {
+                () = reaper.shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => reap(&reaper).await,
+            }
+        }
+    }));
+    Runners { tasks }
+}
+
+async fn reap(state: &AppState) {
+    match state.store.reap_expired().await {
+        Ok((requeued, failed)) => {
+            for (id, seq) in &requeued {
+                tracing::warn!(job = %id, "lease expired: the job's runner died or hung; re-queued to start over");
+                state.signal(id, *seq);
+            }
+            for (id, seq) in &failed {
+                tracing::error!(job = %id, "lease expired and no attempts are left: job failed");
+                state.signal(id, *seq);
+            }
+            if !requeued.is_empty() {
+                state.wake.notify_waiters();
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reaping expired job leases failed"),
+    }
+}
+
+async fn run_loop(state: AppState, owner: String) {
+    let poll = Duration::from_millis(state.config.poll_ms.max(10));
+    let lease_ms = state.config.lease().as_millis() as i64;
+    loop {
+        if state.shutdown.is_cancelled() {
+            break;
+        }
+        // Register for wake-ups before looking, so a job queued in between is not missed.
+        let woken = state.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match state.store.claim(&owner, lease_ms).await {
+            Ok(Some(job)) => {
+                run_claimed(&state, &owner, job).await;
+                // Whatever this job held back (a later job of the same API) may run now.
+                state.wake.notify_waiters();
+            }
+            Ok(None) => {
+                tokio::select! {
+                    () = &mut woken => {}
+                    () = tokio::time::sleep(poll) => {}
+                    () = state.shutdown.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(runner = %owner, error = %e, "claiming a job failed");
+                tokio::select! {
+                    () = tokio::time::sleep(poll) => {}
+                    () = state.shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+}
+
+/// What one attempt produced.
+struct Attempt {
+    report: Option<Value>,
+    result: Result<Committed, Failure>,
+}
+
+/// A committed publish's new version (none for a rollback).
+struct Committed {
+    version: Option<(u64, String, u64, u64, String)>,
+}
+
+struct Failure {
+    error: Value,
+    transient: bool,
+}
+
+impl Failure {
+    fn setup(e: &publisher::Error) -> Self {
+        Failure {
+            error: json!({"step": "setup", "message": e.to_string(), "transient": e.is_transient()}),
+            transient: e.is_transient(),
+        }
+    }
+    fn permanent(step: &str, message: impl Into<String>) -> Self {
+        Failure {
+            error: json!({"step": step, "message": message.into(), "transient": false}),
+            transient: false,
+        }
+    }
+}
+
+enum Ended {
+    Done(Attempt),
+    /// The lease was lost: the job was cancelled or re-queued by a reaper.
+    LostLease,
+    /// Shutdown came and the grace period ran out.
+    Abandoned,
+}
+
+async fn run_claimed(state: &AppState, owner: &str, job: JobRow) {
+    let started = Instant::now();
+    let kind = job.kind.as_str();
+    tracing::info!(job = %job.id, api = %job.api, kind, attempt = job.attempts, runner = %owner, "job started");
+    let _ = state
+        .emit(&job.id, &json!({"event": "attempt_started", "attempt": job.attempts, "max_attempts": job.max_attempts, "runner": owner}))
+        .await;
+
+    // Progress callbacks are synchronous: they queue events for a writer task, which stores
+    // them in order and announces them.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let writer = {
+        let state = state.clone();
+        let id = job.id.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let Err(e) = state.emit(&id, &event).await {
+                    tracing::warn!(job = %id, error = %e, "storing a progress event failed");
+                }
+            }
+        })
+    };
+    let progress: ProgressFn = Arc::new(move |p: Progress| {
+        let _ = tx.send(
+            serde_json::to_value(&p)
+                .unwrap_or_else(|e| json!({"event": "unencodable", "message": e.to_string()})),
+        );
+    });
+
+    let ended = supervise(state, owner, &job, progress).await;
+    let _ = writer.await;
+
+    let seconds = started.elapsed().as_secs_f64();
+    match ended {
+        Ended::LostLease => {
+            tracing::warn!(job = %job.id, "job lost its lease (cancelled or re-queued): stopped");
+            state.metrics.attempt(kind, "cancelled", seconds);
+        }
+        Ended::Abandoned => {
+            tracing::warn!(job = %job.id, "shutting down: job abandoned and handed back to the queue");
+            state.metrics.attempt(kind, "abandoned", seconds);
+            match state.store.release(&job.id, owner).await {
+                Ok(_) => {
+                    let _ = state.emit(&job.id, &json!({"event": "abandoned", "reason": "dashboard shutting down; the job will start over"})).await;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "handing the job back failed; its lease will expire")
+                }
+            }
+        }
+        Ended::Done(attempt) => settle(state, owner, &job, attempt, seconds).await,
+    }
+}
+
+/// Runs the attempt while renewing the lease; stops it if the lease is lost, or if shutdown
+/// comes and the grace period passes.
+async fn supervise(state: &AppState, owner: &str, job: &JobRow, progress: ProgressFn) -> Ended {
+    let lease_ms = state.config.lease().as_millis() as i64;
+    let work = execute(state, job, progress);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3).max(10) as u64));
+    renew.tick().await;
+    let grace = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(grace);
+    let mut grace_started = false;
+    loop {
+        tokio::select! {
+            attempt = &mut work => return Ended::Done(attempt),
+            _ = renew.tick() => match state.store.renew(&job.id, owner, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => return Ended::LostLease,
+                Err(e) => tracing::warn!(job = %job.id, error = %e, "renewing the job lease failed; retrying"),
+            },
+            () = state.shutdown.cancelled(), if !grace_started => {
+                grace_started = true;
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(state.config.shutdown_grace_ms);
+                grace.as_mut().reset(deadline);
+            }
+            () = &mut grace, if grace_started => return Ended::Abandoned,
+        }
+    }
+}
+
+async fn settle(state: &AppState, owner: &str, job: &JobRow, attempt: Attempt, seconds: f64) {
+    let kind = job.kind.as_str();
+    let report = attempt.report;
+    match attempt.result {
+        Ok(committed) => {
+            if let Some((version, path, keys, bytes, checksum)) = &committed.version
+                && let Err(e) = state
+                    .store
+                    .record_version(&job.api, *version, path, *keys, *bytes, checksum, &job.id)
+                    .await
+            {
+                tracing::error!(job = %job.id, error = %e, "recording the committed version failed");
+            }
+            let event = json!({"event": "finished", "state": "succeeded", "attempts": job.attempts, "report": report});
+            let outcome = Outcome {
+                state: JobState::Succeeded,
+                report: report.as_ref(),
+                error: None,
+            };
+            finish(state, owner, job, outcome, &event).await;
+            state.metrics.attempt(kind, "succeeded", seconds);
+            tracing::info!(job = %job.id, api = %job.api, kind, "job succeeded");
+        }
+        Err(failure) if failure.transient && job.attempts < job.max_attempts => {
+            let delay = state.config.backoff(job.attempts as u32);
+            let due = now_ms() + delay.as_millis() as i64;
+            match state
+                .store
+                .retry_later(&job.id, owner, due, &failure.error, report.as_ref())
+                .await
+            {
+                Ok(true) => {
+                    let event = json!({
+                        "event": "retry_scheduled",
+                        "attempt": job.attempts,
+                        "max_attempts": job.max_attempts,
+                        "error": failure.error,
+                        "delay_ms": delay.as_millis() as u64,
+                        "retry_at": rfc3339(due),
+                    });
+                    let _ = state.emit(&job.id, &event).await;
+                    tracing::warn!(job = %job.id, api = %job.api, attempt = job.attempts, delay_ms = delay.as_millis() as u64, error = %failure.error, "transient failure: retrying later");
+                    let waker = state.wake.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        waker.notify_waiters();
+                    });
+                }
+                Ok(false) => {
+                    tracing::warn!(job = %job.id, "job was taken from this runner before it could be re-queued")
+                }
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "re-queueing failed; the lease will expire and the job re-run")
+                }
+            }
+            state.metrics.attempt(kind, "retried", seconds);
+        }
+        Err(failure) => {
+            let event = json!({"event": "finished", "state": "failed", "attempts": job.attempts, "report": report, "error": failure.error});
+            let outcome = Outcome {
+                state: JobState::Failed,
+                report: report.as_ref(),
+                error: Some(&failure.error),
+            };
+            finish(state, owner, job, outcome, &event).await;
+            state.metrics.attempt(kind, "failed", seconds);
+            tracing::error!(job = %job.id, api = %job.api, kind, attempts = job.attempts, error = %failure.error, "job failed");
+        }
+    }
+}
+
+async fn finish(state: &AppState, owner: &str, job: &JobRow, outcome: Outcome<'_>, event: &Value) {
+    match state.store.finish(&job.id, owner, outcome, event).await {
+        Ok(Some(seq)) => state.signal(&job.id, seq),
+        Ok(None) => {
+            tracing::warn!(job = %job.id, "job was taken from this runner (cancelled?) before it finished")
+        }
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "storing the job's outcome failed; the lease will expire and the job re-run")
+        }
+    }
+}
+
+async fn execute(state: &AppState, job: &JobRow, progress: ProgressFn) -> Attempt {
+    let edges = match edges_for(state, job).await {
+        Ok(e) => e,
+        Err(f) => {
+            return Attempt {
+                report: None,
+                result: Err(f),
+            };
+        }
+    };
+    match job.kind {
+        JobKind::Publish => publish(state, job, &edges, progress).await,
+        JobKind::Rollback => {
+            let attempt = rollback(job, &edges, progress).await;
+            if attempt.result.is_ok() {
+                // A rolled-back version's manifest carries the token set of its day: push
+                // today's, so that revoked tokens stay revoked.
+                match state.store.api(&job.api).await {
+                    Ok(api) => {
+                        let _ = crate::routes::tokens::push_tokens(state, &api).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(api = %job.api, error = %e, "re-pushing tokens after the rollback failed")
+                    }
+                }
+            }
+            attempt
+        }
+    }
+}
+
+async fn edges_for(state: &AppState, job: &JobRow) -> Result<Vec<Arc<dyn EdgeSink>>, Failure> {
+    let group = match &job.params.edge_group {
+        Some(g) => g.clone(),
+        None => state
+            .store
+            .api(&job.api)
+            .await
+            .map(|a| a.edge_group)
+            .map_err(|e| Failure::permanent("setup", e.to_string()))?,
+    };
+    let urls = state.config.edge_groups.get(&group).ok_or_else(|| {
+        Failure::permanent("setup", format!("edge group `{group}` is not configured"))
+    })?;
+    if urls.is_empty() {
+        return Err(Failure::permanent(
+            "setup",
+            format!("edge group `{group}` has no edges: configure edge_groups"),
+        ));
+    }
+    let mut edges = Vec::with_capacity(urls.len());
+    for url in urls {
+        edges.push(
+            state
+                .stack
+                .edge(url)
+                .await
+                .map_err(|e| Failure::setup(&e))?,
+        );
+    }
+    Ok(edges)
+}
+
+async fn publish(
+    state: &AppState,
+    job: &JobRow,
+    edges: &[Arc<dyn EdgeSink>],
+    progress: ProgressFn,
+) -> Attempt {
+    let fail = |f: Failure| Attempt {
+        report: None,
+        result: Err(f),
+    };
+    let Some(spec) = &job.params.spec else {
+        return fail(Failure::permanent("setup", "the job carries no spec"));
+    };
+    let catalog_name = job.params.catalog.clone().unwrap_or_default();
+    let Some(catalog) = state.config.catalog(&catalog_name) else {
+        return fail(Failure::permanent(
+            "setup",
+            format!("catalog `{catalog_name}` is not configured"),
+        ));
+    };
+    let hashes = match crate::routes::tokens::live_hashes(state, &job.api, spec.protected).await {
+        Ok(h) => h,
+        Err(e) => {
+            return fail(Failure {
+                error: json!({"step": "setup", "message": e.to_string(), "transient": true}),
+                transient: true,
+            });
+        }
+    };
+    let tokens = Tokens {
+        protected: spec.protected,
+        hashes,
+    };
+    let publisher = match state.stack.publisher(&catalog.uri).await {
+        Ok(p) => p,
+        Err(e) => return fail(Failure::setup(&e)),
+    };
+    let report = publisher
+        .publish(spec, job.params.route, edges, &tokens, progress)
+        .await;
+    let value = serde_json::to_value(&report).ok();
+    let result = match (&report.error, report.committed, report.version) {
+        (None, true, Some(version)) => Ok(Committed {
+            version: Some((
+                version,
+                report.path.clone().unwrap_or_default(),
+                report.keys_out,
+                report.bytes_out,
+                report.checksum.clone().unwrap_or_default(),
+            )),
+        }),
+        (Some(e), _, _) => Err(Failure {
+            error: serde_json::to_value(e).unwrap_or(Value::Null),
+            transient: e.transient,
+        }),
+        _ => Err(Failure::permanent(
+            "commit",
+            "the publish ended without committing a version",
+        )),
+    };
+    Attempt {
+        report: value,
+        result,
+    }
+}
+
+/// Switches every edge back to an older kept version, under the same per-edge publish lease
+/// as a publish (and, being a job, under the same per-API lock in the queue).
+async fn rollback(job: &JobRow, edges: &[Arc<dyn EdgeSink>], progress: ProgressFn) -> Attempt {
+    let started = Instant::now();
+    let config = publisher::publish::PublishConfig::default();
+    let holder = format!("dashboard-rollback-{}", job.id);
+    let api = job.api.as_str();
+    let mut report = json!({"api": api, "from": null, "to": null, "edges": [], "committed": false, "total_ms": 0});
+    let mut leased: Vec<&Arc<dyn EdgeSink>> = Vec::new();
+    let result = rollback_steps(
+        api,
+        job.params.to,
+        edges,
+        &holder,
+        &config,
+        &progress,
+        &mut report,
+        &mut leased,
+    )
+    .await;
+    join_all(leased.iter().map(|e| e.release_lease(api, &holder))).await;
+    report["total_ms"] = json!(started.elapsed().as_millis() as u64);
+    if let Err(f) = &result {
+        progress(Progress::Failed {
+            step: publisher::report::Step::Commit,
+            message: f
+                .error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("rollback failed")
+                .to_string(),
+        });
+    }
+    Attempt {
+        report: Some(report),
+        result: result.map(|()| Committed { version: None }),
+    }
+}
+
+fn edge_failure(edge: &dyn EdgeSink, step: &str, e: &publisher::Error) -> Failure {
+    Failure {
+        error: json!({"step": step, "edge": edge.address(), "message": e.to_string(), "transient": e.is_transient()}),
+        transient: e.is_transient(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rollback_steps<'a>(
+    api: &str,
+    to: Option<u64>,
+    edges: &'a [Arc<dyn EdgeSink>],
+    holder: &str,
+    config: &publisher::publish::PublishConfig,
+    progress: &ProgressFn,
+    report: &mut Value,
+    leased: &mut Vec<&'a Arc<dyn EdgeSink>>,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_millis(config.lease_wait_ms);
+    for edge in edges {
+        loop {
+            match edge.acquire_lease(api, holder, config.lease_ttl_ms).await {
+                Ok(true) => {
+                    leased.push(edge);
+                    break;
+                }
+                Ok(false) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Ok(false) => {
+                    return Err(Failure {
+                        error: json!({"step": "lease", "edge": edge.address(), "message": format!("another publish of `{api}` held the lease for over {} ms", config.lease_wait_ms), "transient": true}),
+                        transient: true,
+                    });
+                }
+                Err(e) => return Err(edge_failure(edge.as_ref(), "lease", &e)),
+            }
+        }
+    }
+
+    let mut states = Vec::with_capacity(edges.len());
+    for edge in edges {
+        states.push(
+            edge.versions(api)
+                .await
+                .map_err(|e| edge_failure(edge.as_ref(), "versions", &e))?,
+        );
+    }
+    let from = states.iter().filter_map(|s| s.serving).max();
+    let kept_everywhere = |v: u64| states.iter().all(|s| s.kept.iter().any(|m| m.version == v));
+    let target = match to {
+        Some(v) if !kept_everywhere(v) => {
+            let kept: BTreeMap<&str, Vec<u64>> = edges
+                .iter()
+                .zip(&states)
+                .map(|(e, s)| (e.address(), s.kept.iter().map(|m| m.version).collect()))
+                .collect();
+            return Err(Failure::permanent(
+                "plan",
+                format!(
+                    "version {v} of `{api}` is not kept on every edge (kept: {})",
+                    json!(kept)
+                ),
+            ));
+        }
+        Some(v) => v,
+        None => {
+            let from = from.ok_or_else(|| {
+                Failure::permanent(
+                    "plan",
+                    format!("`{api}` has no serving version to roll back from"),
+                )
+            })?;
+            let mut candidates: Vec<u64> = states
+                .iter()
+                .flat_map(|s| s.kept.iter().map(|m| m.version))
+                .filter(|v| *v < from)
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            candidates
+                .into_iter()
+                .rev()
+                .find(|v| kept_everywhere(*v))
+                .ok_or_else(|| {
+                    Failure::permanent(
+                        "plan",
+                        format!("no version of `{api}` older than {from} is kept on every edge"),
+                    )
+                })?
+        }
+    };
+    report["from"] = json!(from);
+    report["to"] = json!(target);
+    progress(Progress::StepStarted {
+        step: publisher::report::Step::Commit,
+    });
+
+    let mut switched: Vec<(usize, Option<u64>)> = Vec::new();
+    let mut results = Vec::new();
+    for (i, (edge, s)) in edges.iter().zip(&states).enumerate() {
+        if let Err(e) = edge.commit(api, target).await {
+            // Put the edges that already moved back where they were.
+            for (j, previous) in &switched {
+                if let Some(previous) = previous {
+                    let _ = edges[*j].commit(api, *previous).await;
+                }
+            }
+            results.push(json!({"edge": edge.address(), "previous": s.serving, "committed": false, "error": e.to_string()}));
+            report["edges"] = json!(results);
+            return Err(edge_failure(edge.as_ref(), "commit", &e));
+        }
+        switched.push((i, s.serving));
+        results.push(json!({"edge": edge.address(), "previous": s.serving, "committed": true}));
+    }
+    report["edges"] = json!(results);
+    report["committed"] = json!(true);
+    progress(Progress::Committed { version: target });
+    Ok(())
+}

@@ -1,0 +1,698 @@
+//! Test support: a small Parquet table; a `Stack` over the real pieces (directory catalog, fast
+//! track, edge-cache's `RedisEdge` on redis-servers started here, with a fault-injection test
+//! double layered over it) and a lookup service per edge; and an in-process dashboard on a free
+//! loopback port, driven through its REST API with reqwest.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use dashboard_api::{NamedCatalog, ServerConfig, Stack};
+use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use publisher::canonical::{Checksum, Entry};
+use publisher::sink::{EdgeSink, EdgeVersions, VersionManifest};
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "admin-token-for-tests-0123456789";
+
+/// `shop.sales`, partitioned by `dt`: 7 rows over 2 partitions, with nulls and unicode.
+pub fn write_table(root: &Path) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("product_id", DataType::Int64, true),
+        Field::new("network", DataType::Utf8, true),
+        Field::new("referrals", DataType::Int64, true),
+        Field::new("revenue", DataType::Decimal128(12, 2), true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]));
+    type Row = (i64, Option<&'static str>, i64, i128, i64);
+    let parts: [(&str, Vec<Row>); 2] = [
+        (
+            "2026-11-01",
+            vec![
+                (1, Some("fb"), 5, 150, 1_000_000),
+                (2, Some("fb"), 7, 5, 2_000_000),
+                (3, Some("tw"), 1, 100, 3_000_000),
+            ],
+        ),
+        (
+            "2026-11-02",
+            vec![
+                (1, Some("fb"), 4, 1, 4_500_000),
+                (3, Some("fb"), 9, 0, 5_000_000),
+                (4, None, 2, 999, 6_000_000),
+                (2, Some("日本"), 3, 12345, 7_000_000),
+            ],
+        ),
+    ];
+    for (dt, rows) in parts {
+        let dir = root.join("shop/sales").join(format!("dt={dt}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
+                ),
+                Arc::new(TimestampMicrosecondArray::from(
+                    rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        let mut w = ArrowWriter::try_new(
+            File::create(dir.join("part-0.parquet")).unwrap(),
+            Arc::clone(&schema),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+}
+
+/// Top products by referrals per network.
+pub fn top_products_spec(name: &str) -> Value {
+    json!({
+        "name": name,
+        "table": "shop.sales",
+        "key": ["network"],
+        "group_by": ["product_id"],
+        "limit": 2,
+        "values": [
+            {"column": "product_id"},
+            {"agg": "sum", "column": "referrals", "as": "referrals"}
+        ],
+        "order_by": [{"field": "referrals", "dir": "desc"}]
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real edges: redis-server processes, the edge-cache crate's RedisEdge, and its lookup service.
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server on a free loopback port, without persistence; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("dashboard-redis-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+                {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Injected faults.
+#[derive(Default)]
+pub struct Faults {
+    /// The next N writes fail with a transient edge error.
+    pub transient_writes: AtomicU32,
+    /// Every write fails with a permanent (non-transient) error.
+    pub permanent_writes: AtomicBool,
+    /// Every write waits this long first.
+    pub write_delay_ms: AtomicU64,
+    /// Writes never return (a hung edge) while set.
+    pub hang_writes: AtomicBool,
+}
+
+/// A TEST DOUBLE layer for fault injection: a real `RedisEdge` whose writes can be made to
+/// fail (transiently N times, or permanently), to be slow, or to hang. Everything else is
+/// the real edge.
+pub struct FaultyEdge {
+    pub redis: Arc<edge_cache::RedisEdge>,
+    pub faults: Faults,
+}
+
+#[async_trait]
+impl EdgeSink for FaultyEdge {
+    fn address(&self) -> &str {
+        EdgeSink::address(self.redis.as_ref())
+    }
+
+    async fn versions(&self, api: &str) -> publisher::Result<EdgeVersions> {
+        EdgeSink::versions(self.redis.as_ref(), api).await
+    }
+
+    async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> publisher::Result<bool> {
+        EdgeSink::acquire_lease(self.redis.as_ref(), api, holder, ttl_ms).await
+    }
+
+    async fn release_lease(&self, api: &str, holder: &str) -> publisher::Result<()> {
+        EdgeSink::release_lease(self.redis.as_ref(), api, holder).await
+    }
+
+    async fn begin(&self, manifest: &VersionManifest) -> publisher::Result<()> {
+        EdgeSink::begin(self.redis.as_ref(), manifest).await
+    }
+
+    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> publisher::Result<()> {
+        let delay = self.faults.write_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        while self.faults.hang_writes.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.faults.permanent_writes.load(Ordering::Relaxed) {
+            return Err(publisher::Error::Config(format!(
+                "edge {}: injected permanent fault",
+                self.address()
+            )));
+        }
+        if self
+            .faults
+            .transient_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(publisher::Error::Edge {
+                edge: self.address().to_string(),
+                step: "write".into(),
+                message: "injected transient fault: connection reset".into(),
+            });
+        }
+        EdgeSink::write(self.redis.as_ref(), api, version, entries).await
+    }
+
+    async fn seal(&self, manifest: &VersionManifest) -> publisher::Result<Checksum> {
+        EdgeSink::seal(self.redis.as_ref(), manifest).await
+    }
+
+    async fn commit(&self, api: &str, version: u64) -> publisher::Result<()> {
+        EdgeSink::commit(self.redis.as_ref(), api, version).await
+    }
+
+    async fn discard(&self, api: &str, version: u64) -> publisher::Result<()> {
+        EdgeSink::discard(self.redis.as_ref(), api, version).await
+    }
+
+    async fn gc(&self, api: &str, keep: usize) -> publisher::Result<u64> {
+        EdgeSink::gc(self.redis.as_ref(), api, keep).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stack: real directory catalog, fast track, Redis edges (with a fault-injection layer),
+// and a lookup service in front of each edge.
+
+pub struct TestStack {
+    pub urls: Vec<String>,
+    /// Base URLs of the lookup services, one per edge.
+    pub lookups: Vec<String>,
+    edges: HashMap<String, Arc<FaultyEdge>>,
+    /// Every push_tokens call: (url, api, hashes, protected).
+    pub pushes: Mutex<Vec<(String, String, Vec<String>, bool)>>,
+    lookup_tasks: Vec<tokio::task::JoinHandle<()>>,
+    _redis: Vec<RedisServer>,
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        for t in &self.lookup_tasks {
+            t.abort();
+        }
+    }
+}
+
+impl TestStack {
+    /// Two edges: two redis-servers, each with a lookup service.
+    pub async fn new() -> Arc<Self> {
+        let redis = vec![RedisServer::start(), RedisServer::start()];
+        let mut edges = HashMap::new();
+        let mut urls = Vec::new();
+        let mut lookups = Vec::new();
+        let mut lookup_tasks = Vec::new();
+        for r in &redis {
+            let options = edge_cache::EdgeOptions {
+                retire_grace: Duration::from_millis(50),
+                ..Default::default()
+            };
+            let edge = Arc::new(
+                edge_cache::RedisEdge::connect_with(&r.url(), options)
+                    .await
+                    .unwrap(),
+            );
+            edges.insert(
+                r.url(),
+                Arc::new(FaultyEdge {
+                    redis: Arc::clone(&edge),
+                    faults: Faults::default(),
+                }),
+            );
+            urls.push(r.url());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            lookups.push(format!("http://{}", listener.local_addr().unwrap()));
+            let config = edge_cache::LookupConfig {
+                redis_url: r.url(),
+                version_cache_ms: 10,
+                rehydrate_check_ms: 0,
+                ..Default::default()
+            };
+            let state = edge_cache::LookupState::new(config).unwrap();
+            lookup_tasks.push(tokio::spawn(async move {
+                let _ = edge_cache::serve_on(listener, state, std::future::pending()).await;
+            }));
+        }
+        Arc::new(TestStack {
+            urls,
+            lookups,
+            edges,
+            pushes: Mutex::new(Vec::new()),
+            lookup_tasks,
+            _redis: redis,
+        })
+    }
+
+    pub fn edge(&self, i: usize) -> Arc<FaultyEdge> {
+        Arc::clone(&self.edges[&self.urls[i]])
+    }
+
+    pub async fn serving(&self, i: usize, api: &str) -> Option<u64> {
+        self.edge(i).redis.serving(api).await.unwrap()
+    }
+
+    /// `GET /v1/{api}/{key}` on edge `i`'s lookup service: (status, body, served version).
+    pub async fn lookup(
+        &self,
+        i: usize,
+        api: &str,
+        key: &str,
+        token: Option<&str>,
+    ) -> (u16, String, Option<u64>) {
+        let mut req = reqwest::Client::new().get(format!("{}/v1/{api}/{key}", self.lookups[i]));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let version = resp
+            .headers()
+            .get("x-tablecast-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        (status, resp.text().await.unwrap(), version)
+    }
+
+    /// Polls a lookup until it answers `status` (the lookup service caches versions briefly).
+    pub async fn lookup_until(
+        &self,
+        i: usize,
+        api: &str,
+        key: &str,
+        token: Option<&str>,
+        status: u16,
+    ) -> (String, Option<u64>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (s, body, version) = self.lookup(i, api, key, token).await;
+            if s == status {
+                return (body, version);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lookup {api}/{key} on edge {i}: {s} {body}, expected {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Stack for TestStack {
+    async fn publisher(
+        &self,
+        catalog_uri: &str,
+    ) -> publisher::Result<publisher::publish::Publisher> {
+        let catalog = publisher::catalog::open(catalog_uri, &Default::default()).await?;
+        Ok(publisher::publish::Publisher {
+            catalog,
+            fasttrack: Arc::new(fasttrack::FastTrack::default()),
+            fallback: None,
+            limits: Default::default(),
+            config: publisher::publish::PublishConfig {
+                lease_ttl_ms: 3_000,
+                ..Default::default()
+            },
+            snapshots: None,
+        })
+    }
+
+    async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn EdgeSink>> {
+        match self.edges.get(url) {
+            Some(e) => Ok(Arc::clone(e) as Arc<dyn EdgeSink>),
+            None => Err(publisher::Error::Edge {
+                edge: url.into(),
+                step: "connect".into(),
+                message: "no such test edge".into(),
+            }),
+        }
+    }
+
+    async fn push_tokens(
+        &self,
+        url: &str,
+        api: &str,
+        hashes: &[String],
+        protected: bool,
+    ) -> publisher::Result<()> {
+        self.pushes.lock().unwrap().push((
+            url.to_string(),
+            api.to_string(),
+            hashes.to_vec(),
+            protected,
+        ));
+        let edge = self
+            .edges
+            .get(url)
+            .ok_or_else(|| publisher::Error::Config(format!("no test edge {url}")))?;
+        Ok(edge.redis.set_token_hashes(api, hashes, protected).await?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under test.
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: PathBuf,
+    pub stack: Arc<TestStack>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<dashboard_api::Result<()>>>,
+}
+
+/// A temp dir with the fixture table.
+pub fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(&dir.path().join("warehouse"));
+    dir
+}
+
+pub fn config(dir: &Path, stack: &TestStack) -> ServerConfig {
+    let catalog_uri = url::Url::from_file_path(dir.join("warehouse"))
+        .unwrap()
+        .to_string();
+    ServerConfig {
+        state_dir: dir.to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+        runners: 2,
+        lease_ms: 2_000,
+        max_attempts: 4,
+        backoff_base_ms: 50,
+        backoff_max_ms: 400,
+        poll_ms: 50,
+        shutdown_grace_ms: 0,
+        catalogs: vec![NamedCatalog {
+            name: "local".into(),
+            uri: catalog_uri,
+        }],
+        edge_groups: BTreeMap::from([("default".to_string(), stack.urls.clone())]),
+        lookup_base_urls: BTreeMap::from([("default".to_string(), stack.lookups[0].clone())]),
+        preview_rows: 5,
+        ..Default::default()
+    }
+}
+
+impl TestServer {
+    /// A dashboard with default test settings over a new stack.
+    pub async fn boot(dir: &Path) -> TestServer {
+        Self::boot_with(dir, |_| {}).await
+    }
+
+    pub async fn boot_with(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let stack = TestStack::new().await;
+        let mut cfg = config(dir, &stack);
+        tweak(&mut cfg);
+        TestServer::start(cfg, stack).await
+    }
+
+    pub async fn start(config: ServerConfig, stack: Arc<TestStack>) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let db = config.state_dir.join("dashboard.db");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let dyn_stack: Arc<dyn Stack> = stack.clone();
+        let handle = tokio::spawn(dashboard_api::serve_on(
+            listener,
+            config,
+            dyn_stack,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let server = TestServer {
+            base,
+            client,
+            db,
+            stack,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        // Wait until it answers.
+        for _ in 0..200 {
+            if let Ok(r) = server
+                .client
+                .get(format!("{}/healthz", server.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the dashboard did not come up");
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(20), h)
+                .await
+                .expect("graceful shutdown in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(ADMIN), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(ADMIN), Some(body))
+            .await
+    }
+
+    pub async fn create_api(&self, spec: Value) -> Value {
+        let (status, body) = self.post("/api/apis", json!({"spec": spec})).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Queues a publish; returns the job id.
+    pub async fn publish(&self, api: &str) -> String {
+        let (status, body) = self
+            .post(&format!("/api/apis/{api}/publish"), json!({}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls a job until it is final.
+    pub async fn wait_job(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, job) = self.get(&format!("/api/jobs/{id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls a job until it reaches `state`.
+    pub async fn wait_job_state(&self, id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, job) = self.get(&format!("/api/jobs/{id}")).await;
+            if job["state"] == state {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never reached {state}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Follows a job's event stream to its end; returns the events' data.
+    pub async fn follow(&self, id: &str) -> Vec<Value> {
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/jobs/{id}/events")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        let mut events = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(chunk) = tokio::time::timeout_at(deadline.into(), stream.next())
+            .await
+            .expect("event stream ended in time")
+        {
+            buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if !data.is_empty() {
+                    events.push(serde_json::from_str(&data.join("\n")).unwrap());
+                }
+            }
+        }
+        events
+    }
+}
+
+/// Opens the dashboard's SQLite database directly (to check what is at rest, or to simulate a
+/// crashed runner).
+pub async fn open_db(path: &Path) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", path.display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}

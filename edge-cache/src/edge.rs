@@ -1,0 +1,1044 @@
+//! [`RedisEdge`]: one edge cache (a Redis, or a Redis Cluster) as the publisher sees it —
+//! versioned writes beside the serving version, verify, atomic commit, rollback, GC, leases,
+//! token sets — and the few reads the lookup service needs.
+//!
+//! The protocol, per API, on one edge (key names in [`crate::layout`]):
+//! - `begin(v)`: refuses a committed `v`; clears leftovers of `v`; records the bucket count.
+//! - `write(v, entries)`: one HSET per bucket touched, all in one pipeline (one pipeline per
+//!   slot on a cluster); only what Redis acknowledged is added to the version's checksum.
+//! - `seal(manifest)`: the acknowledged checksum must equal the manifest's, and the buckets must
+//!   hold exactly `manifest.checksum.keys` fields (sum of HLEN); then the manifest is stored.
+//! - `commit(v)`: one Lua script switches `current` to a sealed (or kept) version, records the
+//!   one it replaces as retired, and applies the version's token set unless the tokens were
+//!   set explicitly after the version began.
+//! - `gc(keep)`: drops committed versions beyond the newest `keep` (never the serving one, never
+//!   one that stopped serving less than [`EdgeOptions::retire_grace`] ago) and stale staging:
+//!   metadata first, then the buckets with UNLINK, a slice at a time.
+//!
+//! Readers resolve `current` once per request and read only that version's buckets, so they
+//! never see a mix; the previous version stays readable at least for the retire grace.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use publisher::canonical::{Checksum, Entry};
+use publisher::sink::{EdgeSink, EdgeVersions, VersionManifest};
+use redis::{Cmd, RedisError, Value};
+
+use crate::conn::{Address, Conn, Grouped, Timeouts, value};
+use crate::error::{Error, Result};
+use crate::layout::{self, LAYOUT, StageRecord, StoredManifest};
+
+#[derive(Debug, Clone)]
+pub struct EdgeOptions {
+    pub timeouts: Timeouts,
+    /// Buckets of a version whose size is unknown at `begin` (no hint in the staging manifest's
+    /// `checksum.keys` and no previous version to go by).
+    pub default_buckets: u32,
+    /// A version that stopped serving stays at least this long whatever `keep` says, so that a
+    /// lookup that resolved it just before a switch still finds its data. Must exceed the lookup
+    /// services' version cache (their `version_cache_ms`, capped at 2 s).
+    pub retire_grace: Duration,
+    /// A staged version newer than the serving one, never committed, is collected after this.
+    pub stale_staging: Duration,
+    /// Keys per UNLINK pipeline when dropping a version.
+    pub delete_slice: usize,
+    /// Read every entry back at seal and recompute the checksum (slow; for tests and audits).
+    pub deep_verify: bool,
+}
+
+impl Default for EdgeOptions {
+    fn default() -> Self {
+        EdgeOptions {
+            timeouts: Timeouts::default(),
+            default_buckets: 256,
+            retire_grace: Duration::from_secs(10),
+            stale_staging: Duration::from_secs(3600),
+            delete_slice: 256,
+            deep_verify: false,
+        }
+    }
+}
+
+/// What this process wrote of a staged version.
+#[derive(Debug, Clone, Copy)]
+struct Tracker {
+    buckets: u32,
+    acked: Checksum,
+    /// New fields Redis reported (HSET replies): less than `acked.keys` means duplicate keys.
+    added: u64,
+    sealed: bool,
+}
+
+/// The serving state of an API, as a lookup needs it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub version: u64,
+    pub manifest: std::sync::Arc<StoredManifest>,
+    /// Whether a token is required, and which (SHA-256 hex), from the API's current token set.
+    pub protected: bool,
+    pub token_hashes: Vec<String>,
+}
+
+pub struct RedisEdge {
+    address: String,
+    conn: Conn,
+    options: EdgeOptions,
+    staging: Mutex<HashMap<(String, u64), Tracker>>,
+}
+
+impl std::fmt::Debug for RedisEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEdge")
+            .field("address", &self.address)
+            .field("cluster", &self.conn.is_cluster())
+            .finish()
+    }
+}
+
+fn check_api(edge: &str, step: &'static str, api: &str) -> Result<()> {
+    if publisher::spec::is_api_name(api) {
+        Ok(())
+    } else {
+        Err(Error::edge(
+            edge,
+            step,
+            format!("invalid API name {api:?} (expected [A-Za-z0-9_-], 1 to 64 characters)"),
+        ))
+    }
+}
+
+fn cmd(name: &str) -> Cmd {
+    redis::cmd(name)
+}
+
+fn eval(script: &str, keys: &[&str], args: &[String]) -> Cmd {
+    let mut c = cmd("EVAL");
+    c.arg(script).arg(keys.len()).arg(keys).arg(args);
+    c
+}
+
+/// Lua replies `{'ok', x}` or `{'err', message}`.
+fn script_reply(edge: &str, step: &'static str, v: Value) -> Result<Value> {
+    let bad = || Error::edge(edge, step, "unexpected script reply");
+    let Value::Array(mut items) = v else {
+        return Err(bad());
+    };
+    if items.len() != 2 {
+        return Err(bad());
+    }
+    let payload = items.pop().ok_or_else(bad)?;
+    let status: String = value(items.pop().ok_or_else(bad)?).map_err(|_| bad())?;
+    if status == "ok" {
+        Ok(payload)
+    } else {
+        let message: String = value(payload).unwrap_or_else(|_| "script failed".into());
+        Err(Error::edge(edge, step, message))
+    }
+}
+
+const BEGIN: &str = r#"
+-- KEYS: current versions staged highest stage manifest; ARGV: version buckets layout
+local v = ARGV[1]
+if redis.call('GET', KEYS[1]) == v or redis.call('ZSCORE', KEYS[2], v) then
+  return {'err', 'version ' .. v .. ' is already committed here'}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[5], KEYS[6])
+redis.call('HSET', KEYS[5], 'buckets', ARGV[2], 'started_ms', now, 'layout', ARGV[3])
+redis.call('ZADD', KEYS[3], now, v)
+local h = tonumber(redis.call('GET', KEYS[4]) or '0')
+if tonumber(v) > h then redis.call('SET', KEYS[4], v) end
+return {'ok', now}
+"#;
+
+const COMMIT: &str = r#"
+-- KEYS: current versions staged retired manifest stage tokens auth
+-- ARGV: version protected tokens_since_ms only_if_unserved token...
+local v = ARGV[1]
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'err', 'the API already serves version ' .. redis.call('GET', KEYS[1]) .. ' here'}
+end
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  return {'err', 'version ' .. v .. ' is not sealed here (or was dropped)'}
+end
+if not redis.call('ZSCORE', KEYS[2], v) and not redis.call('ZSCORE', KEYS[3], v) then
+  return {'err', 'version ' .. v .. ' is neither sealed nor kept here'}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prev = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], v)
+redis.call('ZADD', KEYS[2], v, v)
+redis.call('ZREM', KEYS[3], v)
+redis.call('ZREM', KEYS[4], v)
+if prev and prev ~= v then redis.call('ZADD', KEYS[4], now, prev) end
+local since = tonumber(ARGV[3])
+local updated = tonumber(redis.call('HGET', KEYS[8], 'updated_ms') or '-1')
+if since > updated then
+  redis.call('DEL', KEYS[7])
+  for i = 5, #ARGV do redis.call('SADD', KEYS[7], ARGV[i]) end
+  redis.call('HSET', KEYS[8], 'protected', ARGV[2], 'updated_ms', ARGV[3])
+end
+return {'ok', prev or ''}
+"#;
+
+const DROP_META: &str = r#"
+-- KEYS: current versions staged retired stage manifest; ARGV: version
+local v = ARGV[1]
+if redis.call('GET', KEYS[1]) == v then
+  return {'err', 'version ' .. v .. ' is serving; commit another version first'}
+end
+redis.call('ZREM', KEYS[2], v)
+redis.call('ZREM', KEYS[3], v)
+redis.call('ZREM', KEYS[4], v)
+redis.call('DEL', KEYS[5], KEYS[6])
+return {'ok', 1}
+"#;
+
+const ACQUIRE: &str = r#"
+-- KEYS: lease; ARGV: holder ttl_ms
+local h = redis.call('GET', KEYS[1])
+if not h then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif h == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+const SET_TOKENS: &str = r#"
+-- KEYS: tokens auth; ARGV: protected token...
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+redis.call('HSET', KEYS[2], 'protected', ARGV[1], 'updated_ms', now)
+return now
+"#;
+
+impl RedisEdge {
+    /// Connects to `address` (see [`crate::conn`] for the forms) and checks it answers.
+    pub async fn connect(address: &str) -> Result<RedisEdge> {
+        Self::connect_with(address, EdgeOptions::default()).await
+    }
+
+    pub async fn connect_with(address: &str, options: EdgeOptions) -> Result<RedisEdge> {
+        let edge = Self::lazy(address, options)?;
+        edge.ping().await?;
+        Ok(edge)
+    }
+
+    /// Connects without sending anything: for a service that must start while Redis is down.
+    pub fn lazy(address: &str, options: EdgeOptions) -> Result<RedisEdge> {
+        let parsed = Address::parse(address)?;
+        let conn = Conn::open_lazy(&parsed, options.timeouts).map_err(|source| Error::Redis {
+            edge: address.to_string(),
+            step: "connect",
+            source,
+        })?;
+        Ok(RedisEdge {
+            address: address.to_string(),
+            conn,
+            options,
+            staging: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn options(&self) -> &EdgeOptions {
+        &self.options
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
+    }
+
+    fn redis_err(&self, step: &'static str) -> impl Fn(RedisError) -> Error + '_ {
+        move |source| Error::Redis {
+            edge: self.address.clone(),
+            step,
+            source,
+        }
+    }
+
+    fn err(&self, step: &'static str, message: impl Into<String>) -> Error {
+        Error::edge(&self.address, step, message)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, step: &'static str, c: &Cmd) -> Result<T> {
+        self.conn.query(c).await.map_err(self.redis_err(step))
+    }
+
+    async fn script(&self, step: &'static str, c: &Cmd) -> Result<Value> {
+        let v: Value = self.query(step, c).await?;
+        script_reply(&self.address, step, v)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = self.query("ping", &cmd("PING")).await?;
+        Ok(())
+    }
+
+    /// APIs this edge has ever committed (a hint: the serving pointer is the truth).
+    pub async fn apis(&self) -> Result<Vec<String>> {
+        let mut apis: Vec<String> = self
+            .query("apis", cmd("SMEMBERS").arg(layout::APIS))
+            .await?;
+        apis.sort();
+        Ok(apis)
+    }
+
+    pub async fn serving(&self, api: &str) -> Result<Option<u64>> {
+        check_api(&self.address, "versions", api)?;
+        self.query("versions", cmd("GET").arg(layout::current(api)))
+            .await
+    }
+
+    /// The stored manifest of a sealed version.
+    pub async fn manifest(&self, api: &str, version: u64) -> Result<Option<StoredManifest>> {
+        check_api(&self.address, "versions", api)?;
+        let raw: Option<Vec<u8>> = self
+            .query("versions", cmd("GET").arg(layout::manifest(api, version)))
+            .await?;
+        raw.map(|r| self.parse_manifest(api, version, &r))
+            .transpose()
+    }
+
+    fn parse_manifest(&self, api: &str, version: u64, raw: &[u8]) -> Result<StoredManifest> {
+        serde_json::from_slice(raw).map_err(|e| {
+            self.err(
+                "versions",
+                format!("manifest of `{api}` v{version} is unreadable: {e}"),
+            )
+        })
+    }
+
+    async fn stage_record(
+        &self,
+        step: &'static str,
+        api: &str,
+        version: u64,
+    ) -> Result<Option<StageRecord>> {
+        let fields: HashMap<String, String> = self
+            .query(step, cmd("HGETALL").arg(layout::stage(api, version)))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
+        match (num("buckets"), num("started_ms")) {
+            (Some(b), Some(s)) if b > 0 && (b as u64).is_power_of_two() => Ok(Some(StageRecord {
+                buckets: b as u32,
+                started_ms: s,
+                layout: num("layout").unwrap_or(1) as u32,
+            })),
+            _ => Err(self.err(
+                step,
+                format!("staging record of `{api}` v{version} is unreadable"),
+            )),
+        }
+    }
+
+    fn tracker(&self, api: &str, version: u64) -> Option<Tracker> {
+        self.staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(api.to_string(), version))
+            .copied()
+    }
+
+    fn set_tracker(&self, api: &str, version: u64, t: Option<Tracker>) {
+        let mut map = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        match t {
+            Some(t) => map.insert((api.to_string(), version), t),
+            None => map.remove(&(api.to_string(), version)),
+        };
+    }
+
+    /// How many buckets a new version gets: from the size hint, else the previous version.
+    async fn choose_buckets(&self, manifest: &VersionManifest) -> Result<u32> {
+        if manifest.checksum.keys > 0 {
+            return Ok(layout::buckets_for(manifest.checksum.keys));
+        }
+        if let Some(v) = self.serving(&manifest.api).await?
+            && let Some(m) = self.manifest(&manifest.api, v).await?
+        {
+            // Leave room to grow: a quarter more than the serving version.
+            return Ok(layout::buckets_for(
+                m.manifest.checksum.keys + m.manifest.checksum.keys / 4,
+            ));
+        }
+        Ok(self
+            .options
+            .default_buckets
+            .clamp(layout::MIN_BUCKETS, layout::MAX_BUCKETS)
+            .next_power_of_two())
+    }
+
+    /// UNLINKs every bucket of a version, `delete_slice` keys per round trip.
+    async fn unlink_buckets(
+        &self,
+        step: &'static str,
+        api: &str,
+        version: u64,
+        buckets: u32,
+    ) -> Result<()> {
+        let slice = self.options.delete_slice.max(1) as u32;
+        let mut start = 0;
+        while start < buckets {
+            let end = (start + slice).min(buckets);
+            let mut cmds = Grouped::with_capacity((end - start) as usize);
+            for b in start..end {
+                cmds.push(
+                    u64::from(b),
+                    cmd("UNLINK").arg(layout::bucket(api, version, b)).clone(),
+                );
+            }
+            self.conn
+                .grouped(cmds)
+                .await
+                .map_err(self.redis_err(step))?;
+            start = end;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
+    /// Removes a version's metadata (refused for the serving one), then its data.
+    async fn drop_version(&self, step: &'static str, api: &str, version: u64) -> Result<()> {
+        let stage = self.stage_record(step, api, version).await?;
+        let manifest = self.manifest(api, version).await.unwrap_or(None);
+        let tracked = self.tracker(api, version);
+        let buckets = [
+            stage.map(|s| s.buckets),
+            manifest.map(|m| m.buckets),
+            tracked.map(|t| t.buckets),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        let keys = [
+            layout::current(api),
+            layout::versions(api),
+            layout::staged(api),
+            layout::retired(api),
+            layout::stage(api, version),
+            layout::manifest(api, version),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.script(step, &eval(DROP_META, &keys, &[version.to_string()]))
+            .await?;
+        self.set_tracker(api, version, None);
+        if let Some(b) = buckets {
+            self.unlink_buckets(step, api, version, b).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn versions(&self, api: &str) -> Result<EdgeVersions> {
+        check_api(&self.address, "versions", api)?;
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(layout::current(api));
+        p.cmd("ZRANGE").arg(layout::versions(api)).arg(0).arg(-1);
+        p.cmd("GET").arg(layout::highest(api));
+        let (serving, mut kept, highest): (Option<u64>, Vec<u64>, Option<u64>) = self
+            .conn
+            .pipe(&p)
+            .await
+            .map_err(self.redis_err("versions"))?;
+        kept.sort_unstable_by(|a, b| b.cmp(a));
+        let mut manifests = Vec::with_capacity(kept.len());
+        if !kept.is_empty() {
+            let mut p = redis::pipe();
+            for v in &kept {
+                p.cmd("GET").arg(layout::manifest(api, *v));
+            }
+            let raws: Vec<Option<Vec<u8>>> = self
+                .conn
+                .pipe(&p)
+                .await
+                .map_err(self.redis_err("versions"))?;
+            for (v, raw) in kept.iter().zip(raws) {
+                if let Some(raw) = raw {
+                    manifests.push(self.parse_manifest(api, *v, &raw)?.manifest);
+                }
+            }
+        }
+        let highest = highest
+            .unwrap_or(0)
+            .max(serving.unwrap_or(0))
+            .max(kept.first().copied().unwrap_or(0));
+        Ok(EdgeVersions {
+            serving,
+            kept: manifests,
+            highest,
+        })
+    }
+
+    pub async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
+        check_api(&self.address, "lease", api)?;
+        let key = layout::lease(api);
+        let got: i64 = self
+            .query(
+                "lease",
+                &eval(
+                    ACQUIRE,
+                    &[&key],
+                    &[holder.to_string(), ttl_ms.max(1).to_string()],
+                ),
+            )
+            .await?;
+        Ok(got == 1)
+    }
+
+    pub async fn release_lease(&self, api: &str, holder: &str) -> Result<()> {
+        check_api(&self.address, "lease", api)?;
+        let key = layout::lease(api);
+        let _: i64 = self
+            .query("lease", &eval(RELEASE, &[&key], &[holder.to_string()]))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn begin(&self, manifest: &VersionManifest) -> Result<()> {
+        let api = &manifest.api;
+        let version = manifest.version;
+        check_api(&self.address, "begin", api)?;
+        if version == 0 {
+            return Err(self.err("begin", "versions start at 1"));
+        }
+        // Leftovers of an earlier attempt at this version go first (refused if it serves).
+        let committed: Option<f64> = self
+            .query(
+                "begin",
+                cmd("ZSCORE").arg(layout::versions(api)).arg(version),
+            )
+            .await?;
+        if committed.is_some() || self.serving(api).await? == Some(version) {
+            return Err(self.err(
+                "begin",
+                format!("version {version} of `{api}` is already committed here"),
+            ));
+        }
+        let leftover = self.stage_record("begin", api, version).await?.is_some()
+            || self.manifest(api, version).await?.is_some()
+            || self.tracker(api, version).is_some();
+        if leftover {
+            tracing::info!(edge = %self.address, api, version, "clearing leftover staging");
+            self.drop_version("begin", api, version).await?;
+        }
+        let buckets = self.choose_buckets(manifest).await?;
+        let keys = [
+            layout::current(api),
+            layout::versions(api),
+            layout::staged(api),
+            layout::highest(api),
+            layout::stage(api, version),
+            layout::manifest(api, version),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.script(
+            "begin",
+            &eval(
+                BEGIN,
+                &keys,
+                &[version.to_string(), buckets.to_string(), LAYOUT.to_string()],
+            ),
+        )
+        .await?;
+        self.set_tracker(
+            api,
+            version,
+            Some(Tracker {
+                buckets,
+                acked: Checksum::default(),
+                added: 0,
+                sealed: false,
+            }),
+        );
+        Ok(())
+    }
+
+    pub async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let Some(tracker) = self.tracker(api, version) else {
+            return Err(self.err(
+                "write",
+                format!("version {version} of `{api}` was not begun by this writer"),
+            ));
+        };
+        if tracker.sealed {
+            return Err(self.err(
+                "write",
+                format!("version {version} of `{api}` is sealed; it cannot change"),
+            ));
+        }
+        let mut order: Vec<(u32, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (layout::bucket_of(&e.key, tracker.buckets), i))
+            .collect();
+        order.sort_unstable();
+        let mut cmds = Grouped::with_capacity(order.len().min(tracker.buckets as usize));
+        let mut i = 0;
+        while i < order.len() {
+            let b = order[i].0;
+            let mut c = cmd("HSET");
+            c.arg(layout::bucket(api, version, b));
+            while i < order.len() && order[i].0 == b {
+                let e = &entries[order[i].1];
+                c.arg(&e.key[..]).arg(&e.value[..]);
+                i += 1;
+            }
+            cmds.push(u64::from(b), c);
+        }
+        let mut sum = Checksum::default();
+        for e in entries {
+            sum.add(&e.key, &e.value);
+        }
+        let replies = self
+            .conn
+            .grouped(cmds)
+            .await
+            .map_err(self.redis_err("write"))?;
+        let mut added = 0u64;
+        for r in replies {
+            added += value::<u64>(r).map_err(self.redis_err("write"))?;
+        }
+        let mut map = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(&(api.to_string(), version)) {
+            Some(t) if !t.sealed => {
+                t.acked.merge(&sum);
+                t.added += added;
+                Ok(())
+            }
+            _ => Err(self.err(
+                "write",
+                format!("version {version} of `{api}` was discarded or sealed while writing"),
+            )),
+        }
+    }
+
+    /// Reads every entry of a version back and checksums it.
+    pub async fn read_back(&self, api: &str, version: u64, buckets: u32) -> Result<Checksum> {
+        let mut sum = Checksum::default();
+        let slice = 64u32;
+        let mut start = 0;
+        while start < buckets {
+            let end = (start + slice).min(buckets);
+            let mut cmds = Grouped::with_capacity((end - start) as usize);
+            for b in start..end {
+                cmds.push(
+                    u64::from(b),
+                    cmd("HGETALL").arg(layout::bucket(api, version, b)).clone(),
+                );
+            }
+            for r in self
+                .conn
+                .grouped(cmds)
+                .await
+                .map_err(self.redis_err("seal"))?
+            {
+                let fields: HashMap<Vec<u8>, Vec<u8>> = value(r).map_err(self.redis_err("seal"))?;
+                for (k, v) in &fields {
+                    sum.add(k, v);
+                }
+            }
+            start = end;
+        }
+        Ok(sum)
+    }
+
+    pub async fn seal(&self, manifest: &VersionManifest) -> Result<Checksum> {
+        let api = &manifest.api;
+        let version = manifest.version;
+        check_api(&self.address, "seal", api)?;
+        let Some(stage) = self.stage_record("seal", api, version).await? else {
+            return Err(self.err(
+                "seal",
+                format!("version {version} of `{api}` was not begun here (or was discarded)"),
+            ));
+        };
+        let expected = manifest.checksum;
+        let tracker = self.tracker(api, version);
+        if let Some(t) = tracker {
+            if t.acked != expected {
+                return Err(self.err(
+                    "seal",
+                    format!(
+                        "version {version} of `{api}`: Redis acknowledged {} keys / {} bytes / sum {}, the version has {} keys / {} bytes / sum {}",
+                        t.acked.keys, t.acked.bytes, t.acked.hex(), expected.keys, expected.bytes, expected.hex()
+                    ),
+                ));
+            }
+            if t.added != t.acked.keys {
+                return Err(self.err(
+                    "seal",
+                    format!("version {version} of `{api}`: {} keys written but only {} distinct (duplicate keys)", t.acked.keys, t.added),
+                ));
+            }
+        }
+        // What the edge holds now, whatever happened behind the writer's back.
+        let mut held = 0u64;
+        let slice = 1024u32;
+        let mut start = 0;
+        while start < stage.buckets {
+            let end = (start + slice).min(stage.buckets);
+            let mut cmds = Grouped::with_capacity((end - start) as usize);
+            for b in start..end {
+                cmds.push(
+                    u64::from(b),
+                    cmd("HLEN").arg(layout::bucket(api, version, b)).clone(),
+                );
+            }
+            for r in self
+                .conn
+                .grouped(cmds)
+                .await
+                .map_err(self.redis_err("seal"))?
+            {
+                held += value::<u64>(r).map_err(self.redis_err("seal"))?;
+            }
+            start = end;
+        }
+        if held != expected.keys {
+            return Err(self.err(
+                "seal",
+                format!("version {version} of `{api}` is incomplete: the edge holds {held} keys, the version has {}", expected.keys),
+            ));
+        }
+        let checksum = if self.options.deep_verify || tracker.is_none() {
+            let read = self.read_back(api, version, stage.buckets).await?;
+            if read != expected {
+                return Err(self.err(
+                    "seal",
+                    format!(
+                        "version {version} of `{api}`: the entries read back (sum {}, {} bytes) differ from the version's (sum {}, {} bytes)",
+                        read.hex(), read.bytes, expected.hex(), expected.bytes
+                    ),
+                ));
+            }
+            read
+        } else {
+            expected
+        };
+        let stored = StoredManifest {
+            manifest: manifest.clone(),
+            buckets: stage.buckets,
+            layout: stage.layout,
+        };
+        let json = serde_json::to_vec(&stored).map_err(|e| self.err("seal", e.to_string()))?;
+        // Only a version still staged may be sealed (not one discarded meanwhile).
+        let staged: Option<f64> = self
+            .query("seal", cmd("ZSCORE").arg(layout::staged(api)).arg(version))
+            .await?;
+        if staged.is_none() {
+            return Err(self.err(
+                "seal",
+                format!("version {version} of `{api}` is no longer staged here"),
+            ));
+        }
+        let _: () = self
+            .query(
+                "seal",
+                cmd("SET").arg(layout::manifest(api, version)).arg(json),
+            )
+            .await?;
+        if let Some(mut t) = tracker {
+            t.sealed = true;
+            self.set_tracker(api, version, Some(t));
+        }
+        Ok(checksum)
+    }
+
+    /// Switches readers to `version`: a version sealed here, or a kept committed one (rollback).
+    /// Returns the version served before, if any.
+    pub async fn commit(&self, api: &str, version: u64) -> Result<Option<u64>> {
+        self.commit_inner(api, version, false).await
+    }
+
+    /// Commits only if the API serves nothing here (rehydrate: never replace a live version).
+    pub async fn commit_if_unserved(&self, api: &str, version: u64) -> Result<()> {
+        self.commit_inner(api, version, true).await.map(|_| ())
+    }
+
+    async fn commit_inner(
+        &self,
+        api: &str,
+        version: u64,
+        only_if_unserved: bool,
+    ) -> Result<Option<u64>> {
+        check_api(&self.address, "commit", api)?;
+        let Some(stored) = self.manifest(api, version).await? else {
+            return Err(self.err(
+                "commit",
+                format!("version {version} of `{api}` is not sealed here (or was dropped)"),
+            ));
+        };
+        let since = match self.stage_record("commit", api, version).await? {
+            Some(s) => s.started_ms,
+            None => chrono::DateTime::parse_from_rfc3339(&stored.manifest.created_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0),
+        };
+        let _: i64 = self
+            .query("commit", cmd("SADD").arg(layout::APIS).arg(api))
+            .await?;
+        let keys = [
+            layout::current(api),
+            layout::versions(api),
+            layout::staged(api),
+            layout::retired(api),
+            layout::manifest(api, version),
+            layout::stage(api, version),
+            layout::tokens(api),
+            layout::auth(api),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let m = &stored.manifest;
+        let protected = m.protected || !m.token_hashes.is_empty();
+        let mut args = vec![
+            version.to_string(),
+            u8::from(protected).to_string(),
+            since.to_string(),
+            u8::from(only_if_unserved).to_string(),
+        ];
+        args.extend(m.token_hashes.iter().map(|h| h.to_ascii_lowercase()));
+        let prev = self.script("commit", &eval(COMMIT, &keys, &args)).await?;
+        let prev: String = value(prev).map_err(self.redis_err("commit"))?;
+        self.set_tracker(api, version, None);
+        Ok(prev.parse().ok())
+    }
+
+    /// Removes a version that is not serving: staged, sealed, or committed and rolled back.
+    pub async fn discard(&self, api: &str, version: u64) -> Result<()> {
+        check_api(&self.address, "discard", api)?;
+        self.drop_version("discard", api, version).await
+    }
+
+    /// Drops committed versions beyond the newest `keep` (at least 1; never the serving one;
+    /// never one retired less than the grace ago) and stale staging. Returns versions dropped.
+    pub async fn gc(&self, api: &str, keep: usize) -> Result<u64> {
+        check_api(&self.address, "gc", api)?;
+        let keep = keep.max(1);
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(layout::current(api));
+        p.cmd("ZRANGE").arg(layout::versions(api)).arg(0).arg(-1);
+        p.cmd("ZRANGE")
+            .arg(layout::staged(api))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        p.cmd("ZRANGE")
+            .arg(layout::retired(api))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        p.cmd("TIME");
+        type GcView = (
+            Option<u64>,
+            Vec<u64>,
+            Vec<(u64, f64)>,
+            Vec<(u64, f64)>,
+            (i64, i64),
+        );
+        let (serving, mut committed, staged, retired, (s, us)): GcView =
+            self.conn.pipe(&p).await.map_err(self.redis_err("gc"))?;
+        let now = (s * 1000 + us / 1000) as f64;
+        let grace = self.options.retire_grace.as_millis() as f64;
+        let retired: HashMap<u64, f64> = retired.into_iter().collect();
+        committed.sort_unstable_by(|a, b| b.cmp(a));
+        let mut drop: Vec<u64> = committed
+            .iter()
+            .skip(keep)
+            .copied()
+            .filter(|v| Some(*v) != serving)
+            .filter(|v| retired.get(v).is_none_or(|at| now - at >= grace))
+            .collect();
+        let stale = self.options.stale_staging.as_millis() as f64;
+        for (v, started) in staged {
+            if self.tracker(api, v).is_some_and(|t| !t.sealed) {
+                continue; // this process is writing it
+            }
+            let behind = serving.is_some_and(|s| v < s);
+            if behind || now - started >= stale {
+                drop.push(v);
+            }
+        }
+        let mut dropped = 0;
+        for v in drop {
+            self.drop_version("gc", api, v).await?;
+            tracing::debug!(edge = %self.address, api, version = v, "dropped version");
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// Replaces the API's token set in place (no republish): SHA-256 hex digests of the tokens
+    /// that may read it. `protected` with no hashes locks everyone out; not protected and no
+    /// hashes makes it public. Applies to the serving version and every later commit, unless a
+    /// version begun after this call brings its own set.
+    pub async fn set_token_hashes(
+        &self,
+        api: &str,
+        hashes: &[String],
+        protected: bool,
+    ) -> Result<()> {
+        check_api(&self.address, "tokens", api)?;
+        let mut args = vec![u8::from(protected || !hashes.is_empty()).to_string()];
+        for h in hashes {
+            let h = h.trim().to_ascii_lowercase();
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(self.err("tokens", format!("{h:?} is not a SHA-256 hex digest")));
+            }
+            args.push(h);
+        }
+        let (tokens, auth) = (layout::tokens(api), layout::auth(api));
+        let _: i64 = self
+            .query("tokens", &eval(SET_TOKENS, &[&tokens, &auth], &args))
+            .await?;
+        Ok(())
+    }
+
+    /// The serving version of an API with its manifest and token set; `known` avoids
+    /// re-reading a manifest already held (versions never change once sealed).
+    pub async fn resolve(&self, api: &str, known: Option<&Resolved>) -> Result<Option<Resolved>> {
+        check_api(&self.address, "lookup", api)?;
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(layout::current(api));
+        p.cmd("SMEMBERS").arg(layout::tokens(api));
+        p.cmd("HGET").arg(layout::auth(api)).arg("protected");
+        let (version, token_hashes, protected): (Option<u64>, Vec<String>, Option<String>) =
+            self.conn.pipe(&p).await.map_err(self.redis_err("lookup"))?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let manifest = match known {
+            Some(k) if k.version == version => k.manifest.clone(),
+            _ => match self.manifest(api, version).await? {
+                Some(m) => std::sync::Arc::new(m),
+                None => return Ok(None),
+            },
+        };
+        let (protected, token_hashes) = match protected {
+            Some(p) => (p == "1", token_hashes),
+            None => (
+                manifest.manifest.protected || !manifest.manifest.token_hashes.is_empty(),
+                manifest.manifest.token_hashes.clone(),
+            ),
+        };
+        Ok(Some(Resolved {
+            version,
+            manifest,
+            protected,
+            token_hashes,
+        }))
+    }
+
+    /// One entry of a version: one HGET, one round trip.
+    pub async fn get(
+        &self,
+        api: &str,
+        version: u64,
+        buckets: u32,
+        key: &[u8],
+    ) -> Result<Option<Bytes>> {
+        let b = layout::bucket_of(key, buckets);
+        self.query(
+            "lookup",
+            cmd("HGET").arg(layout::bucket(api, version, b)).arg(key),
+        )
+        .await
+    }
+
+    /// Many entries of a version in one pipelined round trip (one per slot on a cluster).
+    pub async fn get_many(
+        &self,
+        api: &str,
+        version: u64,
+        buckets: u32,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut cmds = Grouped::with_capacity(keys.len());
+        for k in keys {
+            let b = layout::bucket_of(k, buckets);
+            cmds.push(
+                u64::from(b),
+                cmd("HGET")
+                    .arg(layout::bucket(api, version, b))
+                    .arg(&k[..])
+                    .clone(),
+            );
+        }
+        let replies = self
+            .conn
+            .grouped(cmds)
+            .await
+            .map_err(self.redis_err("lookup"))?;
+        replies
+            .into_iter()
+            .map(|r| value(r).map_err(self.redis_err("lookup")))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EdgeSink for RedisEdge {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn versions(&self, api: &str) -> publisher::Result<EdgeVersions> {
+        Ok(RedisEdge::versions(self, api).await?)
+    }
+
+    async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> publisher::Result<bool> {
+        Ok(RedisEdge::acquire_lease(self, api, holder, ttl_ms).await?)
+    }
+
+    async fn release_lease(&self, api: &str, holder: &str) -> publisher::Result<()> {
+        Ok(RedisEdge::release_lease(self, api, holder).await?)
+    }
+
+    async fn begin(&self, manifest: &VersionManifest) -> publisher::Result<()> {
+        Ok(RedisEdge::begin(self, manifest).await?)
+    }
+
+    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> publisher::Result<()> {
+        Ok(RedisEdge::write(self, api, version, entries).await?)
+    }
+
+    async fn seal(&self, manifest: &VersionManifest) -> publisher::Result<Checksum> {
+        Ok(RedisEdge::seal(self, manifest).await?)
+    }
+
+    async fn commit(&self, api: &str, version: u64) -> publisher::Result<()> {
+        RedisEdge::commit(self, api, version).await?;
+        Ok(())
+    }
+
+    async fn discard(&self, api: &str, version: u64) -> publisher::Result<()> {
+        Ok(RedisEdge::discard(self, api, version).await?)
+    }
+
+    async fn gc(&self, api: &str, keep: usize) -> publisher::Result<u64> {
+        Ok(RedisEdge::gc(self, api, keep).await?)
+    }
+}

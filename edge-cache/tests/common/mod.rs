@@ -1,0 +1,353 @@
+//! A tiny private harness for edge-cache's tests: redis-server processes on free loopback
+//! ports (killed on drop), version fixtures, and an HTTP helper over the router.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use edge_cache::RedisEdge;
+use publisher::canonical::{Checksum, Entry, write_str};
+use publisher::keypath::KeyType;
+use publisher::sink::VersionManifest;
+use tower::ServiceExt;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True once something on `port` answers PING with PONG.
+fn pong(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// With extra redis-server arguments (e.g. cluster mode).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("edge-cache-redis-")
+            .tempdir()
+            .unwrap();
+        let mut r = RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        r.launch();
+        r
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !pong(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not come up",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// SIGKILL, like a crashed edge.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and dir (it loads `dump.rdb` if a SAVE left one).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        // SAVE and friends may take a while on a loaded machine.
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(20)));
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every key of a Redis (SCAN), sorted.
+pub async fn all_keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys
+}
+
+/// Strings no URL should break.
+pub const HOSTILE: &[Option<&str>] = &[
+    Some(""),
+    Some("a/b"),
+    Some("100%"),
+    Some("%2F"),
+    Some("日本語 🦀"),
+    None,
+    Some("~null"),
+    Some(".."),
+    Some("sp ace?#&=+"),
+    Some("tab\t\"quote\"\\"),
+];
+
+fn str_json(s: Option<&str>, out: &mut Vec<u8>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `n` entries with composite keys `[str, int]` (hostile strings among them); each value
+/// carries the version, so a reader can tell versions apart.
+pub fn composite_entries(n: usize, version: u64) -> Vec<Entry> {
+    (0..n)
+        .map(|i| {
+            let s = if i % 2 == 0 {
+                HOSTILE[(i / 2) % HOSTILE.len()].map(str::to_string)
+            } else {
+                Some(format!("user{i}"))
+            };
+            let mut key = b"[".to_vec();
+            str_json(s.as_deref(), &mut key);
+            key.extend_from_slice(format!(",{}]", i as i64 - (n as i64 / 2)).as_bytes());
+            let value =
+                format!(r#"{{"v":{version},"i":{i},"pad":"{}"}}"#, "x".repeat(60)).into_bytes();
+            Entry { key, value }
+        })
+        .collect()
+}
+
+pub fn composite_types() -> (Vec<KeyType>, Vec<String>) {
+    (
+        vec![KeyType::Str, KeyType::Int],
+        vec!["network".into(), "rank".into()],
+    )
+}
+
+pub fn checksum(entries: &[Entry]) -> Checksum {
+    let mut c = Checksum::default();
+    for e in entries {
+        c.add(&e.key, &e.value);
+    }
+    c
+}
+
+pub fn manifest(
+    api: &str,
+    version: u64,
+    types: &(Vec<KeyType>, Vec<String>),
+    checksum: Checksum,
+) -> VersionManifest {
+    VersionManifest {
+        api: api.into(),
+        version,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        key_types: types.0.clone(),
+        key_names: types.1.clone(),
+        checksum,
+        path: "fasttrack".into(),
+        token_hashes: vec![],
+        protected: false,
+    }
+}
+
+/// begin, write in batches, seal: the version is staged and verified, not yet serving.
+pub async fn stage(edge: &RedisEdge, m: &VersionManifest, entries: &[Entry]) {
+    let mut staging = m.clone();
+    staging.checksum = Checksum::default();
+    edge.begin(&staging).await.unwrap();
+    for batch in entries.chunks(2000) {
+        edge.write(&m.api, m.version, batch).await.unwrap();
+    }
+    let sealed = edge.seal(m).await.unwrap();
+    assert_eq!(sealed, m.checksum);
+}
+
+/// stage + commit.
+pub async fn publish(edge: &RedisEdge, m: &VersionManifest, entries: &[Entry]) {
+    stage(edge, m, entries).await;
+    edge.commit(&m.api, m.version).await.unwrap();
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub version: Option<u64>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub async fn call(router: &axum::Router, req: Request<Body>) -> Reply {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let version = resp
+        .headers()
+        .get("x-tablecast-version")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        status,
+        version,
+        content_type,
+        body,
+    }
+}
+
+pub async fn get(router: &axum::Router, path: &str) -> Reply {
+    call(router, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+pub async fn get_with_token(router: &axum::Router, path: &str, token: &str) -> Reply {
+    call(
+        router,
+        Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+pub async fn post(router: &axum::Router, path: &str, body: &str) -> Reply {
+    call(
+        router,
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The URL path of an entry's key.
+pub fn key_path(api: &str, key_json: &[u8]) -> String {
+    let segs = publisher::keypath::encode_key(key_json).unwrap();
+    if segs.is_empty() {
+        format!("/v1/{api}")
+    } else {
+        format!("/v1/{api}/{segs}")
+    }
+}
+
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Polls `f` until it is true (or panics after `timeout`).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

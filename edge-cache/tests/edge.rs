@@ -1,0 +1,592 @@
+//! The versioned writer over a real redis-server: stage, seal, commit, lookups through the
+//! router, verification failures, discard, GC, rollback, leases, tokens.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, router};
+use publisher::canonical::Entry;
+use publisher::keypath::KeyType;
+use publisher::sink::EdgeSink;
+use redis::AsyncCommands;
+
+fn options() -> EdgeOptions {
+    EdgeOptions {
+        retire_grace: Duration::ZERO,
+        ..EdgeOptions::default()
+    }
+}
+
+async fn edge(redis: &RedisServer) -> Arc<RedisEdge> {
+    Arc::new(
+        RedisEdge::connect_with(&redis.url(), options())
+            .await
+            .unwrap(),
+    )
+}
+
+fn service(edge: &Arc<RedisEdge>) -> axum::Router {
+    router(LookupState::with_edge(
+        edge.clone(),
+        LookupConfig {
+            version_cache_ms: 10,
+            ..LookupConfig::default()
+        },
+    ))
+}
+
+#[tokio::test]
+async fn every_key_round_trips_through_the_url() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    let types = composite_types();
+    let entries = composite_entries(10_000, 1);
+    let m = manifest("referrals", 1, &types, checksum(&entries));
+    publish(&edge, &m, &entries).await;
+    let app = service(&edge);
+
+    for e in &entries {
+        let path = key_path("referrals", &e.key);
+        let r = get(&app, &path).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.body, e.value, "{path}");
+        assert_eq!(r.version, Some(1));
+        assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    }
+    // The hostile ones, spelled out: `a%2Fb` is one segment, `~empty`/`~null` are special.
+    let r = get(&app, "/v1/referrals/a%2Fb/-4998").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["i"], 2);
+    assert_eq!(get(&app, "/v1/referrals/~empty/-5000").await.json()["i"], 0);
+    assert_eq!(get(&app, "/v1/referrals/~null/-4990").await.json()["i"], 10);
+    assert_eq!(
+        get(&app, "/v1/referrals/%7Enull/-4988").await.json()["i"],
+        12
+    );
+
+    // 404: unknown key, unknown API; 400: bad keys, naming the segment.
+    let r = get(&app, "/v1/referrals/nobody/1").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (404, "not_found")
+    );
+    let r = get(&app, "/v1/nope/x").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (404, "unknown_api")
+    );
+    let r = get(&app, "/v1/referrals/user1/05").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (400, "bad_key")
+    );
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("segment 2") && msg.contains("rank") && msg.contains("05"),
+        "{msg}"
+    );
+    let r = get(&app, "/v1/referrals/a/b/c").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (400, "bad_key")
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected 2")
+    );
+    let r = get(&app, "/v1/referrals/user1/").await;
+    assert_eq!(r.status, 400);
+    let r = get(&app, "/v1/referrals/%zz/1").await;
+    assert_eq!(r.status, 400);
+
+    // Batch: found, missing, hostile, in order, one version.
+    let body = r#"{"keys": [["a/b", -4998], ["nobody", 1], [null, -4990], ["", -5000]]}"#;
+    let r = post(&app, "/v1/referrals/_batch", body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.version, Some(1));
+    let j = r.json();
+    assert_eq!(j["version"], 1);
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["key"], serde_json::json!(["a/b", -4998]));
+    assert_eq!(results[0]["value"]["i"], 2);
+    assert!(results[1]["value"].is_null());
+    assert_eq!(results[2]["value"]["i"], 10);
+    assert_eq!(results[3]["value"]["i"], 0);
+    let r = post(
+        &app,
+        "/v1/referrals/_batch",
+        r#"{"keys": [["x", "not-an-int"]]}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (400, "bad_key")
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keys[0]")
+    );
+    let r = post(&app, "/v1/referrals/_batch", "not json").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (400, "bad_request")
+    );
+    let many = format!(r#"{{"keys": [{}]}}"#, vec![r#"["a",1]"#; 1001].join(","));
+    let r = post(&app, "/v1/referrals/_batch", &many).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (413, "too_large")
+    );
+    let huge = format!(r#"{{"keys": [["{}", 1]]}}"#, "x".repeat(2 << 20));
+    assert_eq!(post(&app, "/v1/referrals/_batch", &huge).await.status, 413);
+    // A GET of a key that happens to be `_batch` is a lookup, not the batch route.
+    assert_eq!(get(&app, "/v1/referrals/_batch/1").await.status, 404);
+
+    assert_eq!(get(&app, "/healthz").await.status, 200);
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["apis"], serde_json::json!(["referrals"]));
+    let metrics = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains(
+            r#"tablecast_lookup_requests_total{api="referrals",kind="get",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tablecast_lookup_hits_total"));
+    assert!(metrics.contains("tablecast_lookup_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn keyless_api_and_tokens() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    let app = service(&edge);
+    assert_eq!(get(&app, "/readyz").await.status, 503);
+
+    let entries = vec![Entry {
+        key: b"[]".to_vec(),
+        value: br#"[{"product":"a","referrals":3}]"#.to_vec(),
+    }];
+    let mut m = manifest("top_global", 1, &(vec![], vec![]), checksum(&entries));
+    m.protected = true;
+    m.token_hashes = vec![sha256_hex("s3cret")];
+    publish(&edge, &m, &entries).await;
+
+    let r = get(&app, "/v1/top_global").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (401, "missing_token")
+    );
+    let r = get_with_token(&app, "/v1/top_global", "wrong").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (403, "forbidden")
+    );
+    let r = get_with_token(&app, "/v1/top_global", "s3cret").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, entries[0].value);
+    let r = call(
+        &app,
+        axum::http::Request::post("/v1/top_global/_batch")
+            .header("authorization", "Bearer s3cret")
+            .body(axum::body::Body::from(r#"{"keys": [[]]}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["results"][0]["key"], serde_json::json!([]));
+    assert_eq!(r.json()["results"][0]["value"][0]["referrals"], 3);
+    assert_eq!(
+        get_with_token(&app, "/v1/top_global/extra", "s3cret")
+            .await
+            .status,
+        400
+    );
+
+    // Tokens change in place, no republish: the old one is revoked, a new one works.
+    edge.set_token_hashes("top_global", &[sha256_hex("n3w")], true)
+        .await
+        .unwrap();
+    eventually("token revocation", Duration::from_secs(2), || async {
+        get_with_token(&app, "/v1/top_global", "s3cret")
+            .await
+            .status
+            == 403
+    })
+    .await;
+    assert_eq!(
+        get_with_token(&app, "/v1/top_global", "n3w").await.status,
+        200
+    );
+    // A version begun before that change does not bring the revoked token back...
+    let mut m2 = m.clone();
+    m2.version = 2;
+    let mut staging = m2.clone();
+    staging.checksum = Default::default();
+    // (stage it by hand so the explicit change happens between begin and commit)
+    edge.begin(&staging).await.unwrap();
+    edge.set_token_hashes("top_global", &[sha256_hex("n3w")], true)
+        .await
+        .unwrap();
+    edge.write("top_global", 2, &entries).await.unwrap();
+    edge.seal(&m2).await.unwrap();
+    edge.commit("top_global", 2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        get_with_token(&app, "/v1/top_global", "s3cret")
+            .await
+            .status,
+        403
+    );
+    // ...but a version begun after it brings its own set; public when unprotected.
+    let mut m3 = m.clone();
+    m3.version = 3;
+    m3.protected = false;
+    m3.token_hashes = vec![];
+    publish(&edge, &m3, &entries).await;
+    eventually("public API", Duration::from_secs(2), || async {
+        get(&app, "/v1/top_global").await.status == 200
+    })
+    .await;
+    assert!(
+        edge.set_token_hashes("top_global", &["nothex".into()], true)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    let types = composite_types();
+    let v1 = composite_entries(3000, 1);
+    publish(&edge, &manifest("api", 1, &types, checksum(&v1)), &v1).await;
+
+    let v2 = composite_entries(3000, 2);
+    let m2 = manifest("api", 2, &types, checksum(&v2));
+    let mut staging = m2.clone();
+    staging.checksum = Default::default();
+    edge.begin(&staging).await.unwrap();
+    for batch in v2.chunks(1000) {
+        edge.write("api", 2, batch).await.unwrap();
+    }
+    // Behind the writer's back, one field disappears.
+    let mut conn = redis.client().await;
+    let victim = &v2[1234].key;
+    let keys = all_keys(&mut conn).await;
+    let removed: i64 = {
+        let mut n = 0;
+        for k in keys.iter().filter(|k| k.starts_with("tc:{api:v2:")) {
+            n += conn.hdel::<_, _, i64>(k, &victim[..]).await.unwrap();
+        }
+        n
+    };
+    assert_eq!(removed, 1, "the field is in exactly one bucket");
+
+    let err = edge.seal(&m2).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&redis.url()) && err.contains("seal") && err.contains("2999"),
+        "{err}"
+    );
+    let err = edge.commit("api", 2).await.unwrap_err().to_string();
+    assert!(err.contains("not sealed"), "{err}");
+    assert_eq!(edge.serving("api").await.unwrap(), Some(1));
+    // Through the publisher's trait, the error is an Edge error naming the edge and step.
+    let err = EdgeSink::seal(edge.as_ref(), &m2).await.unwrap_err();
+    match err {
+        publisher::Error::Edge { edge: e, step, .. } => {
+            assert_eq!((e.as_str(), step.as_str()), (redis.url().as_str(), "seal"))
+        }
+        other => panic!("{other}"),
+    }
+    // A writer that acknowledges a different checksum than the version's is refused too.
+    let mut wrong = m2.clone();
+    wrong.checksum.sum ^= 1;
+    assert!(
+        edge.seal(&wrong)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("acknowledged")
+    );
+    let app = service(&edge);
+    assert_eq!(
+        get(&app, &key_path("api", &v1[5].key)).await.version,
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn discard_and_gc_leave_no_keys_of_dropped_versions() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    let mut conn = redis.client().await;
+    let types = composite_types();
+
+    // A staged version discarded leaves nothing behind.
+    let entries = composite_entries(5000, 1);
+    let m = manifest("api", 1, &types, checksum(&entries));
+    stage(&edge, &m, &entries).await;
+    assert!(
+        all_keys(&mut conn)
+            .await
+            .iter()
+            .any(|k| k.starts_with("tc:{api:v1:"))
+    );
+    edge.discard("api", 1).await.unwrap();
+    let left: Vec<String> = all_keys(&mut conn)
+        .await
+        .into_iter()
+        .filter(|k| k.contains("v1"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Five versions, gc(2) after each: two kept, nothing else of the older ones.
+    for v in 2..=6 {
+        let entries = composite_entries(2000, v);
+        publish(
+            &edge,
+            &manifest("api", v, &types, checksum(&entries)),
+            &entries,
+        )
+        .await;
+        edge.gc("api", 2).await.unwrap();
+    }
+    let versions = edge.versions("api").await.unwrap();
+    assert_eq!(versions.serving, Some(6));
+    assert_eq!(
+        versions.kept.iter().map(|m| m.version).collect::<Vec<_>>(),
+        vec![6, 5]
+    );
+    assert_eq!(versions.highest, 6);
+    let keys = all_keys(&mut conn).await;
+    for v in 1..=4 {
+        let of_v: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.contains(&format!(":v{v}:")) || k.contains(&format!(":v{v}}}")))
+            .collect();
+        assert!(of_v.is_empty(), "v{v} left {of_v:?}");
+    }
+    assert!(keys.iter().any(|k| k.starts_with("tc:{api:v5:")));
+    assert!(keys.iter().any(|k| k.starts_with("tc:{api:v6:")));
+    // The serving version is never dropped, and cannot be discarded.
+    assert_eq!(edge.gc("api", 0).await.unwrap(), 1);
+    assert_eq!(edge.versions("api").await.unwrap().kept.len(), 1);
+    assert!(
+        edge.discard("api", 6)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("serving")
+    );
+
+    // Stale staging: a sealed version older than the serving one goes with the next gc.
+    let entries = composite_entries(100, 7);
+    let m7 = manifest("api", 7, &types, checksum(&entries));
+    stage(&edge, &m7, &entries).await;
+    let entries8 = composite_entries(100, 8);
+    publish(
+        &edge,
+        &manifest("api", 8, &types, checksum(&entries8)),
+        &entries8,
+    )
+    .await;
+    edge.gc("api", 1).await.unwrap();
+    let keys = all_keys(&mut conn).await;
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains(":v7:") || k.contains(":v7}")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains(":v6:") || k.contains(":v6}")),
+        "{keys:?}"
+    );
+
+    // The retire grace keeps a version that just stopped serving, whatever `keep` says.
+    let graceful = RedisEdge::connect_with(
+        &redis.url(),
+        EdgeOptions {
+            retire_grace: Duration::from_secs(60),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let entries9 = composite_entries(100, 9);
+    publish(
+        &graceful,
+        &manifest("api", 9, &types, checksum(&entries9)),
+        &entries9,
+    )
+    .await;
+    assert_eq!(graceful.gc("api", 1).await.unwrap(), 0);
+    assert_eq!(graceful.versions("api").await.unwrap().kept.len(), 2);
+}
+
+#[tokio::test]
+async fn rollback_commits_a_kept_version_only() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    let app = service(&edge);
+    let types = composite_types();
+    for v in 1..=3 {
+        let entries = composite_entries(500, v);
+        publish(
+            &edge,
+            &manifest("api", v, &types, checksum(&entries)),
+            &entries,
+        )
+        .await;
+        edge.gc("api", 2).await.unwrap();
+    }
+    let key = composite_entries(500, 0)[7].key.clone();
+    assert_eq!(get(&app, &key_path("api", &key)).await.json()["v"], 3);
+
+    // Roll back to 2 (kept): readers switch back.
+    assert_eq!(edge.commit("api", 2).await.unwrap(), Some(3));
+    eventually("rollback to v2", Duration::from_secs(2), || async {
+        get(&app, &key_path("api", &key)).await.version == Some(2)
+    })
+    .await;
+    assert_eq!(get(&app, &key_path("api", &key)).await.json()["v"], 2);
+    let versions = edge.versions("api").await.unwrap();
+    assert_eq!(versions.serving, Some(2));
+    assert_eq!(versions.highest, 3);
+    // 1 was dropped: refused, and nothing moves.
+    let err = edge.commit("api", 1).await.unwrap_err().to_string();
+    assert!(err.contains("commit") && err.contains("version 1"), "{err}");
+    // A version never staged cannot be committed; a committed one cannot be begun again.
+    assert!(edge.commit("api", 42).await.is_err());
+    let m3 = manifest("api", 3, &types, Default::default());
+    assert!(
+        edge.begin(&m3)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("already committed")
+    );
+    assert_eq!(edge.serving("api").await.unwrap(), Some(2));
+    // Roll forward again.
+    edge.commit("api", 3).await.unwrap();
+    assert_eq!(edge.serving("api").await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn lease_excludes_a_second_holder_until_it_expires() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    assert!(edge.acquire_lease("api", "alice", 300).await.unwrap());
+    assert!(!edge.acquire_lease("api", "bob", 300).await.unwrap());
+    // Renewal by the holder.
+    assert!(edge.acquire_lease("api", "alice", 300).await.unwrap());
+    // Another holder's release does nothing.
+    edge.release_lease("api", "bob").await.unwrap();
+    assert!(!edge.acquire_lease("api", "bob", 300).await.unwrap());
+    // Expiry.
+    eventually("lease expiry", Duration::from_secs(3), || async {
+        edge.acquire_lease("api", "bob", 10_000).await.unwrap()
+    })
+    .await;
+    assert!(!edge.acquire_lease("api", "alice", 300).await.unwrap());
+    edge.release_lease("api", "bob").await.unwrap();
+    assert!(edge.acquire_lease("api", "alice", 300).await.unwrap());
+    // Leases are per API.
+    assert!(edge.acquire_lease("other", "bob", 300).await.unwrap());
+}
+
+#[tokio::test]
+async fn duplicate_keys_and_protocol_misuse_are_refused() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    let types = (vec![KeyType::Int], vec!["id".to_string()]);
+    let entries = vec![
+        Entry {
+            key: b"[1]".to_vec(),
+            value: b"1".to_vec(),
+        },
+        Entry {
+            key: b"[1]".to_vec(),
+            value: b"2".to_vec(),
+        },
+    ];
+    let m = manifest("dup", 1, &types, checksum(&entries));
+    let mut staging = m.clone();
+    staging.checksum = Default::default();
+    assert!(
+        edge.write("dup", 1, &entries)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("not begun")
+    );
+    edge.begin(&staging).await.unwrap();
+    edge.write("dup", 1, &entries).await.unwrap();
+    let err = edge.seal(&m).await.unwrap_err().to_string();
+    assert!(err.contains("duplicate"), "{err}");
+    assert!(
+        edge.begin(&manifest("bad name", 1, &types, Default::default()))
+            .await
+            .is_err()
+    );
+    assert!(RedisEdge::connect("http://localhost").await.is_err());
+    let err = RedisEdge::connect(&format!("redis://127.0.0.1:{}", free_port()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("127.0.0.1") && err.contains("ping"), "{err}");
+    // begin again clears the leftovers of the same version.
+    edge.begin(&staging).await.unwrap();
+    let ok = vec![entries[0].clone()];
+    edge.write("dup", 1, &ok).await.unwrap();
+    let m = manifest("dup", 1, &types, checksum(&ok));
+    edge.seal(&m).await.unwrap();
+    assert!(
+        edge.write("dup", 1, &ok)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("sealed")
+    );
+    edge.commit("dup", 1).await.unwrap();
+    // A different process (no local tracking) seals by reading the version back.
+    let other = RedisEdge::connect_with(&redis.url(), options())
+        .await
+        .unwrap();
+    let entries2 = vec![Entry {
+        key: b"[2]".to_vec(),
+        value: b"2".to_vec(),
+    }];
+    let m2 = manifest("dup", 2, &types, checksum(&entries2));
+    edge.begin(&m2).await.unwrap();
+    edge.write("dup", 2, &entries2).await.unwrap();
+    assert_eq!(other.seal(&m2).await.unwrap(), m2.checksum);
+    let mut wrong = m2.clone();
+    wrong.checksum.sum ^= 1;
+    assert!(
+        other
+            .seal(&wrong)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("read back")
+    );
+}

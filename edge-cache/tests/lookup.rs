@@ -1,0 +1,442 @@
+//! The lookup service over a real listener and real redis-servers: no mixed answers while
+//! versions switch under load, 503 while Redis is down and recovery without a restart,
+//! refill from snapshots.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use edge_cache::{
+    EdgeOptions, LookupConfig, LookupState, RedisEdge, RehydrateOutcome, missing_apis, rehydrate,
+    serve_on,
+};
+use publisher::canonical::Entry;
+use publisher::snapshot::SnapshotStore;
+
+struct Service {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<edge_cache::Result<()>>,
+}
+
+impl Service {
+    async fn start(config: LookupConfig) -> Service {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = LookupState::new(config).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_on(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Service {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("graceful shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn status(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_mix_while_ten_versions_switch() {
+    let redis = RedisServer::start();
+    let options = EdgeOptions {
+        retire_grace: Duration::from_millis(500),
+        ..EdgeOptions::default()
+    };
+    let edge = RedisEdge::connect_with(&redis.url(), options)
+        .await
+        .unwrap();
+    let types = composite_types();
+    const N: usize = 5000;
+    let first = composite_entries(N, 1);
+    publish(&edge, &manifest("hot", 1, &types, checksum(&first)), &first).await;
+
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        version_cache_ms: 50,
+        ..LookupConfig::default()
+    })
+    .await;
+    // WHATWG URL clients (reqwest, browsers) resolve `%2E%2E` as `..` before sending, so the
+    // keys `.` and `..` are left out here (the router test reaches them with raw paths).
+    let paths: Arc<Vec<(usize, String)>> = Arc::new(
+        first
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i, key_path("hot", &e.key)))
+            .filter(|(_, p)| !p.contains("/%2E"))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (requests, errors, mixed, backwards) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut readers = Vec::new();
+    for r in 0..4usize {
+        let (paths, stop, requests, errors, mixed, backwards) = (
+            paths.clone(),
+            stop.clone(),
+            requests.clone(),
+            errors.clone(),
+            mixed.clone(),
+            backwards.clone(),
+        );
+        let base = service.url("");
+        readers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut last = 0u64;
+            let mut i = r * 997;
+            while !stop.load(Ordering::Relaxed) {
+                i = (i + 7919) % paths.len();
+                requests.fetch_add(1, Ordering::Relaxed);
+                if i % 10 == 0 {
+                    // A batch: every value from the one version in the header.
+                    let body = r#"{"keys": [["user1", -2499], ["user3", -2497], ["a/b", -2498]]}"#;
+                    let resp = client
+                        .post(format!("{base}/v1/hot/_batch"))
+                        .body(body)
+                        .send()
+                        .await;
+                    let Ok(resp) = resp.map_err(|e| eprintln!("{e}")) else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let header: u64 = resp.headers()["x-tablecast-version"]
+                        .to_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let j: serde_json::Value = resp.json().await.unwrap();
+                    for res in j["results"].as_array().unwrap() {
+                        if res["value"]["v"] != header {
+                            mixed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    continue;
+                }
+                let (entry, path) = &paths[i];
+                let resp = client.get(format!("{base}{path}")).send().await;
+                match resp {
+                    Ok(resp) if resp.status() == 200 => {
+                        let header: u64 = resp.headers()["x-tablecast-version"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        let j: serde_json::Value = resp.json().await.unwrap();
+                        if j["v"] != header || j["i"] != *entry {
+                            mixed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if header < last {
+                            backwards.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last = last.max(header);
+                    }
+                    Ok(resp) => {
+                        eprintln!(
+                            "{} {}",
+                            resp.status(),
+                            resp.text().await.unwrap_or_default()
+                        );
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            last
+        }));
+    }
+
+    let mut dropped = 0;
+    for v in 2..=11 {
+        let entries = composite_entries(N, v);
+        publish(
+            &edge,
+            &manifest("hot", v, &types, checksum(&entries)),
+            &entries,
+        )
+        .await;
+        dropped += edge.gc("hot", 2).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the readers see the last version, and the grace pass for a final gc.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    dropped += edge.gc("hot", 2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut last_seen = Vec::new();
+    for r in readers {
+        last_seen.push(r.await.unwrap());
+    }
+    let (requests, errors, mixed, backwards) = (
+        requests.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        mixed.load(Ordering::Relaxed),
+        backwards.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{requests} requests, {errors} errors, {mixed} mixed, {backwards} backwards, {dropped} versions dropped, last seen {last_seen:?}"
+    );
+    assert!(requests > 1000, "{requests}");
+    assert_eq!((errors, mixed, backwards), (0, 0, 0));
+    assert!(last_seen.iter().all(|v| *v == 11), "{last_seen:?}");
+    assert!(dropped >= 8, "{dropped}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    let edge = RedisEdge::connect(&redis.url()).await.unwrap();
+    let types = composite_types();
+    let entries = composite_entries(200, 1);
+    publish(
+        &edge,
+        &manifest("api", 1, &types, checksum(&entries)),
+        &entries,
+    )
+    .await;
+    // Keep the data across the restart, to test reconnection alone.
+    let mut conn = redis.client().await;
+    let _: () = redis::cmd("SAVE").query_async(&mut conn).await.unwrap();
+
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        ..LookupConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = service.url(&key_path("api", &entries[3].key));
+    assert_eq!(status(&client, &url).await, 200);
+
+    redis.kill();
+    let t = Instant::now();
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let j: serde_json::Value = resp.json().await.unwrap();
+    let code = j["error"]["code"].as_str().unwrap().to_string();
+    assert!(code == "unavailable" || code == "timeout", "{j}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "503 took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status(&client, &service.url("/readyz")).await, 503);
+    assert_eq!(status(&client, &service.url("/healthz")).await, 200);
+    for _ in 0..5 {
+        assert_eq!(status(&client, &url).await, 503);
+    }
+
+    redis.restart();
+    let t = Instant::now();
+    eventually("lookups answer again", Duration::from_secs(10), || async {
+        status(&client, &url).await == 200
+    })
+    .await;
+    eprintln!("recovered {:?} after the restart", t.elapsed());
+    assert_eq!(status(&client, &service.url("/readyz")).await, 200);
+    let metrics = client
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tablecast_lookup_redis_errors_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"status="503""#), "{metrics}");
+    service.stop().await;
+}
+
+fn write_snapshot(
+    dir: &std::path::Path,
+    api: &str,
+    version: u64,
+    entries: &[Entry],
+    tokens: Vec<String>,
+) {
+    let store = SnapshotStore::new(dir);
+    let mut m = manifest(api, version, &composite_types(), checksum(entries));
+    m.protected = !tokens.is_empty();
+    m.token_hashes = tokens;
+    let mut w = store.writer(&m).unwrap();
+    w.write(entries).unwrap();
+    w.finish(&m).unwrap();
+}
+
+#[tokio::test]
+async fn rehydrate_refills_an_empty_redis_from_the_newest_snapshot() {
+    let snapshots = tempfile::tempdir().unwrap();
+    let old = composite_entries(1000, 2);
+    write_snapshot(snapshots.path(), "api", 2, &old, vec![]);
+    let newest = composite_entries(12_000, 3);
+    write_snapshot(snapshots.path(), "api", 3, &newest, vec![sha256_hex("tok")]);
+    let store = Arc::new(SnapshotStore::new(snapshots.path()));
+
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    assert_eq!(
+        missing_apis(&edge, snapshots.path()).await.unwrap(),
+        vec!["api".to_string()]
+    );
+
+    // A publish holding the lease makes rehydrate step aside.
+    assert!(
+        edge.acquire_lease("api", "publisher", 10_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        rehydrate(&edge, &store, "api").await.unwrap(),
+        RehydrateOutcome::Busy
+    );
+    edge.release_lease("api", "publisher").await.unwrap();
+
+    let outcome = rehydrate(&edge, &store, "api").await.unwrap();
+    let RehydrateOutcome::Refilled { version, keys, ms } = outcome else {
+        panic!("{outcome:?}")
+    };
+    eprintln!("rehydrated {keys} keys in {ms} ms");
+    assert_eq!((version, keys), (3, 12_000));
+    assert_eq!(edge.versions("api").await.unwrap().serving, Some(3));
+    assert!(
+        missing_apis(&edge, snapshots.path())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        rehydrate(&edge, &store, "api").await.unwrap(),
+        RehydrateOutcome::AlreadyServing { version: 3 }
+    );
+    assert_eq!(
+        rehydrate(&edge, &store, "other").await.unwrap(),
+        RehydrateOutcome::NoSnapshot
+    );
+    // The lease was released.
+    assert!(
+        edge.acquire_lease("api", "publisher", 10_000)
+            .await
+            .unwrap()
+    );
+
+    let app = edge_cache::router(LookupState::with_edge(
+        edge.clone(),
+        LookupConfig::default(),
+    ));
+    for e in newest.iter().step_by(97) {
+        let r = get_with_token(&app, &key_path("api", &e.key), "tok").await;
+        assert_eq!((r.status.as_u16(), r.version), (200, Some(3)));
+        assert_eq!(r.body, e.value);
+    }
+    // The snapshot's tokens came with it.
+    assert_eq!(
+        get(&app, &key_path("api", &newest[0].key)).await.status,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_refills_a_redis_that_comes_back_empty() {
+    let snapshots = tempfile::tempdir().unwrap();
+    let entries = composite_entries(3000, 5);
+    write_snapshot(snapshots.path(), "api", 5, &entries, vec![]);
+    let keyless = vec![Entry {
+        key: b"[]".to_vec(),
+        value: b"[1,2,3]".to_vec(),
+    }];
+    {
+        let store = SnapshotStore::new(snapshots.path());
+        let m = manifest("global", 1, &(vec![], vec![]), checksum(&keyless));
+        let mut w = store.writer(&m).unwrap();
+        w.write(&keyless).unwrap();
+        w.finish(&m).unwrap();
+    }
+
+    let mut redis = RedisServer::start();
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        snapshot_dir: Some(snapshots.path().to_path_buf()),
+        rehydrate_check_ms: 200,
+        ..LookupConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = service.url(&key_path("api", &entries[10].key));
+    eventually("start-up rehydrate", Duration::from_secs(10), || async {
+        status(&client, &url).await == 200
+    })
+    .await;
+    let body = client
+        .get(service.url("/v1/global"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"[1,2,3]");
+
+    // The Redis crashes and comes back empty: the service refills it by itself.
+    redis.restart();
+    let t = Instant::now();
+    eventually(
+        "refill after an empty restart",
+        Duration::from_secs(15),
+        || async { status(&client, &url).await == 200 },
+    )
+    .await;
+    eprintln!("refilled {:?} after the restart", t.elapsed());
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.headers()["x-tablecast-version"], "5");
+    assert_eq!(resp.bytes().await.unwrap(), entries[10].value);
+    let metrics_url = service.url("/metrics");
+    eventually("two refills counted", Duration::from_secs(5), || async {
+        let metrics = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains(r#"tablecast_lookup_rehydrations_total{api="api",outcome="refilled"} 2"#)
+    })
+    .await;
+    service.stop().await;
+}
