@@ -7,8 +7,9 @@
 //! - every other value is written in its canonical text (integers `-42`, decimals with their
 //!   scale `12.50`, timestamps `2026-11-01T08:30:00Z`, dates `2026-11-01`, booleans `true`,
 //!   strings as they are) and percent-encoded: every byte other than `A-Z a-z 0-9 - _ .` is
-//!   `%XX` (upper-case hex), and a segment of only dots is fully encoded (`%2E%2E`) so no client
-//!   resolves it as a relative path;
+//!   `%XX` (upper-case hex);
+//! - a string made only of dots is `~` followed by those dots (`.` is `~.`, `..` is `~..`):
+//!   URL parsers treat `.` and `..`, and even `%2E`, as relative path steps and remove them;
 //! - decoding accepts any percent-encoding of the same bytes, then requires the canonical text
 //!   of the key's type (`05` is not an integer key; `5` is).
 
@@ -59,11 +60,19 @@ fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 
+fn is_dots(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b == b'.')
+}
+
 fn percent_encode(text: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let all_dots = text.bytes().all(|b| b == b'.');
+    if is_dots(text) {
+        out.push('~');
+        out.push_str(text);
+        return;
+    }
     for b in text.bytes() {
-        if is_plain(b) && !all_dots {
+        if is_plain(b) {
             out.push(b as char);
         } else {
             out.push('%');
@@ -86,7 +95,9 @@ pub fn encode_key(key_json: &[u8]) -> Option<String> {
             serde_json::Value::Null => out.push_str(NULL_SEGMENT),
             serde_json::Value::String(s) if s.is_empty() => out.push_str(EMPTY_SEGMENT),
             serde_json::Value::String(s) => percent_encode(s, &mut out),
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => percent_encode(&v.to_string(), &mut out),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                percent_encode(&v.to_string(), &mut out)
+            }
             _ => return None,
         }
     }
@@ -114,7 +125,10 @@ fn percent_decode(segment: &str) -> Result<String, String> {
 /// Turns URL segments (still percent-encoded) into the canonical key JSON of an entry.
 pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Vec<u8>, KeyError> {
     if segments.len() != types.len() {
-        return Err(KeyError::Arity { expected: types.len(), got: segments.len() });
+        return Err(KeyError::Arity {
+            expected: types.len(),
+            got: segments.len(),
+        });
     }
     let mut out = Vec::with_capacity(64);
     out.push(b'[');
@@ -139,26 +153,48 @@ pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Ve
         if text.is_empty() {
             return Err(err("empty segment (an empty string is ~empty)".into()));
         }
-        if text.starts_with('~') && raw.starts_with('~') {
-            return Err(err(format!("unknown special segment {raw:?} (use %7E for a literal ~)")));
+        if raw.starts_with('~') && is_dots(&raw[1..]) {
+            if *ty != KeyType::Str {
+                return Err(err("~dots is only a string key".into()));
+            }
+            canonical::write_str(&mut out, &raw[1..]);
+            continue;
         }
-        let canonical = |ok: bool, form: String| if ok { Ok(form) } else { Err(err(format!("{text:?} is not a canonical {ty:?} key"))) };
+        if text.starts_with('~') && raw.starts_with('~') {
+            return Err(err(format!(
+                "unknown special segment {raw:?} (use %7E for a literal ~)"
+            )));
+        }
+        let canonical = |ok: bool, form: String| {
+            if ok {
+                Ok(form)
+            } else {
+                Err(err(format!("{text:?} is not a canonical {ty:?} key")))
+            }
+        };
         match ty {
             KeyType::Str => canonical::write_str(&mut out, &text),
             KeyType::Int => {
-                let v: i128 = text.parse().map_err(|_| err(format!("{text:?} is not an integer")))?;
+                let v: i128 = text
+                    .parse()
+                    .map_err(|_| err(format!("{text:?} is not an integer")))?;
                 out.extend_from_slice(canonical(v.to_string() == text, text.clone())?.as_bytes());
             }
             KeyType::Float => {
-                let v: f64 = text.parse().map_err(|_| err(format!("{text:?} is not a number")))?;
+                let v: f64 = text
+                    .parse()
+                    .map_err(|_| err(format!("{text:?} is not a number")))?;
                 let mut form = Vec::new();
                 canonical::write_f64(&mut form, v);
                 let form = String::from_utf8(form).unwrap_or_default();
                 out.extend_from_slice(canonical(form == text, text.clone())?.as_bytes());
             }
-            KeyType::Bool => out.extend_from_slice(canonical(text == "true" || text == "false", text.clone())?.as_bytes()),
+            KeyType::Bool => out.extend_from_slice(
+                canonical(text == "true" || text == "false", text.clone())?.as_bytes(),
+            ),
             KeyType::Decimal { scale } => {
-                let unscaled = crate::spec::parse_decimal(&text, 38, (*scale).max(0)).map_err(err)?;
+                let unscaled =
+                    crate::spec::parse_decimal(&text, 38, (*scale).max(0)).map_err(err)?;
                 let mut form = Vec::new();
                 canonical::write_decimal(&mut form, unscaled, *scale);
                 let form = String::from_utf8(form).unwrap_or_default();
@@ -166,12 +202,14 @@ pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Ve
                 canonical::write_str(&mut out, &form);
             }
             KeyType::Date => {
-                let d = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| err(format!("{text:?} is not a date")))?;
+                let d = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                    .map_err(|_| err(format!("{text:?} is not a date")))?;
                 canonical(d.format("%Y-%m-%d").to_string() == text, String::new())?;
                 canonical::write_str(&mut out, &text);
             }
             KeyType::Timestamp => {
-                let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(|_| err(format!("{text:?} is not an RFC 3339 timestamp")))?;
+                let t = chrono::DateTime::parse_from_rfc3339(&text)
+                    .map_err(|_| err(format!("{text:?} is not an RFC 3339 timestamp")))?;
                 let mut form = Vec::new();
                 canonical::write_timestamp_micros(&mut form, t.timestamp_micros());
                 let form = String::from_utf8(form).unwrap_or_default();
@@ -190,7 +228,11 @@ mod tests {
 
     fn round_trip(key_json: &str, types: &[KeyType]) -> String {
         let path = encode_key(key_json.as_bytes()).unwrap();
-        let segments: Vec<&str> = if path.is_empty() { vec![] } else { path.split('/').collect() };
+        let segments: Vec<&str> = if path.is_empty() {
+            vec![]
+        } else {
+            path.split('/').collect()
+        };
         let back = decode_key(&segments, types).unwrap();
         assert_eq!(String::from_utf8(back).unwrap(), key_json, "via {path}");
         path
@@ -203,7 +245,9 @@ mod tests {
         assert_eq!(round_trip(r#"[""]"#, &s), "~empty");
         assert_eq!(round_trip("[null]", &s), "~null");
         assert_eq!(round_trip(r#"["~null"]"#, &s), "%7Enull");
-        assert_eq!(round_trip(r#"[".."]"#, &s), "%2E%2E");
+        assert_eq!(round_trip(r#"[".."]"#, &s), "~..");
+        assert_eq!(round_trip(r#"["."]"#, &s), "~.");
+        assert_eq!(round_trip(r#"["a.b"]"#, &s), "a.b");
         assert_eq!(round_trip(r#"["%2F"]"#, &s), "%252F");
         round_trip(r#"["日本語 🦀 ?#"]"#, &s);
         round_trip(r#"["tab\tquote\"back\\"]"#, &s);
@@ -211,8 +255,14 @@ mod tests {
 
     #[test]
     fn typed_keys_round_trip_and_reject_other_spellings() {
-        assert_eq!(round_trip("[-9223372036854775808]", &[KeyType::Int]), "-9223372036854775808");
-        assert_eq!(round_trip(r#"["12.50"]"#, &[KeyType::Decimal { scale: 2 }]), "12.50");
+        assert_eq!(
+            round_trip("[-9223372036854775808]", &[KeyType::Int]),
+            "-9223372036854775808"
+        );
+        assert_eq!(
+            round_trip(r#"["12.50"]"#, &[KeyType::Decimal { scale: 2 }]),
+            "12.50"
+        );
         round_trip(r#"["2026-11-01T08:30:00.25Z"]"#, &[KeyType::Timestamp]);
         round_trip(r#"["facebook",42]"#, &[KeyType::Str, KeyType::Int]);
         assert_eq!(round_trip("[]", &[]), "");
@@ -222,7 +272,13 @@ mod tests {
         assert!(decode_key(&[""], &[KeyType::Str]).is_err());
         assert!(decode_key(&["~what"], &[KeyType::Str]).is_err());
         assert!(decode_key(&["%zz"], &[KeyType::Str]).is_err());
-        assert_eq!(decode_key(&["a", "b"], &[KeyType::Str]), Err(KeyError::Arity { expected: 1, got: 2 }));
+        assert_eq!(
+            decode_key(&["a", "b"], &[KeyType::Str]),
+            Err(KeyError::Arity {
+                expected: 1,
+                got: 2
+            })
+        );
         // Any percent-encoding of the same bytes is the same key.
         assert_eq!(decode_key(&["%61"], &[KeyType::Str]).unwrap(), br#"["a"]"#);
     }
