@@ -4,7 +4,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -16,6 +18,9 @@ use publisher::guards::GuardLimits;
 use publisher::publish::{PublishConfig, Publisher, Route};
 use publisher::spec::ApiSpec;
 
+/// product_id, network, referrals, revenue (cents), ts (µs).
+type Row = (i64, Option<&'static str>, i64, i128, i64);
+
 /// social.sales: two partitions, nulls, ties, unicode.
 fn write_table(root: &Path) {
     let schema = Arc::new(Schema::new(vec![
@@ -25,9 +30,24 @@ fn write_table(root: &Path) {
         Field::new("revenue", DataType::Decimal128(12, 2), true),
         Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
     ]));
-    let parts: [(&str, Vec<(i64, Option<&str>, i64, i128, i64)>); 2] = [
-        ("2026-11-01", vec![(1, Some("fb"), 5, 150, 1_000_000), (2, Some("fb"), 7, 5, 2_000_000), (3, Some("tw"), 1, 100, 3_000_000)]),
-        ("2026-11-02", vec![(1, Some("fb"), 4, 1, 4_500_000), (3, Some("fb"), 9, 0, 5_000_000), (4, None, 2, 999, 6_000_000), (2, Some("日本"), 3, 12345, 7_000_000)]),
+    let parts: [(&str, Vec<Row>); 2] = [
+        (
+            "2026-11-01",
+            vec![
+                (1, Some("fb"), 5, 150, 1_000_000),
+                (2, Some("fb"), 7, 5, 2_000_000),
+                (3, Some("tw"), 1, 100, 3_000_000),
+            ],
+        ),
+        (
+            "2026-11-02",
+            vec![
+                (1, Some("fb"), 4, 1, 4_500_000),
+                (3, Some("fb"), 9, 0, 5_000_000),
+                (4, None, 2, 999, 6_000_000),
+                (2, Some("日本"), 3, 12345, 7_000_000),
+            ],
+        ),
     ];
     for (dt, rows) in parts {
         let dir = root.join("social/sales").join(format!("dt={dt}"));
@@ -35,15 +55,32 @@ fn write_table(root: &Path) {
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
-                Arc::new(Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap()),
-                Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
+                ),
+                Arc::new(TimestampMicrosecondArray::from(
+                    rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+                )),
             ],
         )
         .unwrap();
-        let mut w = ArrowWriter::try_new(File::create(dir.join("part-0.parquet")).unwrap(), Arc::clone(&schema), None).unwrap();
+        let mut w = ArrowWriter::try_new(
+            File::create(dir.join("part-0.parquet")).unwrap(),
+            Arc::clone(&schema),
+            None,
+        )
+        .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -81,11 +118,19 @@ async fn answer(root: &Path, spec: &str) -> Vec<String> {
     let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
     let mut sink = Collect(Vec::new());
     let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
-    p.run(&plan, Route::Fasttrack, &mut sink, &progress).await.unwrap();
+    p.run(&plan, Route::Fasttrack, &mut sink, &progress)
+        .await
+        .unwrap();
     let mut lines: Vec<String> = sink
         .0
         .iter()
-        .map(|e| format!("{} {}", String::from_utf8_lossy(&e.key), String::from_utf8_lossy(&e.value)))
+        .map(|e| {
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(&e.key),
+                String::from_utf8_lossy(&e.value)
+            )
+        })
         .collect();
     lines.sort();
     lines
@@ -188,11 +233,23 @@ async fn keyless_list_and_partition_pruning() {
         value = "2026-11-01"
     "#;
     let p = publisher_over(dir.path(), GuardLimits::default()).await;
-    let plan = p.plan(&ApiSpec::from_toml(spec).unwrap(), Route::Auto).await.unwrap();
-    assert_eq!((plan.inspection.partitions_selected, plan.inspection.files.len(), plan.inspection.rows), (1, 1, 3));
+    let plan = p
+        .plan(&ApiSpec::from_toml(spec).unwrap(), Route::Auto)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            plan.inspection.partitions_selected,
+            plan.inspection.files.len(),
+            plan.inspection.rows
+        ),
+        (1, 1, 3)
+    );
     assert_eq!(
         answer(dir.path(), spec).await,
-        vec![r#"[] [{"ts":"1970-01-01T00:00:03Z","network":"tw"},{"ts":"1970-01-01T00:00:02Z","network":"fb"}]"#]
+        vec![
+            r#"[] [{"ts":"1970-01-01T00:00:03Z","network":"tw"},{"ts":"1970-01-01T00:00:02Z","network":"fb"}]"#
+        ]
     );
 }
 
@@ -208,12 +265,23 @@ fn write_big_table(root: &Path) {
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
-            Arc::new(StringArray::from((0..n).map(|i| format!("network-{}", i % 1000)).collect::<Vec<_>>())),
-            Arc::new(TimestampMicrosecondArray::from((0..n).map(|i| i * 7919 % n).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| format!("network-{}", i % 1000))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(
+                (0..n).map(|i| i * 7919 % n).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap();
-    let mut w = ArrowWriter::try_new(File::create(dir.join("part-0.parquet")).unwrap(), Arc::clone(&schema), None).unwrap();
+    let mut w = ArrowWriter::try_new(
+        File::create(dir.join("part-0.parquet")).unwrap(),
+        Arc::clone(&schema),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -222,7 +290,10 @@ fn write_big_table(root: &Path) {
 async fn a_small_pool_trips_the_memory_guard_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     write_big_table(dir.path());
-    let limits = GuardLimits { memory_pool_bytes: 256 * 1024, ..GuardLimits::default() };
+    let limits = GuardLimits {
+        memory_pool_bytes: 256 * 1024,
+        ..GuardLimits::default()
+    };
     let p = publisher_over(dir.path(), limits).await;
     let spec = ApiSpec::from_toml(
         r#"
@@ -246,14 +317,19 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
         }
     }
     let e = tripped.expect("the pool must be exceeded");
-    let guard = e.tripped_guard().unwrap_or_else(|| panic!("not a guard trip: {e}"));
+    let guard = e
+        .tripped_guard()
+        .unwrap_or_else(|| panic!("not a guard trip: {e}"));
     assert_eq!(guard.name, "memory_pool");
     assert_eq!(guard.limit, 256 * 1024);
     assert!(guard.tripped && guard.measured > 256 * 1024);
     // Without a fallback to re-route to, the run reports the trip as its error.
     let mut sink = Collect(Vec::new());
     let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
-    let err = p.run(&plan, Route::Auto, &mut sink, &progress).await.unwrap_err();
+    let err = p
+        .run(&plan, Route::Auto, &mut sink, &progress)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("memory_pool"), "{err}");
 }
 

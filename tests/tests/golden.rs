@@ -12,8 +12,17 @@ fn warehouse() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out = run_tablecast(["fixtures", "generate", "--out", dir.path().to_str().unwrap()]);
-        assert!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run_tablecast([
+            "fixtures",
+            "generate",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "generate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
     .path()
@@ -37,15 +46,26 @@ fn assert_matches_golden(catalog: &str, spec: &str, path: &str) {
         "--path",
         path,
     ]);
-    assert!(result.status.success(), "{spec} via {catalog}: {}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{spec} via {catalog}: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     let ours = std::fs::read(&out).unwrap();
     let golden = std::fs::read(fixtures::golden_dir().join(format!("{spec}.jsonl"))).unwrap();
     if ours != golden {
-        let first_diff = ours.split(|b| *b == b'\n').zip(golden.split(|b| *b == b'\n')).find(|(a, b)| a != b);
+        let first_diff = ours
+            .split(|b| *b == b'\n')
+            .zip(golden.split(|b| *b == b'\n'))
+            .find(|(a, b)| a != b);
         panic!(
             "{spec} via {catalog} differs from its golden file; first differing line:\n ours:   {}\n golden: {}",
-            first_diff.map(|d| String::from_utf8_lossy(d.0).to_string()).unwrap_or_default(),
-            first_diff.map(|d| String::from_utf8_lossy(d.1).to_string()).unwrap_or_default()
+            first_diff
+                .map(|d| String::from_utf8_lossy(d.0).to_string())
+                .unwrap_or_default(),
+            first_diff
+                .map(|d| String::from_utf8_lossy(d.1).to_string())
+                .unwrap_or_default()
         );
     }
 }
@@ -61,13 +81,36 @@ fn fast_track_matches_golden_answers_over_the_directory_catalog() {
 #[test]
 fn fast_track_matches_golden_answers_over_a_real_metastore() {
     let metastore = Metastore::shared();
-    let load = run_tablecast(["fixtures", "load", "--metastore", &metastore.uri(), "--warehouse", warehouse().to_str().unwrap()]);
-    assert!(load.status.success(), "fixtures load: {}", String::from_utf8_lossy(&load.stderr));
+    let load = run_tablecast([
+        "fixtures",
+        "load",
+        "--metastore",
+        &metastore.uri(),
+        "--warehouse",
+        warehouse().to_str().unwrap(),
+    ]);
+    assert!(
+        load.status.success(),
+        "fixtures load: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
 
     let tables = run_tablecast(["tables", "--metastore", &metastore.uri(), "--json"]);
-    assert!(tables.status.success(), "{}", String::from_utf8_lossy(&tables.stderr));
+    assert!(
+        tables.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tables.stderr)
+    );
     let listed: serde_json::Value = serde_json::from_slice(&tables.stdout).unwrap();
-    let find = |name: &str| listed.as_array().unwrap().iter().find(|t| t["table"] == name).cloned().unwrap_or_else(|| panic!("{name} not listed: {listed}"));
+    let find = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
+    };
     assert_eq!(find("social.referrals")["rows"], 100_000);
     assert_eq!(find("social.referrals")["partitions"], 7);
     assert_eq!(find("activity.user_activity")["rows"], 100_000);
@@ -75,16 +118,37 @@ fn fast_track_matches_golden_answers_over_a_real_metastore() {
     for spec in fixtures::SAMPLE_SPECS {
         assert_matches_golden(&metastore.uri(), spec, "auto");
     }
+
+    // The same plan through the metastore: row counts from its statistics, same guards and route.
+    let plan = plan_json(&metastore.uri(), "top_products_by_network", &[]);
+    assert_eq!(plan["path"], "fasttrack");
+    let rows = plan["guards"].as_array().unwrap().iter().find(|g| g["name"] == "row_count").unwrap();
+    assert_eq!(rows["measured"], 100_000);
+    assert_eq!(plan["files"], 14);
+    let plan = plan_json(&metastore.uri(), "recent_activity", &[("TABLECAST_GUARDS__MAX_FILES", "2")]);
+    assert_eq!(plan["path"], "fallback");
+    assert!(plan["reason"].as_str().unwrap().starts_with("guard file_count tripped: 3 > 2"), "{plan}");
 }
 
 fn plan_json(catalog: &str, spec: &str, env: &[(&str, &str)]) -> serde_json::Value {
     let mut command = tablecast_command();
-    command.args(["plan", "--json", "--spec", spec_path(spec).to_str().unwrap(), "--metastore", catalog]);
+    command.args([
+        "plan",
+        "--json",
+        "--spec",
+        spec_path(spec).to_str().unwrap(),
+        "--metastore",
+        catalog,
+    ]);
     for (k, v) in env {
         command.env(k, v);
     }
     let out = command.output().unwrap();
-    assert!(out.status.success(), "plan {spec}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "plan {spec}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -94,20 +158,57 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
     let plan = plan_json(&catalog, "top_products_by_network", &[]);
     assert_eq!(plan["path"], "fasttrack");
     assert_eq!(plan["reason"], "all guards within limits");
-    let names: Vec<&str> = plan["guards"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = plan["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["format", "row_count", "column_count", "row_width", "file_count", "total_bytes", "partition_count", "memory_pool", "output_keys", "output_bytes"]
+        [
+            "format",
+            "row_count",
+            "column_count",
+            "row_width",
+            "file_count",
+            "total_bytes",
+            "partition_count",
+            "memory_pool",
+            "output_keys",
+            "output_bytes"
+        ]
     );
-    let rows = plan["guards"].as_array().unwrap().iter().find(|g| g["name"] == "row_count").unwrap();
+    let rows = plan["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "row_count")
+        .unwrap();
     assert_eq!(rows["measured"], 100_000);
     assert_eq!(plan["files"], 14);
-    assert!(plan["engine_plan"].as_str().unwrap().contains("physical plan"), "{plan}");
+    assert!(
+        plan["engine_plan"]
+            .as_str()
+            .unwrap()
+            .contains("physical plan"),
+        "{plan}"
+    );
 
     // A limit from the environment trips the row guard and routes to the fallback.
-    let plan = plan_json(&catalog, "top_products_by_network", &[("TABLECAST_GUARDS__MAX_ROWS", "1000")]);
+    let plan = plan_json(
+        &catalog,
+        "top_products_by_network",
+        &[("TABLECAST_GUARDS__MAX_ROWS", "1000")],
+    );
     assert_eq!(plan["path"], "fallback");
-    assert!(plan["reason"].as_str().unwrap().starts_with("guard row_count tripped: 100000 > 1000"), "{plan}");
+    assert!(
+        plan["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("guard row_count tripped: 100000 > 1000"),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -120,14 +221,36 @@ fn plan_names_validation_problems_and_missing_tables() {
         "name = \"bad\"\ntable = \"qa.awkward\"\nkey = [\"k\"]\n[[values]]\ncolumn = \"tags\"\n[[values]]\ncolumn = \"nope\"\n",
     )
     .unwrap();
-    let out = run_tablecast(["plan", "--spec", bad.to_str().unwrap(), "--metastore", &catalog]);
+    let out = run_tablecast([
+        "plan",
+        "--spec",
+        bad.to_str().unwrap(),
+        "--metastore",
+        &catalog,
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("values[0].column: column `tags` has nested type array<string>"), "{err}");
-    assert!(err.contains("values[1].column: unknown column `nope`"), "{err}");
+    assert!(
+        err.contains("values[0].column: column `tags` has nested type array<string>"),
+        "{err}"
+    );
+    assert!(
+        err.contains("values[1].column: unknown column `nope`"),
+        "{err}"
+    );
 
-    std::fs::write(&bad, "name = \"bad\"\ntable = \"qa.missing\"\n[[values]]\ncolumn = \"k\"\n").unwrap();
-    let out = run_tablecast(["plan", "--spec", bad.to_str().unwrap(), "--metastore", &catalog]);
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\ntable = \"qa.missing\"\n[[values]]\ncolumn = \"k\"\n",
+    )
+    .unwrap();
+    let out = run_tablecast([
+        "plan",
+        "--spec",
+        bad.to_str().unwrap(),
+        "--metastore",
+        &catalog,
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("qa.missing"), "{err}");
 }

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::files::{self, DataFile};
 use crate::schema::{Column, TableName, is_identifier};
 
+/// A partition's values (in key order) and its folder.
+type PartitionDir = (Vec<String>, PathBuf);
+
 pub struct DirectoryCatalog {
     root: PathBuf,
     uri: String,
@@ -18,9 +21,14 @@ pub struct DirectoryCatalog {
 
 impl DirectoryCatalog {
     pub fn open(root: PathBuf) -> Result<Self> {
-        let uri = url::Url::from_file_path(&root).map(|u| u.to_string()).unwrap_or_else(|_| root.display().to_string());
+        let uri = url::Url::from_file_path(&root)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| root.display().to_string());
         if !root.is_dir() {
-            return Err(Error::Catalog { uri, message: format!("{} is not a directory", root.display()) });
+            return Err(Error::Catalog {
+                uri,
+                message: format!("{} is not a directory", root.display()),
+            });
         }
         Ok(DirectoryCatalog { root, uri })
     }
@@ -28,7 +36,8 @@ impl DirectoryCatalog {
     /// Sub-folders whose names are identifiers: databases, tables. Anything else (hidden
     /// folders, `..`) is not part of the catalog, which also keeps lookups inside the root.
     fn folders(dir: &Path) -> Result<Vec<String>> {
-        let read = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let read = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         let mut names: Vec<String> = read
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -41,26 +50,34 @@ impl DirectoryCatalog {
     }
 
     /// Partition folders: every level below the table is `key=value`.
-    fn partitions(table_dir: &Path) -> Result<(Vec<String>, Vec<(Vec<String>, PathBuf)>)> {
+    fn partitions(table_dir: &Path) -> Result<(Vec<String>, Vec<PartitionDir>)> {
         let mut keys = Vec::new();
         let mut level = vec![(Vec::<String>::new(), table_dir.to_path_buf())];
         loop {
             let mut next = Vec::new();
             let mut key_here: Option<String> = None;
             for (values, dir) in &level {
-                let Ok(read) = std::fs::read_dir(dir) else { continue };
+                let Ok(read) = std::fs::read_dir(dir) else {
+                    continue;
+                };
                 for e in read.filter_map(|e| e.ok()) {
                     if !e.file_type().is_ok_and(|t| t.is_dir()) {
                         continue;
                     }
                     let name = e.file_name().to_string_lossy().to_string();
-                    let Some((k, v)) = name.split_once('=') else { continue };
+                    let Some((k, v)) = name.split_once('=') else {
+                        continue;
+                    };
                     if !is_identifier(k) {
                         continue;
                     }
                     key_here.get_or_insert_with(|| k.to_ascii_lowercase());
                     let mut vs = values.clone();
-                    vs.push(percent_encoding::percent_decode_str(v).decode_utf8_lossy().to_string());
+                    vs.push(
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8_lossy()
+                            .to_string(),
+                    );
                     next.push((vs, e.path()));
                 }
             }
@@ -106,14 +123,19 @@ impl Catalog for DirectoryCatalog {
             return Err(Error::TableNotFound(name.to_string(), self.uri.clone()));
         }
         let location = url::Url::from_file_path(&dir)
-            .map_err(|_| Error::Catalog { uri: self.uri.clone(), message: format!("bad path {}", dir.display()) })?
+            .map_err(|_| Error::Catalog {
+                uri: self.uri.clone(),
+                message: format!("bad path {}", dir.display()),
+            })?
             .to_string();
         let (keys, parts) = Self::partitions(&dir)?;
         let partitions: Vec<Partition> = parts
             .into_iter()
             .map(|(values, path)| Partition {
                 values,
-                location: url::Url::from_file_path(&path).map(|u| u.to_string()).unwrap_or_default(),
+                location: url::Url::from_file_path(&path)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
                 num_rows: None,
             })
             .collect();
@@ -140,7 +162,10 @@ impl Catalog for DirectoryCatalog {
             .map(|f| Column::from_arrow(f))
             .collect();
         // Partition values live in paths: Hive types them as strings unless told otherwise.
-        let partition_keys = keys.iter().map(|k| Column::from_hive(k, "string")).collect();
+        let partition_keys = keys
+            .iter()
+            .map(|k| Column::from_hive(k, "string"))
+            .collect();
         Ok(TableMeta {
             name: name.clone(),
             location,
