@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod plan;
 pub mod publish;
 pub mod run;
+pub mod serve;
 pub mod tables;
 pub mod token;
 pub mod versions;
@@ -25,5 +26,9 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub fallback: fallback::SparkConfig,
     /// The lookup service an edge node runs (`tablecast edge serve`).
     pub lookup: edge_cache::LookupConfig,
+    /// The analysts' dashboard and job runner (`tablecast serve`).
+    pub dashboard: dashboard_api::ServerConfig,
     pub log: LogConfig,
 }
 
@@ -37,13 +39,18 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: "text".into(), filter: "info".into() }
+        LogConfig {
+            format: "text".into(),
+            filter: "info".into(),
+        }
     }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         Config {
             state_dir: home.join(".local/state/tablecast"),
             metastore: None,
@@ -53,13 +60,14 @@ impl Default for Config {
             publish: Default::default(),
             fallback: Default::default(),
             lookup: Default::default(),
+            dashboard: Default::default(),
             log: Default::default(),
         }
     }
 }
 
 /// Environment variables with the prefix that are not configuration (used by scripts and tests).
-const NOT_CONFIG: &[&str] = &["CONFIG", "BIN", "VENV", "ROOT", "CACHE"];
+const NOT_CONFIG: &[&str] = &["CONFIG", "BIN", "VENV", "ROOT", "CACHE", "ADMIN_TOKEN"];
 
 impl Config {
     /// Loads `path` if given, else `./tablecast.toml` if present, else defaults; then applies
@@ -67,20 +75,35 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let env: Vec<(String, String)> = std::env::vars().collect();
         let explicit = path.map(Path::to_path_buf).or_else(|| {
-            env.iter().find(|(k, _)| k == "TABLECAST_CONFIG").map(|(_, v)| PathBuf::from(v))
+            env.iter()
+                .find(|(k, _)| k == "TABLECAST_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
         });
-        let file = explicit.clone().or_else(|| Some(PathBuf::from("tablecast.toml")).filter(|p| p.exists()));
+        let file = explicit
+            .clone()
+            .or_else(|| Some(PathBuf::from("tablecast.toml")).filter(|p| p.exists()));
         let mut table = match &file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-                text.parse::<toml::Table>().with_context(|| format!("parsing config {}", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config {}", p.display()))?
             }
             None => toml::Table::new(),
         };
         apply_env(&mut table, &env)?;
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .with_context(|| format!("config {} (with TABLECAST_* overrides)", file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into())))?;
+        let mut config: Config = toml::Value::Table(table).try_into().with_context(|| {
+            format!(
+                "config {} (with TABLECAST_* overrides)",
+                file.as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "defaults".into())
+            )
+        })?;
+        // The documented short name for the dashboard's admin token.
+        if let Some((_, token)) = env.iter().find(|(k, _)| k == "TABLECAST_ADMIN_TOKEN") {
+            config.dashboard.admin_token = Some(token.clone());
+        }
         Ok(config)
     }
 
@@ -98,7 +121,11 @@ impl Config {
     }
 
     pub fn edges<'a>(&'a self, flags: &'a [String]) -> Result<&'a [String]> {
-        let edges = if flags.is_empty() { &self.edges[..] } else { flags };
+        let edges = if flags.is_empty() {
+            &self.edges[..]
+        } else {
+            flags
+        };
         if edges.is_empty() {
             bail!("no edge: give --edge redis://host:port (or `edges` in tablecast.toml)");
         }
@@ -108,7 +135,9 @@ impl Config {
 
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("TABLECAST_") else { continue };
+        let Some(rest) = name.strip_prefix("TABLECAST_") else {
+            continue;
+        };
         if NOT_CONFIG.contains(&rest) || rest.starts_with("TEST_") {
             continue;
         }
@@ -116,7 +145,9 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
         let (last, parents) = path.split_last().context("empty variable name")?;
         let mut node = &mut *table;
         for p in parents {
-            let entry = node.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = node
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             node = match entry {
                 toml::Value::Table(t) => t,
                 _ => bail!("{name}: `{p}` is not a section"),
@@ -145,7 +176,10 @@ mod tests {
         let mut t: toml::Table = "[guards]\nmax_rows = 5\n".parse().unwrap();
         let env = vec![
             ("TABLECAST_GUARDS__MAX_ROWS".to_string(), "1000".to_string()),
-            ("TABLECAST_EDGES".to_string(), r#"["redis://127.0.0.1:1"]"#.to_string()),
+            (
+                "TABLECAST_EDGES".to_string(),
+                r#"["redis://127.0.0.1:1"]"#.to_string(),
+            ),
             ("TABLECAST_STATE_DIR".to_string(), "/tmp/x y".to_string()),
             ("TABLECAST_TEST_HDFS".to_string(), "ignored".to_string()),
             ("OTHER".to_string(), "ignored".to_string()),
@@ -161,7 +195,10 @@ mod tests {
     fn unknown_keys_are_errors() {
         let mut t = toml::Table::new();
         apply_env(&mut t, &[("TABLECAST_GUARDS__MAX_ROWZ".into(), "1".into())]).unwrap();
-        let err = toml::Value::Table(t).try_into::<Config>().unwrap_err().to_string();
+        let err = toml::Value::Table(t)
+            .try_into::<Config>()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_rowz"), "{err}");
     }
 

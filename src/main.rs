@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "tablecast", version, about = "Publish warehouse tables as low-latency lookup APIs")]
+#[command(
+    name = "tablecast",
+    version,
+    about = "Publish warehouse tables as low-latency lookup APIs"
+)]
 struct Cli {
     /// Configuration file (default: ./tablecast.toml if present; TABLECAST_CONFIG).
     #[arg(long, global = true)]
@@ -43,6 +47,8 @@ enum Command {
     /// Access tokens of protected APIs.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// The analysts' dashboard: REST API, UI and the durable job runner.
+    Serve(commands::serve::ServeArgs),
     /// Start a local stack on loopback, publish the sample APIs and print where to look.
     Demo(commands::demo::DemoArgs),
     /// Edge node: the lookup service, and refilling a Redis from snapshots.
@@ -60,7 +66,10 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Fixtures(c) => commands::fixtures::run(c, &config).await,
@@ -73,6 +82,7 @@ fn main() -> ExitCode {
             Command::Token(c) => commands::token::run(c, &config).await,
             Command::Edge(c) => commands::edge::run(c, &config).await,
             Command::Demo(a) => commands::demo::run(a, &config).await,
+            Command::Serve(a) => commands::serve::run(a, &config).await,
         }
     });
     match result {
@@ -86,8 +96,11 @@ fn main() -> ExitCode {
 
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {

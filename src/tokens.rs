@@ -40,7 +40,9 @@ impl TokenStore {
     pub fn list(&self, api: &str) -> Result<Vec<TokenRecord>> {
         let path = self.file(api)?;
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", path.display())),
+            Ok(text) => {
+                serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -73,13 +75,22 @@ impl TokenStore {
 
     pub fn revoke(&self, api: &str, id: &str) -> Result<()> {
         let mut records = self.list(api)?;
-        let record = records.iter_mut().find(|r| r.id == id).with_context(|| format!("no token {id} for API {api}"))?;
-        record.revoked_at = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let record = records
+            .iter_mut()
+            .find(|r| r.id == id)
+            .with_context(|| format!("no token {id} for API {api}"))?;
+        record.revoked_at =
+            Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         self.save(api, &records)
     }
 
     pub fn active_hashes(&self, api: &str) -> Result<Vec<String>> {
-        Ok(self.list(api)?.into_iter().filter(|r| r.revoked_at.is_none()).map(|r| r.sha256).collect())
+        Ok(self
+            .list(api)?
+            .into_iter()
+            .filter(|r| r.revoked_at.is_none())
+            .map(|r| r.sha256)
+            .collect())
     }
 }
 
@@ -95,7 +106,10 @@ mod tests {
         assert!(token.starts_with("tc_") && token.len() == 67);
         let text = std::fs::read_to_string(dir.path().join("demo.json")).unwrap();
         assert!(!text.contains(&token) && text.contains(&hash(&token)));
-        assert_eq!(store.active_hashes("demo").unwrap(), vec![record.sha256.clone()]);
+        assert_eq!(
+            store.active_hashes("demo").unwrap(),
+            vec![record.sha256.clone()]
+        );
         store.revoke("demo", &record.id).unwrap();
         assert!(store.active_hashes("demo").unwrap().is_empty());
         assert!(store.create("../x").is_err());

@@ -36,6 +36,8 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Input that parsed but is wrong, field by field.
     #[error("{message}")]
     Invalid {
@@ -83,6 +85,7 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Publisher(e) => match e {
                 P::DatabaseNotFound(..) | P::TableNotFound(..) => StatusCode::NOT_FOUND,
@@ -112,6 +115,7 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) => "conflict",
             Error::BadRequest(_) => "bad_request",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Invalid { .. } => "invalid",
             Error::Publisher(e) => match e {
                 P::DatabaseNotFound(..) | P::TableNotFound(..) => "not_found",

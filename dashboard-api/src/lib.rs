@@ -159,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(routes::api_not_found)
+        .method_not_allowed_fallback(routes::api_method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_user,

@@ -306,6 +306,22 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
     let (status, _) = server.post("/api/apis/top/publish", json!({})).await;
     assert_eq!(status, 404);
 
+    // Unknown routes and methods: JSON errors too.
+    let (status, e) = server.get("/api/nothing/here").await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{e}"
+    );
+    let (status, e) = server
+        .call(Method::PATCH, "/api/apis", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{e}"
+    );
+
     // Malformed bodies are 4xx JSON, not panics or plain text.
     let resp = server
         .client
@@ -517,7 +533,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
     for i in 0..2 {
         stack.lookup_until(i, "private", "tw", None, 401).await;
         stack
-            .lookup_until(i, "private", "tw", Some("tca_wrong"), 401)
+            .lookup_until(i, "private", "tw", Some("tca_wrong"), 403)
             .await;
         let (body, _) = stack
             .lookup_until(i, "private", "tw", Some(&secret1), 200)
@@ -560,7 +576,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
     );
     for i in 0..2 {
         stack
-            .lookup_until(i, "private", "tw", Some(&secret1), 401)
+            .lookup_until(i, "private", "tw", Some(&secret1), 403)
             .await;
         stack
             .lookup_until(i, "private", "tw", Some(&secret2), 200)
@@ -589,7 +605,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["token_push"].as_array().unwrap().len(), 2);
-    assert_eq!(stack.pushes.lock().unwrap().last().unwrap().3, false);
+    assert!(!stack.pushes.lock().unwrap().last().unwrap().3);
     assert!(
         stack.pushes.lock().unwrap().last().unwrap().2.is_empty(),
         "a public API's tokens are dormant"

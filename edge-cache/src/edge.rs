@@ -48,6 +48,9 @@ pub struct EdgeOptions {
     pub delete_slice: usize,
     /// Read every entry back at seal and recompute the checksum (slow; for tests and audits).
     pub deep_verify: bool,
+    /// Entries per pipeline inside one `write`; a write's pipelines are in flight together, so
+    /// Redis works on one while the next is encoded.
+    pub write_chunk: usize,
 }
 
 impl Default for EdgeOptions {
@@ -59,6 +62,7 @@ impl Default for EdgeOptions {
             stale_staging: Duration::from_secs(3600),
             delete_slice: 256,
             deep_verify: false,
+            write_chunk: 500,
         }
     }
 }
@@ -596,28 +600,44 @@ impl RedisEdge {
             .map(|(i, e)| (layout::bucket_of(&e.key, tracker.buckets), i))
             .collect();
         order.sort_unstable();
-        let mut cmds = Grouped::with_capacity(order.len().min(tracker.buckets as usize));
+        let chunk = self.options.write_chunk.max(1);
+        let mut chunks: Vec<Grouped> = Vec::new();
+        let mut cmds = Grouped::default();
+        let mut in_chunk = 0;
         let mut i = 0;
         while i < order.len() {
             let b = order[i].0;
             let mut c = cmd("HSET");
             c.arg(layout::bucket(api, version, b));
-            while i < order.len() && order[i].0 == b {
+            while i < order.len() && order[i].0 == b && in_chunk < chunk {
                 let e = &entries[order[i].1];
                 c.arg(&e.key[..]).arg(&e.value[..]);
                 i += 1;
+                in_chunk += 1;
             }
             cmds.push(u64::from(b), c);
+            if in_chunk >= chunk {
+                chunks.push(std::mem::take(&mut cmds));
+                in_chunk = 0;
+            }
         }
-        let mut sum = Checksum::default();
-        for e in entries {
-            sum.add(&e.key, &e.value);
+        if !cmds.is_empty() {
+            chunks.push(cmds);
         }
-        let replies = self
-            .conn
-            .grouped(cmds)
-            .await
-            .map_err(self.redis_err("write"))?;
+        let send = futures::future::try_join_all(chunks.into_iter().map(|c| self.conn.grouped(c)));
+        let checksum = async {
+            let mut sum = Checksum::default();
+            for e in entries {
+                sum.add(&e.key, &e.value);
+            }
+            sum
+        };
+        let (replies, sum) = futures::join!(send, checksum);
+        let replies: Vec<Value> = replies
+            .map_err(self.redis_err("write"))?
+            .into_iter()
+            .flatten()
+            .collect();
         let mut added = 0u64;
         for r in replies {
             added += value::<u64>(r).map_err(self.redis_err("write"))?;

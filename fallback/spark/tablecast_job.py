@@ -388,9 +388,13 @@ def main(argv):
         text = str(e).strip()
         message = text.splitlines()[0] if text else type(e).__name__
         cause = root_cause(e)
-        line = f"tablecast-job: ERROR step={step}: {type(e).__name__}: {message}"
-        if cause and cause not in line:
-            line += f"; cause: {cause}"
+        if cause and type(e).__name__ == "Py4JJavaError":
+            # "An error occurred while calling o145.parquet" says nothing; the Java cause does.
+            line = f"tablecast-job: ERROR step={step}: {cause}"
+        else:
+            line = f"tablecast-job: ERROR step={step}: {type(e).__name__}: {message}"
+            if cause and cause not in line:
+                line += f"; cause: {cause}"
         print(line[:2000], file=sys.stderr)
         return 2
 

@@ -73,7 +73,8 @@ pub struct SparkConfig {
     /// Lines of the driver log quoted in errors.
     pub log_tail_lines: usize,
 
-    /// The whole run, submission to the last staged file read.
+    /// The Spark job's budget, from submission to its end (reading the staged output is paced
+    /// by the consumer and not included). On expiry the job is killed.
     pub timeout_s: u64,
     /// First poll interval; doubles up to `max_poll_interval_ms`.
     pub poll_interval_ms: u64,
@@ -183,13 +184,18 @@ impl SparkConfig {
             && m != "client"
             && m != "cluster"
         {
-            return Err(format!("fallback.deploy_mode must be \"client\" or \"cluster\", not {m:?}"));
+            return Err(format!(
+                "fallback.deploy_mode must be \"client\" or \"cluster\", not {m:?}"
+            ));
         }
         if self.timeout_s == 0 {
             return Err("fallback.timeout_s must be at least 1".into());
         }
         if !self.staging_dir.is_absolute() {
-            return Err(format!("fallback.staging_dir {} must be an absolute path", self.staging_dir.display()));
+            return Err(format!(
+                "fallback.staging_dir {} must be an absolute path",
+                self.staging_dir.display()
+            ));
         }
         Ok(())
     }

@@ -28,7 +28,10 @@ pub const PROGRAM: &str = include_str!("../spark/tablecast_job.py");
 pub const ENGINE: &str = "spark";
 
 fn engine_error(message: impl Into<String>) -> Error {
-    Error::Engine { engine: ENGINE.into(), message: message.into() }
+    Error::Engine {
+        engine: ENGINE.into(),
+        message: message.into(),
+    }
 }
 
 /// Computes an API with a Spark job (spark-submit or Oozie) and streams its staged output.
@@ -45,7 +48,10 @@ pub struct SparkEngine {
 
 impl std::fmt::Debug for SparkEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SparkEngine").field("submitter", &self.submitter.kind()).field("config", &self.config).finish()
+        f.debug_struct("SparkEngine")
+            .field("submitter", &self.submitter.kind())
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -56,15 +62,23 @@ impl SparkEngine {
         let config = Arc::new(config);
         let submitter: Arc<dyn Submitter> = match config.submitter {
             SubmitterKind::SparkSubmit => Arc::new(SparkSubmit::new(Arc::clone(&config))),
-            SubmitterKind::Oozie => Arc::new(OozieSubmitter::new(Arc::clone(&config)).map_err(Error::Config)?),
+            SubmitterKind::Oozie => {
+                Arc::new(OozieSubmitter::new(Arc::clone(&config)).map_err(Error::Config)?)
+            }
         };
         Ok(SparkEngine { config, submitter })
     }
 
     /// An engine with any submitter (tests, other schedulers).
-    pub fn with_submitter(config: SparkConfig, submitter: Arc<dyn Submitter>) -> Result<Self, Error> {
+    pub fn with_submitter(
+        config: SparkConfig,
+        submitter: Arc<dyn Submitter>,
+    ) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
-        Ok(SparkEngine { config: Arc::new(config), submitter })
+        Ok(SparkEngine {
+            config: Arc::new(config),
+            submitter,
+        })
     }
 
     pub fn config(&self) -> &SparkConfig {
@@ -78,7 +92,8 @@ impl SparkEngine {
     /// The job description `execute` would stage for `job` under `job_id`.
     pub fn job_description(&self, job: &EngineJob, job_id: &str) -> Result<JobDescription, Error> {
         let output = format!("{}/{job_id}/out", self.config.output_root());
-        JobDescription::build(job, job_id, self.config.read_via, &output).map_err(|e| engine_error(format!("describe job: {e}")))
+        JobDescription::build(job, job_id, self.config.read_via, &output)
+            .map_err(|e| engine_error(format!("describe job: {e}")))
     }
 
     fn paths(&self, job_id: &str, description: &JobDescription, app_name: String) -> StagedJob {
@@ -86,8 +101,14 @@ impl SparkEngine {
         let remote_dir = format!("{}/{job_id}", self.config.output_root());
         let mut job_conf = Vec::new();
         if let Some(uri) = description.metastore() {
-            job_conf.push(("spark.sql.catalogImplementation".to_string(), "hive".to_string()));
-            job_conf.push(("spark.hadoop.hive.metastore.uris".to_string(), uri.to_string()));
+            job_conf.push((
+                "spark.sql.catalogImplementation".to_string(),
+                "hive".to_string(),
+            ));
+            job_conf.push((
+                "spark.hadoop.hive.metastore.uris".to_string(),
+                uri.to_string(),
+            ));
         }
         StagedJob {
             id: job_id.to_string(),
@@ -99,7 +120,11 @@ impl SparkEngine {
             remote_program: format!("{remote_dir}/tablecast_job.py"),
             output: description.output.path.clone(),
             remote_dir,
-            log: self.config.staging_dir.join("logs").join(format!("{job_id}.log")),
+            log: self
+                .config
+                .staging_dir
+                .join("logs")
+                .join(format!("{job_id}.log")),
             job_conf,
         }
     }
@@ -109,13 +134,19 @@ impl SparkEngine {
     async fn stage(&self, job: &EngineJob) -> Result<(StagedJob, crate::job::Input), Error> {
         let job_id = new_job_id(job.spec.name());
         let description = self.job_description(job, &job_id)?;
-        let staged = self.paths(&job_id, &description, format!("tablecast-{}", job.spec.name()));
+        let staged = self.paths(
+            &job_id,
+            &description,
+            format!("tablecast-{}", job.spec.name()),
+        );
         let result = async {
             let json = description.to_json();
             let dir = &staged.local_dir;
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            std::fs::write(&staged.job_json, &json).map_err(|e| format!("writing {}: {e}", staged.job_json.display()))?;
-            std::fs::write(&staged.program, PROGRAM).map_err(|e| format!("writing {}: {e}", staged.program.display()))?;
+            std::fs::write(&staged.job_json, &json)
+                .map_err(|e| format!("writing {}: {e}", staged.job_json.display()))?;
+            std::fs::write(&staged.program, PROGRAM)
+                .map_err(|e| format!("writing {}: {e}", staged.program.display()))?;
             if self.submitter.needs_remote_staging() && !is_local_dir(&staged.remote_dir, dir) {
                 put(&staged.remote_job_json, json.into_bytes()).await?;
                 put(&staged.remote_program, PROGRAM.as_bytes().to_vec()).await?;
@@ -128,7 +159,10 @@ impl SparkEngine {
             Ok(()) => Ok((staged, description.input)),
             Err(e) => {
                 cleanup(&staged).await;
-                Err(engine_error(format!("stage: {e} (staging_dir {})", self.config.staging_dir.display())))
+                Err(engine_error(format!(
+                    "stage: {e} (staging_dir {})",
+                    self.config.staging_dir.display()
+                )))
             }
         }
     }
@@ -146,25 +180,41 @@ impl SparkEngine {
 
 fn new_job_id(api: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let api: String = api.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect();
+    let api: String = api
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect();
     format!("tc-{api}-{millis}-{}-{n}", std::process::id())
 }
 
 fn is_local_dir(url: &str, dir: &Path) -> bool {
-    url::Url::parse(url).ok().and_then(|u| u.to_file_path().ok()).is_some_and(|p| p == dir)
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .is_some_and(|p| p == dir)
 }
 
 async fn put(url: &str, bytes: Vec<u8>) -> Result<(), String> {
     let located = publisher::files::locate(url).map_err(|e| e.to_string())?;
-    located.store.put(&located.path, bytes.into()).await.map_err(|e| format!("writing {url}: {e}"))?;
+    located
+        .store
+        .put(&located.path, bytes.into())
+        .await
+        .map_err(|e| format!("writing {url}: {e}"))?;
     Ok(())
 }
 
 /// Keeps the newest `keep` driver logs.
 fn prune_logs(dir: &Path, keep: usize) {
-    let Ok(read) = std::fs::read_dir(dir) else { return };
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut logs: Vec<(SystemTime, PathBuf)> = read
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
@@ -182,24 +232,29 @@ fn prune_logs(dir: &Path, keep: usize) {
 /// Removes the job's local folder and its folder beside the output (with the staged files).
 async fn cleanup(staged: &StagedJob) {
     cleanup_local(staged);
-    if !staged.remote_dir.starts_with("file:") {
-        if let Err(e) = delete_remote(&staged.remote_dir).await {
-            tracing::warn!(job = %staged.id, error = %e, "removing staged output failed");
-        }
+    if !staged.remote_dir.starts_with("file:")
+        && let Err(e) = delete_remote(&staged.remote_dir).await
+    {
+        tracing::warn!(job = %staged.id, error = %e, "removing staged output failed");
     }
 }
 
 /// The synchronous part of [`cleanup`]: everything on local disk.
 fn cleanup_local(staged: &StagedJob) {
     let mut dirs = vec![staged.local_dir.clone()];
-    if let Some(p) = url::Url::parse(&staged.remote_dir).ok().and_then(|u| u.to_file_path().ok()) {
+    if let Some(p) = url::Url::parse(&staged.remote_dir)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+    {
         dirs.push(p);
     }
     for dir in dirs {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(job = %staged.id, dir = %dir.display(), error = %e, "removing staging folder failed"),
+            Err(e) => {
+                tracing::warn!(job = %staged.id, dir = %dir.display(), error = %e, "removing staging folder failed")
+            }
         }
     }
 }
@@ -284,18 +339,51 @@ fn secs(d: Duration) -> String {
 
 /// The program's own error line (`tablecast-job: ERROR step=…`), when the excerpt has one.
 fn job_error_line(excerpt: &str) -> Option<&str> {
-    excerpt.lines().find(|l| l.starts_with("tablecast-job: ERROR"))
+    excerpt
+        .lines()
+        .find(|l| l.starts_with("tablecast-job: ERROR"))
 }
 
 impl Run {
     async fn drive(self, tx: mpsc::Sender<BatchResult>) {
-        let Run { submitter, staged, handle, spec, supervision, progress, started, files } = self;
+        let Run {
+            submitter,
+            staged,
+            handle,
+            spec,
+            supervision,
+            progress,
+            started,
+            files,
+        } = self;
         // rows_in: the listed files' footers (exact, metadata only), counted while Spark runs;
         // for a metastore read, the count the job observed on its input.
-        let footer_rows = files.map(|files| AbortOnDrop(tokio::spawn(async move { publisher::files::footer_rows(&files).await })));
-        let mut guard = RunGuard { submitter: Arc::clone(&submitter), handle: Some(handle.clone()), staged: Some(staged.clone()) };
-        let log = staged.log.display().to_string();
-        let outcome = supervise(submitter.as_ref(), &handle, &supervision, started, tx.closed()).await;
+        let footer_rows = files.map(|files| {
+            AbortOnDrop(tokio::spawn(async move {
+                publisher::files::footer_rows(&files).await
+            }))
+        });
+        let mut guard = RunGuard {
+            submitter: Arc::clone(&submitter),
+            handle: Some(handle.clone()),
+            staged: Some(staged.clone()),
+        };
+        let outcome = supervise(
+            submitter.as_ref(),
+            &handle,
+            &supervision,
+            started,
+            tx.closed(),
+        )
+        .await;
+        // The local driver log, when the submitter wrote one (spark-submit does; Oozie keeps its own).
+        let log = || {
+            if staged.log.exists() {
+                format!(", driver log {}", staged.log.display())
+            } else {
+                String::new()
+            }
+        };
         let failure = match outcome {
             Outcome::Succeeded { elapsed } => {
                 tracing::info!(job = %staged.id, elapsed = %secs(elapsed), "spark job succeeded");
@@ -306,28 +394,47 @@ impl Run {
                 guard.finish().await;
                 return;
             }
-            Outcome::Failed { message, excerpt, elapsed } => {
-                let cause = job_error_line(&excerpt).map(|l| format!(" ({l})")).unwrap_or_default();
+            Outcome::Failed {
+                message,
+                excerpt,
+                elapsed,
+            } => {
+                let cause = job_error_line(&excerpt)
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
                 Some(format!(
-                    "run: {message} after {}{cause}; {} job {}, driver log {log}; last lines:\n{excerpt}",
+                    "run: {message} after {}{cause}; {} job {}{}; last lines:\n{excerpt}",
                     secs(elapsed),
                     submitter.kind(),
-                    handle.id
+                    handle.id,
+                    log()
                 ))
             }
-            Outcome::TimedOut { excerpt, elapsed, kill_error } => Some(format!(
-                "timeout: no result after {} (timeout_s = {}); the job was killed{}; {} job {}, driver log {log}; last lines:\n{excerpt}",
+            Outcome::TimedOut {
+                excerpt,
+                elapsed,
+                kill_error,
+            } => Some(format!(
+                "timeout: no result after {} (timeout_s = {}); the job was killed{}; {} job {}{}; last lines:\n{excerpt}",
                 secs(elapsed),
                 supervision.timeout.as_secs(),
-                kill_error.map(|e| format!(" (kill: {e})")).unwrap_or_default(),
+                kill_error
+                    .map(|e| format!(" (kill: {e})"))
+                    .unwrap_or_default(),
                 submitter.kind(),
-                handle.id
+                handle.id,
+                log()
             )),
-            Outcome::Lost { message, excerpt, elapsed } => Some(format!(
-                "run: lost track of the job after {}: {message}; it was killed; {} job {}; last lines:\n{excerpt}",
+            Outcome::Lost {
+                message,
+                excerpt,
+                elapsed,
+            } => Some(format!(
+                "run: lost track of the job after {}: {message}; it was killed; {} job {}{}; last lines:\n{excerpt}",
                 secs(elapsed),
                 submitter.kind(),
-                handle.id
+                handle.id,
+                log()
             )),
         };
         if let Some(message) = failure {
@@ -350,10 +457,17 @@ impl Run {
         let result = stream_output(&staged.output, &spec, &tx).await;
         guard.finish().await;
         match result {
-            Ok(rows) => tracing::info!(job = %staged.id, rows, total = %secs(started.elapsed()), "staged output read"),
+            Ok((rows, parts)) => {
+                tracing::info!(job = %staged.id, rows, parts, total = %secs(started.elapsed()), "staged output read")
+            }
             Err(ReadError::Closed) => {}
             Err(ReadError::Failed(e)) => {
-                let _ = tx.send(Err(engine_error(format!("read staged output {}: {e}", staged.output)))).await;
+                let _ = tx
+                    .send(Err(engine_error(format!(
+                        "read staged output {}: {e}",
+                        staged.output
+                    ))))
+                    .await;
             }
         }
     }
@@ -372,20 +486,27 @@ enum ReadError {
     Failed(String),
 }
 
-async fn stream_output(output: &str, spec: &ResolvedSpec, tx: &mpsc::Sender<BatchResult>) -> Result<u64, ReadError> {
+/// Streams the part files in order; returns (rows, part files).
+async fn stream_output(
+    output: &str,
+    spec: &ResolvedSpec,
+    tx: &mpsc::Sender<BatchResult>,
+) -> Result<(u64, usize), ReadError> {
     let mut conformer = Conformer::new(spec).map_err(ReadError::Failed)?;
     let parts = list_parts(output).await.map_err(ReadError::Failed)?;
     for part in &parts {
         let mut batches = Box::pin(read_part(part).await.map_err(ReadError::Failed)?);
         while let Some(batch) = batches.next().await {
-            let batch = conformer.conform(&batch.map_err(ReadError::Failed)?).map_err(|e| ReadError::Failed(format!("{}: {e}", part.url)))?;
+            let batch = conformer
+                .conform(&batch.map_err(ReadError::Failed)?)
+                .map_err(|e| ReadError::Failed(format!("{}: {e}", part.url)))?;
             if batch.num_rows() == 0 {
                 continue;
             }
             tx.send(Ok(batch)).await.map_err(|_| ReadError::Closed)?;
         }
     }
-    Ok(conformer.rows())
+    Ok((conformer.rows(), parts.len()))
 }
 
 #[async_trait]
@@ -397,7 +518,11 @@ impl Engine for SparkEngine {
     async fn explain(&self, job: &EngineJob) -> Result<String, Error> {
         let job_id = "<job-id>";
         let description = self.job_description(job, job_id)?;
-        let staged = self.paths(job_id, &description, format!("tablecast-{}", job.spec.name()));
+        let staged = self.paths(
+            job_id,
+            &description,
+            format!("tablecast-{}", job.spec.name()),
+        );
         Ok(format!(
             "Spark job via {} (timeout {} s)\n\nsubmission:\n{}\n\njob description ({}):\n{}\n",
             self.submitter.kind(),
@@ -415,8 +540,17 @@ impl Engine for SparkEngine {
             Ok(h) => h,
             Err(e) => {
                 cleanup(&staged).await;
-                let what = if e.refused { "submission refused: " } else { "" };
-                return Err(engine_error(format!("submit: {what}{} ({} job {})", e.message, self.submitter.kind(), staged.id)));
+                let what = if e.refused {
+                    "submission refused: "
+                } else {
+                    ""
+                };
+                return Err(engine_error(format!(
+                    "submit: {what}{} ({} job {})",
+                    e.message,
+                    self.submitter.kind(),
+                    staged.id
+                )));
             }
         };
         let progress = Arc::new(EngineProgress::default());
@@ -429,10 +563,16 @@ impl Engine for SparkEngine {
             supervision: self.supervision(),
             progress: Arc::clone(&progress),
             started,
-            files: matches!(description_input, crate::job::Input::Files { .. }).then(|| job.files.clone()),
+            files: matches!(description_input, crate::job::Input::Files { .. })
+                .then(|| job.files.clone()),
         };
         tokio::spawn(run.drive(tx));
-        let batches = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        Ok(EngineRun { batches: Box::pin(batches), progress })
+        let batches = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(EngineRun {
+            batches: Box::pin(batches),
+            progress,
+        })
     }
 }

@@ -43,10 +43,18 @@ pub struct JobDescription {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Input {
     /// `spark.read.table("db.table")` through the metastore at `catalog`.
-    Catalog { catalog: String, db: String, table: String },
+    Catalog {
+        catalog: String,
+        db: String,
+        table: String,
+    },
     /// The listed files, one group per partition (one group in all when no partition column is
     /// used); `partition_keys` are the partition columns the job uses, added as literals.
-    Files { format: String, partition_keys: Vec<PartitionKeyDesc>, groups: Vec<FileGroup> },
+    Files {
+        format: String,
+        partition_keys: Vec<PartitionKeyDesc>,
+        groups: Vec<FileGroup>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,13 +101,29 @@ pub struct FilterDesc {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiteralDesc {
-    Boolean { value: bool },
-    Bigint { value: i64 },
-    Double { value: String },
-    String { value: String },
-    Decimal { value: String, precision: u8, scale: i8 },
-    Date { value: i32 },
-    Timestamp { value: i64 },
+    Boolean {
+        value: bool,
+    },
+    Bigint {
+        value: i64,
+    },
+    Double {
+        value: String,
+    },
+    String {
+        value: String,
+    },
+    Decimal {
+        value: String,
+        precision: u8,
+        scale: i8,
+    },
+    Date {
+        value: i32,
+    },
+    Timestamp {
+        value: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,7 +170,9 @@ pub fn spark_type(t: &DataType) -> Option<String> {
         Float32 => "float".into(),
         Float64 => "double".into(),
         Utf8 | LargeUtf8 | Utf8View => "string".into(),
-        Decimal128(p, s) if *s >= 0 && *p >= 1 && *p <= 38 && (*s as u8) <= *p => format!("decimal({p},{s})"),
+        Decimal128(p, s) if *s >= 0 && *p >= 1 && *p <= 38 && (*s as u8) <= *p => {
+            format!("decimal({p},{s})")
+        }
         Date32 => "date".into(),
         Timestamp(_, _) => "timestamp".into(),
         Dictionary(_, v) => return spark_type(v),
@@ -158,9 +184,15 @@ fn literal(l: &Literal) -> LiteralDesc {
     match l {
         Literal::Bool(b) => LiteralDesc::Boolean { value: *b },
         Literal::Int(i) => LiteralDesc::Bigint { value: *i },
-        Literal::Float(f) => LiteralDesc::Double { value: format!("{f:?}") },
+        Literal::Float(f) => LiteralDesc::Double {
+            value: format!("{f:?}"),
+        },
         Literal::Str(s) => LiteralDesc::String { value: s.clone() },
-        Literal::Decimal { unscaled, precision, scale } => {
+        Literal::Decimal {
+            unscaled,
+            precision,
+            scale,
+        } => {
             let mut text = Vec::new();
             publisher::canonical::write_decimal(&mut text, *unscaled, *scale);
             LiteralDesc::Decimal {
@@ -187,14 +219,23 @@ pub fn reads_catalog(job: &EngineJob, via: ReadVia) -> bool {
 impl JobDescription {
     /// Describes `job`; `output` is the directory URL the program writes to. Fails, naming the
     /// column, on a type Spark cannot hold.
-    pub fn build(job: &EngineJob, job_id: &str, via: ReadVia, output: &str) -> Result<Self, String> {
+    pub fn build(
+        job: &EngineJob,
+        job_id: &str,
+        via: ReadVia,
+        output: &str,
+    ) -> Result<Self, String> {
         let spec = &job.spec;
         let table = &job.table;
-        let type_of = |t: &DataType, what: &str| spark_type(t).ok_or_else(|| format!("{what}: type {t} has no Spark equivalent"));
+        let type_of = |t: &DataType, what: &str| {
+            spark_type(t).ok_or_else(|| format!("{what}: type {t} has no Spark equivalent"))
+        };
 
         let mut columns = Vec::new();
         for c in &spec.columns {
-            let column = table.column(c).ok_or_else(|| format!("column `{c}` is not in table {}", spec.table))?;
+            let column = table
+                .column(c)
+                .ok_or_else(|| format!("column `{c}` is not in table {}", spec.table))?;
             let t = column
                 .data_type
                 .as_ref()
@@ -206,8 +247,20 @@ impl JobDescription {
             });
         }
 
-        let input = if reads_catalog(job, via) {
-            Input::Catalog { catalog: job.catalog_uri.clone(), db: spec.table.db.clone(), table: spec.table.table.clone() }
+        let catalog_read = reads_catalog(job, via);
+        if !catalog_read && table.format != publisher::catalog::StorageFormat::Parquet {
+            return Err(format!(
+                "table {} is stored as {}: Spark reads it only through the metastore (a thrift:// catalog with read_via = \"auto\" or \"catalog\")",
+                spec.table,
+                table.format.label()
+            ));
+        }
+        let input = if catalog_read {
+            Input::Catalog {
+                catalog: job.catalog_uri.clone(),
+                db: spec.table.db.clone(),
+                table: spec.table.table.clone(),
+            }
         } else {
             let partition_keys: Vec<PartitionKeyDesc> = table
                 .partition_keys
@@ -216,30 +269,53 @@ impl JobDescription {
                 .filter(|(_, k)| spec.columns.contains(&k.name))
                 .map(|(index, k)| {
                     let t = k.data_type.clone().unwrap_or(DataType::Utf8);
-                    Ok(PartitionKeyDesc { index, name: k.name.clone(), spark_type: type_of(&t, &format!("partition key `{}`", k.name))? })
+                    Ok(PartitionKeyDesc {
+                        index,
+                        name: k.name.clone(),
+                        spark_type: type_of(&t, &format!("partition key `{}`", k.name))?,
+                    })
                 })
                 .collect::<Result<_, String>>()?;
             let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
             for f in &job.files {
-                let values = if partition_keys.is_empty() { vec![] } else { f.partition_values.clone() };
+                let values = if partition_keys.is_empty() {
+                    vec![]
+                } else {
+                    f.partition_values.clone()
+                };
                 groups.entry(values).or_default().push(f.url.clone());
             }
             Input::Files {
                 format: "parquet".into(),
                 partition_keys,
-                groups: groups.into_iter().map(|(partition_values, files)| FileGroup { partition_values, files }).collect(),
+                groups: groups
+                    .into_iter()
+                    .map(|(partition_values, files)| FileGroup {
+                        partition_values,
+                        files,
+                    })
+                    .collect(),
             }
         };
 
         let filters = spec
             .filters
             .iter()
-            .map(|f| FilterDesc { column: f.column.clone(), op: f.op, literals: f.literals.iter().map(literal).collect() })
+            .map(|f| FilterDesc {
+                column: f.column.clone(),
+                op: f.op,
+                literals: f.literals.iter().map(literal).collect(),
+            })
             .collect();
         let keys = spec
             .keys
             .iter()
-            .map(|k| Ok(TypedName { name: k.name.clone(), spark_type: type_of(&k.data_type, &format!("key `{}`", k.name))? }))
+            .map(|k| {
+                Ok(TypedName {
+                    name: k.name.clone(),
+                    spark_type: type_of(&k.data_type, &format!("key `{}`", k.name))?,
+                })
+            })
             .collect::<Result<_, String>>()?;
         let outputs = spec
             .outputs
@@ -247,9 +323,16 @@ impl JobDescription {
             .map(|o| {
                 let source = match &o.source {
                     Source::Column(c) => SourceDesc::Column { column: c.clone() },
-                    Source::Aggregate { func, column } => SourceDesc::Aggregate { agg: *func, column: column.clone() },
+                    Source::Aggregate { func, column } => SourceDesc::Aggregate {
+                        agg: *func,
+                        column: column.clone(),
+                    },
                 };
-                Ok(OutputDesc { name: o.name.clone(), source, spark_type: type_of(&o.data_type, &format!("output `{}`", o.name))? })
+                Ok(OutputDesc {
+                    name: o.name.clone(),
+                    source,
+                    spark_type: type_of(&o.data_type, &format!("output `{}`", o.name))?,
+                })
             })
             .collect::<Result<_, String>>()?;
         Ok(JobDescription {
@@ -263,10 +346,20 @@ impl JobDescription {
             keys,
             grouping: spec.grouping.clone(),
             outputs,
-            order: spec.order.iter().map(|s| OrderDesc { output: s.output, descending: s.descending }).collect(),
+            order: spec
+                .order
+                .iter()
+                .map(|s| OrderDesc {
+                    output: s.output,
+                    descending: s.descending,
+                })
+                .collect(),
             limit: spec.limit(),
             shape: spec.shape(),
-            output: OutputTarget { path: output.to_string(), format: "parquet".into() },
+            output: OutputTarget {
+                path: output.to_string(),
+                format: "parquet".into(),
+            },
         })
     }
 

@@ -32,10 +32,13 @@ mod submit;
 pub use config::{ReadVia, SparkConfig, SubmitterKind};
 pub use engine::{ENGINE, PROGRAM, SparkEngine};
 pub use job::{
-    ColumnDesc, FileGroup, FilterDesc, Input, JOB_FORMAT, JobDescription, LiteralDesc, OrderDesc, OutputDesc,
-    OutputTarget, PartitionKeyDesc, SourceDesc, TypedName, spark_type,
+    ColumnDesc, FileGroup, FilterDesc, Input, JOB_FORMAT, JobDescription, LiteralDesc, OrderDesc,
+    OutputDesc, OutputTarget, PartitionKeyDesc, SourceDesc, TypedName, spark_type,
 };
 pub use oozie::{OozieSubmitter, WORKFLOW_XML};
 pub use output::{Conformer, STATS_FILE, list_parts};
 pub use spark_submit::SparkSubmit;
-pub use submit::{JobHandle, JobStatus, Outcome, StagedJob, SubmitError, Submitter, Supervision, supervise, tail_lines};
+pub use submit::{
+    JobHandle, JobStatus, Outcome, StagedJob, SubmitError, Submitter, Supervision, supervise,
+    tail_lines,
+};

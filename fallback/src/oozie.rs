@@ -71,7 +71,11 @@ impl OozieSubmitter {
             .timeout(config.request_timeout())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(OozieSubmitter { config, base, client })
+        Ok(OozieSubmitter {
+            config,
+            base,
+            client,
+        })
     }
 
     /// The job properties of a submission, in order.
@@ -95,7 +99,10 @@ impl OozieSubmitter {
         }
         let mut props: Vec<(String, String)> = vec![
             ("user.name".into(), c.user.clone()),
-            ("oozie.wf.application.path".into(), c.workflow_path.clone().unwrap_or_default()),
+            (
+                "oozie.wf.application.path".into(),
+                c.workflow_path.clone().unwrap_or_default(),
+            ),
             ("oozie.use.system.libpath".into(), "true".into()),
             ("tablecastJobId".into(), job.id.clone()),
             ("tablecastAppName".into(), job.app_name.clone()),
@@ -104,7 +111,10 @@ impl OozieSubmitter {
             ("tablecastOutput".into(), job.output.clone()),
             ("tablecastStaging".into(), job.remote_dir.clone()),
             ("tablecastMaster".into(), c.master.clone()),
-            ("tablecastDeployMode".into(), c.deploy_mode.clone().unwrap_or_else(|| "cluster".into())),
+            (
+                "tablecastDeployMode".into(),
+                c.deploy_mode.clone().unwrap_or_else(|| "cluster".into()),
+            ),
             ("tablecastSparkOpts".into(), spark_opts.join(" ")),
         ];
         if let Some(q) = &c.queue {
@@ -135,7 +145,8 @@ impl OozieSubmitter {
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
-        let mut url = url::Url::parse(&format!("{}{path}", self.base)).expect("base URL checked in new()");
+        let mut url =
+            url::Url::parse(&format!("{}{path}", self.base)).expect("base URL checked in new()");
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in query {
@@ -152,18 +163,35 @@ impl OozieSubmitter {
     }
 
     async fn info(&self, id: &str) -> Result<JobInfo, String> {
-        let response = self.client.get(self.job_url(id, &[("show", "info")])).send().await.map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .get(self.job_url(id, &[("show", "info")]))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("GET job info: HTTP {status}{}", oozie_error(&response)));
+            return Err(format!(
+                "GET job info: HTTP {status}{}",
+                oozie_error(&response)
+            ));
         }
-        response.json::<JobInfo>().await.map_err(|e| format!("GET job info: unreadable answer: {e}"))
+        response
+            .json::<JobInfo>()
+            .await
+            .map_err(|e| format!("GET job info: unreadable answer: {e}"))
     }
 }
 
 /// Oozie explains errors in `oozie-error-code` / `oozie-error-message` headers.
 fn oozie_error(response: &reqwest::Response) -> String {
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     match (header("oozie-error-code"), header("oozie-error-message")) {
         (Some(code), Some(message)) => format!(" ({code}: {message})"),
         (None, Some(message)) => format!(" ({message})"),
@@ -176,14 +204,19 @@ fn failure_message(info: &JobInfo) -> String {
     let errors: Vec<String> = info
         .actions
         .iter()
-        .filter(|a| a.error_message.as_deref().is_some_and(|m| !m.is_empty()) || a.error_code.is_some())
+        .filter(|a| {
+            a.error_message.as_deref().is_some_and(|m| !m.is_empty()) || a.error_code.is_some()
+        })
         .map(|a| {
             format!(
                 "action `{}` {}: {}{}",
                 a.name.as_deref().unwrap_or("?"),
                 a.status.as_deref().unwrap_or("?"),
                 a.error_message.as_deref().unwrap_or(""),
-                a.error_code.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default()
+                a.error_code
+                    .as_deref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -225,7 +258,10 @@ impl Submitter for OozieSubmitter {
             .body(self.configuration_xml(job))
             .send()
             .await
-            .map_err(|e| SubmitError { refused: true, message: format!("POST {}: {e}", self.base) })?;
+            .map_err(|e| SubmitError {
+                refused: true,
+                message: format!("POST {}: {e}", self.base),
+            })?;
         let status = response.status();
         if !status.is_success() {
             let detail = oozie_error(&response);
@@ -233,15 +269,20 @@ impl Submitter for OozieSubmitter {
             let body: String = body.chars().take(500).collect();
             return Err(SubmitError {
                 refused: status.is_server_error() || status.as_u16() == 429,
-                message: format!("POST {url}: HTTP {status}{detail} {body}").trim_end().to_string(),
+                message: format!("POST {url}: HTTP {status}{detail} {body}")
+                    .trim_end()
+                    .to_string(),
             });
         }
-        let submitted: Submitted = response
-            .json()
-            .await
-            .map_err(|e| SubmitError { refused: false, message: format!("POST {url}: unreadable answer: {e}") })?;
+        let submitted: Submitted = response.json().await.map_err(|e| SubmitError {
+            refused: false,
+            message: format!("POST {url}: unreadable answer: {e}"),
+        })?;
         tracing::info!(job = %job.id, oozie_job = %submitted.id, "oozie workflow started");
-        Ok(JobHandle { id: submitted.id, submitter: "oozie" })
+        Ok(JobHandle {
+            id: submitted.id,
+            submitter: "oozie",
+        })
     }
 
     async fn poll(&self, handle: &JobHandle) -> Result<JobStatus, String> {
@@ -262,14 +303,30 @@ impl Submitter for OozieSubmitter {
             .await
             .map_err(|e| format!("PUT kill: {e}"))?;
         if !response.status().is_success() {
-            return Err(format!("PUT kill: HTTP {}{}", response.status(), oozie_error(&response)));
+            return Err(format!(
+                "PUT kill: HTTP {}{}",
+                response.status(),
+                oozie_error(&response)
+            ));
         }
         // Wait (within the grace period) until Oozie reports the workflow ended.
         let until = Instant::now() + self.config.kill_grace();
         loop {
             match self.info(&handle.id).await {
-                Ok(info) if !matches!(info.status.as_str(), "RUNNING" | "PREP" | "SUSPENDED" | "PREPSUSPENDED") => return Ok(()),
-                _ if Instant::now() >= until => return Err(format!("oozie job {} still not ended after kill", handle.id)),
+                Ok(info)
+                    if !matches!(
+                        info.status.as_str(),
+                        "RUNNING" | "PREP" | "SUSPENDED" | "PREPSUSPENDED"
+                    ) =>
+                {
+                    return Ok(());
+                }
+                _ if Instant::now() >= until => {
+                    return Err(format!(
+                        "oozie job {} still not ended after kill",
+                        handle.id
+                    ));
+                }
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -281,7 +338,12 @@ impl Submitter for OozieSubmitter {
             out.push_str(&failure_message(&info));
             out.push('\n');
         }
-        match self.client.get(self.job_url(&handle.id, &[("show", "log")])).send().await {
+        match self
+            .client
+            .get(self.job_url(&handle.id, &[("show", "log")]))
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => {
                 let text = r.text().await.unwrap_or_default();
                 out.push_str(&tail_lines(&text, lines));
@@ -293,8 +355,12 @@ impl Submitter for OozieSubmitter {
     }
 
     fn kill_now(&self, handle: &JobHandle) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let request = self.client.put(self.job_url(&handle.id, &[("action", "kill")]));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let request = self
+            .client
+            .put(self.job_url(&handle.id, &[("action", "kill")]));
         let id = handle.id.clone();
         runtime.spawn(async move {
             if let Err(e) = request.send().await {

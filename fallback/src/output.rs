@@ -47,15 +47,28 @@ pub async fn list_parts(output: &str) -> Result<Vec<DataFile>, String> {
 /// `rows_in` from the job's statistics file, when it wrote one.
 pub async fn read_stats(output: &str) -> Option<u64> {
     let located = locate(&format!("{}/{STATS_FILE}", output.trim_end_matches('/'))).ok()?;
-    let bytes = located.store.get(&located.path).await.ok()?.bytes().await.ok()?;
+    let bytes = located
+        .store
+        .get(&located.path)
+        .await
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     v.get("rows_in")?.as_u64()
 }
 
 /// The batches of one part file.
-pub async fn read_part(file: &DataFile) -> Result<impl Stream<Item = Result<RecordBatch, String>> + use<>, String> {
+pub async fn read_part(
+    file: &DataFile,
+) -> Result<impl Stream<Item = Result<RecordBatch, String>> + use<>, String> {
     let located = locate(&file.url).map_err(|e| e.to_string())?;
-    let reader = StoreReader { store: located.store, path: located.path, size: file.size };
+    let reader = StoreReader {
+        store: located.store,
+        path: located.path,
+        size: file.size,
+    };
     let stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| format!("{}: {e}", file.url))?
@@ -83,7 +96,12 @@ impl Conformer {
             .iter()
             .enumerate()
             .map(|(i, k)| Field::new(format!("__k{i}"), k.data_type.clone(), true))
-            .chain(spec.outputs.iter().enumerate().map(|(i, o)| Field::new(format!("__v{i}"), o.data_type.clone(), true)))
+            .chain(
+                spec.outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| Field::new(format!("__v{i}"), o.data_type.clone(), true)),
+            )
             .collect();
         let converter = if spec.keys.is_empty() {
             None
@@ -91,11 +109,25 @@ impl Conformer {
             let sort = spec
                 .keys
                 .iter()
-                .map(|k| SortField::new_with_options(k.data_type.clone(), SortOptions { descending: false, nulls_first: false }))
+                .map(|k| {
+                    SortField::new_with_options(
+                        k.data_type.clone(),
+                        SortOptions {
+                            descending: false,
+                            nulls_first: false,
+                        },
+                    )
+                })
                 .collect();
             Some(RowConverter::new(sort).map_err(|e| format!("key comparator: {e}"))?)
         };
-        Ok(Conformer { schema: Arc::new(Schema::new(fields)), keys: spec.keys.len(), converter, last_key: None, rows: 0 })
+        Ok(Conformer {
+            schema: Arc::new(Schema::new(fields)),
+            keys: spec.keys.len(),
+            converter,
+            last_key: None,
+            rows: 0,
+        })
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -109,23 +141,38 @@ impl Conformer {
     pub fn conform(&mut self, batch: &RecordBatch) -> Result<RecordBatch, String> {
         let expected = self.schema.fields().len();
         if batch.num_columns() != expected {
-            return Err(format!("staged output has {} columns, expected {expected} (keys then outputs)", batch.num_columns()));
+            return Err(format!(
+                "staged output has {} columns, expected {expected} (keys then outputs)",
+                batch.num_columns()
+            ));
         }
         let columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
             .zip(self.schema.fields())
             .map(|(array, field)| {
-                conform_array(array, field.data_type())
-                    .map_err(|e| format!("column {} ({}) to {}: {e}", field.name(), array.data_type(), field.data_type()))
+                conform_array(array, field.data_type()).map_err(|e| {
+                    format!(
+                        "column {} ({}) to {}: {e}",
+                        field.name(),
+                        array.data_type(),
+                        field.data_type()
+                    )
+                })
             })
             .collect::<Result<_, _>>()?;
-        let out = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| e.to_string())?;
+        let out =
+            RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| e.to_string())?;
         if let Some(converter) = &self.converter {
-            let rows = converter.convert_columns(&out.columns()[..self.keys]).map_err(|e| e.to_string())?;
+            let rows = converter
+                .convert_columns(&out.columns()[..self.keys])
+                .map_err(|e| e.to_string())?;
             for i in 0..rows.num_rows() {
                 let out_of_order = match i {
-                    0 => self.last_key.as_ref().is_some_and(|last| rows.row(0) < last.row()),
+                    0 => self
+                        .last_key
+                        .as_ref()
+                        .is_some_and(|last| rows.row(0) < last.row()),
                     _ => rows.row(i) < rows.row(i - 1),
                 };
                 if out_of_order {
@@ -145,18 +192,32 @@ impl Conformer {
 }
 
 /// Casts one column; timestamps only change unit and zone label (Spark writes UTC instants).
-fn conform_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, arrow::error::ArrowError> {
+fn conform_array(
+    array: &ArrayRef,
+    target: &DataType,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
     if array.data_type() == target {
         return Ok(Arc::clone(array));
     }
     match (array.data_type(), target) {
-        (DataType::Timestamp(unit, zone), DataType::Timestamp(TimeUnit::Microsecond, target_zone)) => {
+        (
+            DataType::Timestamp(unit, zone),
+            DataType::Timestamp(TimeUnit::Microsecond, target_zone),
+        ) => {
             let micros = if *unit == TimeUnit::Microsecond {
                 Arc::clone(array)
             } else {
-                cast(array, &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()))?
+                cast(
+                    array,
+                    &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+                )?
             };
-            Ok(Arc::new(micros.as_primitive::<TimestampMicrosecondType>().clone().with_timezone_opt(target_zone.clone())))
+            Ok(Arc::new(
+                micros
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone_opt(target_zone.clone()),
+            ))
         }
         _ => cast(array, target),
     }
@@ -174,12 +235,27 @@ fn store_error(e: object_store::Error) -> ParquetError {
 }
 
 impl AsyncFileReader for StoreReader {
-    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.store.get_range(&self.path, range).map_err(store_error).boxed()
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.store
+            .get_range(&self.path, range)
+            .map_err(store_error)
+            .boxed()
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(store_error) }.boxed()
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(store_error)
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(
@@ -188,8 +264,10 @@ impl AsyncFileReader for StoreReader {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
-            let metadata =
-                ParquetMetaDataReader::new().with_arrow_reader_options(options).load_and_finish(self, size).await?;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
             Ok(Arc::new(metadata))
         }
         .boxed()

@@ -39,7 +39,10 @@ pub struct SparkSubmit {
 
 impl SparkSubmit {
     pub fn new(config: Arc<SparkConfig>) -> Self {
-        SparkSubmit { config, procs: Mutex::new(HashMap::new()) }
+        SparkSubmit {
+            config,
+            procs: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The arguments after `spark-submit`.
@@ -70,7 +73,11 @@ impl SparkSubmit {
             args.push(job.job_json.display().to_string());
         }
         args.push(job.program.display().to_string());
-        args.push(if cluster { "job.json".into() } else { job.job_json.display().to_string() });
+        args.push(if cluster {
+            "job.json".into()
+        } else {
+            job.job_json.display().to_string()
+        });
         args
     }
 
@@ -80,7 +87,11 @@ impl SparkSubmit {
         let c = &self.config;
         let mut env = Vec::new();
         let path = std::env::var("PATH").unwrap_or_default();
-        match c.spark_submit.parent().filter(|p| !p.as_os_str().is_empty()) {
+        match c
+            .spark_submit
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             Some(bin) => env.push(("PATH".into(), format!("{}:{path}", bin.display()))),
             None => env.push(("PATH".into(), path)),
         }
@@ -95,9 +106,14 @@ impl SparkSubmit {
         env
     }
 
-    fn proc_state(&self, handle: &JobHandle) -> Option<(i32, watch::Receiver<Option<Exit>>, std::path::PathBuf)> {
+    fn proc_state(
+        &self,
+        handle: &JobHandle,
+    ) -> Option<(i32, watch::Receiver<Option<Exit>>, std::path::PathBuf)> {
         let procs = self.procs.lock().expect("spark-submit process table");
-        procs.get(&handle.id).map(|p| (p.pgid, p.exit.clone(), p.log.clone()))
+        procs
+            .get(&handle.id)
+            .map(|p| (p.pgid, p.exit.clone(), p.log.clone()))
     }
 }
 
@@ -111,7 +127,11 @@ pub(crate) fn spark_conf(config: &SparkConfig, job: &StagedJob) -> Vec<(String, 
 
 /// Quotes a word for a shell command line shown to people (explain, logs).
 pub(crate) fn shell_quote(word: &str) -> String {
-    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,[]@+%".contains(&b)) {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,[]@+%".contains(&b))
+    {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
@@ -132,7 +152,10 @@ fn describe_exit(exit: &Exit) -> JobStatus {
         Exit::Status(s) if s.success() => JobStatus::Succeeded,
         Exit::Status(s) => match (s.code(), s.signal()) {
             (Some(code), _) => JobStatus::Failed(format!("spark-submit exited with status {code}")),
-            (None, Some(sig)) => JobStatus::Failed(format!("spark-submit was killed by signal {sig}{}", signal_name(sig))),
+            (None, Some(sig)) => JobStatus::Failed(format!(
+                "spark-submit was killed by signal {sig}{}",
+                signal_name(sig)
+            )),
             _ => JobStatus::Failed(format!("spark-submit ended: {s}")),
         },
         Exit::WaitFailed(e) => JobStatus::Failed(format!("waiting for spark-submit failed: {e}")),
@@ -159,7 +182,13 @@ pub(crate) fn read_log_tail(path: &Path, lines: usize) -> String {
         f.read_to_end(&mut buf)?;
         let text = String::from_utf8_lossy(&buf).to_string();
         // Drop a partial first line when the read started mid-file.
-        Ok(if start > 0 { text.split_once('\n').map(|(_, r)| r.to_string()).unwrap_or(text) } else { text })
+        Ok(if start > 0 {
+            text.split_once('\n')
+                .map(|(_, r)| r.to_string())
+                .unwrap_or(text)
+        } else {
+            text
+        })
     };
     match read() {
         Ok(text) if text.trim().is_empty() => format!("(driver log {} is empty)", path.display()),
@@ -175,19 +204,35 @@ impl Submitter for SparkSubmit {
     }
 
     fn describe(&self, job: &StagedJob) -> String {
-        let mut words: Vec<String> = self.environment().into_iter().filter(|(k, _)| k != "PATH").map(|(k, v)| format!("{k}={v}")).collect();
+        let mut words: Vec<String> = self
+            .environment()
+            .into_iter()
+            .filter(|(k, _)| k != "PATH")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         words.push(self.config.spark_submit.display().to_string());
         words.extend(self.arguments(job));
-        words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+        words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     async fn submit(&self, job: &StagedJob) -> Result<JobHandle, SubmitError> {
-        let refused = |message: String| SubmitError { refused: true, message };
+        let refused = |message: String| SubmitError {
+            refused: true,
+            message,
+        };
         if let Some(dir) = job.log.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| refused(format!("creating log folder {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| refused(format!("creating log folder {}: {e}", dir.display())))?;
         }
-        let log = std::fs::File::create(&job.log).map_err(|e| refused(format!("creating driver log {}: {e}", job.log.display())))?;
-        let log_err = log.try_clone().map_err(|e| refused(format!("driver log {}: {e}", job.log.display())))?;
+        let log = std::fs::File::create(&job.log)
+            .map_err(|e| refused(format!("creating driver log {}: {e}", job.log.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| refused(format!("driver log {}: {e}", job.log.display())))?;
         let mut command = tokio::process::Command::new(&self.config.spark_submit);
         command
             .args(self.arguments(job))
@@ -198,10 +243,16 @@ impl Submitter for SparkSubmit {
             .stderr(Stdio::from(log_err))
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = command
-            .spawn()
-            .map_err(|e| refused(format!("cannot start {}: {e}", self.config.spark_submit.display())))?;
-        let pid = child.id().ok_or_else(|| refused("spark-submit exited before it could be watched".into()))? as i32;
+        let mut child = command.spawn().map_err(|e| {
+            refused(format!(
+                "cannot start {}: {e}",
+                self.config.spark_submit.display()
+            ))
+        })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| refused("spark-submit exited before it could be watched".into()))?
+            as i32;
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let exit = match child.wait().await {
@@ -211,13 +262,32 @@ impl Submitter for SparkSubmit {
             let _ = tx.send(Some(exit));
         });
         tracing::info!(job = %job.id, pid, log = %job.log.display(), "spark-submit started");
-        self.procs.lock().expect("spark-submit process table").insert(pid.to_string(), Proc { pgid: pid, exit: rx, log: job.log.clone() });
-        Ok(JobHandle { id: pid.to_string(), submitter: "spark-submit" })
+        self.procs
+            .lock()
+            .expect("spark-submit process table")
+            .insert(
+                pid.to_string(),
+                Proc {
+                    pgid: pid,
+                    exit: rx,
+                    log: job.log.clone(),
+                },
+            );
+        Ok(JobHandle {
+            id: pid.to_string(),
+            submitter: "spark-submit",
+        })
     }
 
     async fn poll(&self, handle: &JobHandle) -> Result<JobStatus, String> {
-        let (_, exit, _) = self.proc_state(handle).ok_or_else(|| format!("no spark-submit process {}", handle.id))?;
-        let status = exit.borrow().as_ref().map(describe_exit).unwrap_or(JobStatus::Running);
+        let (_, exit, _) = self
+            .proc_state(handle)
+            .ok_or_else(|| format!("no spark-submit process {}", handle.id))?;
+        let status = exit
+            .borrow()
+            .as_ref()
+            .map(describe_exit)
+            .unwrap_or(JobStatus::Running);
         Ok(status)
     }
 
@@ -233,18 +303,26 @@ impl Submitter for SparkSubmit {
     }
 
     async fn kill(&self, handle: &JobHandle) -> Result<(), String> {
-        let (pgid, mut exit, _) = self.proc_state(handle).ok_or_else(|| format!("no spark-submit process {}", handle.id))?;
+        let (pgid, mut exit, _) = self
+            .proc_state(handle)
+            .ok_or_else(|| format!("no spark-submit process {}", handle.id))?;
         let ended = |exit: &watch::Receiver<Option<Exit>>| exit.borrow().is_some();
         if !ended(&exit) {
             signal_group(pgid, libc::SIGTERM);
-            let _ = tokio::time::timeout(self.config.kill_grace(), exit.wait_for(Option::is_some)).await;
+            let _ = tokio::time::timeout(self.config.kill_grace(), exit.wait_for(Option::is_some))
+                .await;
         }
         // Whatever survived the grace period (or outlived the JVM) goes now.
         signal_group(pgid, libc::SIGKILL);
         if !ended(&exit) {
-            let _ = tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
         }
-        if ended(&exit) { Ok(()) } else { Err(format!("process group {pgid} did not exit after SIGKILL")) }
+        if ended(&exit) {
+            Ok(())
+        } else {
+            Err(format!("process group {pgid} did not exit after SIGKILL"))
+        }
     }
 
     async fn log_excerpt(&self, handle: &JobHandle, lines: usize) -> String {
@@ -265,6 +343,9 @@ impl Submitter for SparkSubmit {
     }
 
     fn release(&self, handle: &JobHandle) {
-        self.procs.lock().expect("spark-submit process table").remove(&handle.id);
+        self.procs
+            .lock()
+            .expect("spark-submit process table")
+            .remove(&handle.id);
     }
 }

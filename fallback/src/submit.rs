@@ -110,12 +110,26 @@ pub struct Supervision {
 /// How a supervised job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Succeeded { elapsed: Duration },
-    Failed { message: String, excerpt: String, elapsed: Duration },
+    Succeeded {
+        elapsed: Duration,
+    },
+    Failed {
+        message: String,
+        excerpt: String,
+        elapsed: Duration,
+    },
     /// Killed after the timeout.
-    TimedOut { excerpt: String, elapsed: Duration, kill_error: Option<String> },
+    TimedOut {
+        excerpt: String,
+        elapsed: Duration,
+        kill_error: Option<String>,
+    },
     /// The submitter stopped answering.
-    Lost { message: String, excerpt: String, elapsed: Duration },
+    Lost {
+        message: String,
+        excerpt: String,
+        elapsed: Duration,
+    },
     /// `cancelled` resolved first; the job was killed.
     Cancelled,
 }
@@ -144,10 +158,18 @@ pub async fn supervise(
         };
         match status {
             Ok(JobStatus::Running) => poll_errors = 0,
-            Ok(JobStatus::Succeeded) => return Outcome::Succeeded { elapsed: started.elapsed() },
+            Ok(JobStatus::Succeeded) => {
+                return Outcome::Succeeded {
+                    elapsed: started.elapsed(),
+                };
+            }
             Ok(JobStatus::Failed(message)) => {
                 let excerpt = submitter.log_excerpt(handle, config.log_lines).await;
-                return Outcome::Failed { message, excerpt, elapsed: started.elapsed() };
+                return Outcome::Failed {
+                    message,
+                    excerpt,
+                    elapsed: started.elapsed(),
+                };
             }
             Err(e) => {
                 poll_errors += 1;
@@ -156,7 +178,10 @@ pub async fn supervise(
                     let _ = submitter.kill(handle).await;
                     let excerpt = submitter.log_excerpt(handle, config.log_lines).await;
                     return Outcome::Lost {
-                        message: format!("{poll_errors} polls of {} failed in a row, last: {e}", submitter.kind()),
+                        message: format!(
+                            "{poll_errors} polls of {} failed in a row, last: {e}",
+                            submitter.kind()
+                        ),
                         excerpt,
                         elapsed: started.elapsed(),
                     };
@@ -167,7 +192,11 @@ pub async fn supervise(
         if now >= deadline {
             let kill_error = submitter.kill(handle).await.err();
             let excerpt = submitter.log_excerpt(handle, config.log_lines).await;
-            return Outcome::TimedOut { excerpt, elapsed: started.elapsed(), kill_error };
+            return Outcome::TimedOut {
+                excerpt,
+                elapsed: started.elapsed(),
+                kill_error,
+            };
         }
         let pause = interval.min(deadline - now);
         tokio::select! {
@@ -187,7 +216,11 @@ pub fn tail_lines(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     let start = all.len().saturating_sub(lines);
     let mut out = String::new();
-    if let Some(error) = all[..start].iter().rev().find(|l| l.starts_with("tablecast-job: ERROR")) {
+    if let Some(error) = all[..start]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("tablecast-job: ERROR"))
+    {
         out.push_str(error);
         out.push_str("\n[…]\n");
     }

@@ -4,200 +4,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::reference::*;
 use common::*;
 use fallback::{SparkConfig, SparkEngine};
 use futures::StreamExt;
 use publisher::engine::Engine;
 
 static SPARK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-const TOP_PRODUCTS: &str = r#"
-    name = "top_products"
-    table = "social.sales"
-    key = ["network"]
-    group_by = ["product_id"]
-    limit = 3
-    values = [
-        { column = "product_id" },
-        { agg = "sum", column = "referrals", as = "refs" },
-    ]
-    order_by = [{ field = "refs", dir = "desc" }]
-    filter = [{ column = "ts", op = ">=", value = "2025-11-01T05:00:00Z" }]
-"#;
-
-const RECENT: &str = r#"
-    name = "recent"
-    table = "social.sales"
-    key = ["product_id"]
-    limit = 2
-    values = [{ column = "ts" }, { column = "network" }, { column = "revenue" }, { column = "dt" }]
-    order_by = [{ field = "ts", dir = "desc" }]
-"#;
-
-const NETWORK_STATS: &str = r#"
-    name = "network_stats"
-    table = "social.sales"
-    key = ["network"]
-    shape = "object"
-    values = [
-        { agg = "count", as = "n" },
-        { agg = "count", column = "referrals", as = "n_refs" },
-        { agg = "sum", column = "revenue", as = "revenue" },
-        { agg = "count_distinct", column = "product_id", as = "products" },
-        { agg = "max", column = "ts", as = "last_ts" },
-        { agg = "avg", column = "revenue", as = "avg_revenue" },
-        { agg = "avg", column = "referrals", as = "avg_refs" },
-        { agg = "min", column = "product_id", as = "first_product" },
-    ]
-"#;
-
-const GLOBAL_TOP: &str = r#"
-    name = "global_top"
-    table = "social.sales"
-    limit = 5
-    values = [{ column = "product_id" }, { column = "network" }, { column = "referrals" }, { column = "revenue" }]
-    order_by = [{ field = "referrals", dir = "desc" }]
-    filter = [
-        { column = "referrals", op = ">=", value = 10 },
-        { column = "network", op = "in", value = ["twitter", "日本", "a/b"] },
-        { column = "ts", op = "<", value = "2025-11-03T00:00:00Z" },
-        { column = "revenue", op = ">", value = "-50.00" },
-        { column = "dt", op = "!=", value = "2025-11-01" },
-    ]
-"#;
-
-fn sorted_keys<K: Clone + Ord>(keys: impl Iterator<Item = Option<K>>) -> Vec<Option<K>> {
-    let mut keys: Vec<Option<K>> = keys.collect::<BTreeSet<_>>().into_iter().collect();
-    keys.sort_by(|a, b| cmp_nulls_last(a, b, false));
-    keys
-}
-
-fn expect_top_products(rows: &[Row]) -> Vec<String> {
-    let min_ts = BASE_MICROS + 5 * 3_600_000_000;
-    let mut sums: BTreeMap<(Option<String>, Option<i64>), Option<i64>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.ts.is_some_and(|t| t >= min_ts)) {
-        let e = sums.entry((r.network.clone(), r.product_id)).or_insert(None);
-        if let Some(x) = r.referrals {
-            *e = Some(e.unwrap_or(0) + x);
-        }
-    }
-    let mut by_net: HashMap<Option<String>, Vec<(Option<i64>, Option<i64>)>> = HashMap::new();
-    for ((net, pid), refs) in sums {
-        by_net.entry(net).or_default().push((pid, refs));
-    }
-    sorted_keys(by_net.keys().cloned())
-        .into_iter()
-        .map(|net| {
-            let mut items = by_net[&net].clone();
-            items.sort_by(|a, b| cmp_nulls_last(&a.1, &b.1, true).then(cmp_nulls_last(&a.0, &b.0, false)));
-            let value: Vec<String> =
-                items.iter().take(3).map(|(p, s)| format!("{{\"product_id\":{},\"refs\":{}}}", j_int(*p), j_int(*s))).collect();
-            format!("[{}] [{}]", j_str(&net), value.join(","))
-        })
-        .collect()
-}
-
-fn expect_recent(rows: &[Row]) -> Vec<String> {
-    let mut by_pid: HashMap<Option<i64>, Vec<&Row>> = HashMap::new();
-    for r in rows {
-        by_pid.entry(r.product_id).or_default().push(r);
-    }
-    sorted_keys(by_pid.keys().cloned())
-        .into_iter()
-        .map(|pid| {
-            let mut items = by_pid[&pid].clone();
-            items.sort_by(|a, b| {
-                cmp_nulls_last(&a.ts, &b.ts, true)
-                    .then(cmp_nulls_last(&a.network, &b.network, false))
-                    .then(cmp_nulls_last(&a.revenue, &b.revenue, false))
-                    .then(a.dt.cmp(&b.dt))
-            });
-            let value: Vec<String> = items
-                .iter()
-                .take(2)
-                .map(|r| {
-                    format!(
-                        "{{\"ts\":{},\"network\":{},\"revenue\":{},\"dt\":{}}}",
-                        j_ts(r.ts),
-                        j_str(&r.network),
-                        j_dec(r.revenue, 2),
-                        j_str(&Some(r.dt.clone()))
-                    )
-                })
-                .collect();
-            format!("[{}] [{}]", j_int(pid), value.join(","))
-        })
-        .collect()
-}
-
-fn expect_network_stats(rows: &[Row]) -> Vec<String> {
-    let mut by_net: HashMap<Option<String>, Vec<&Row>> = HashMap::new();
-    for r in rows {
-        by_net.entry(r.network.clone()).or_default().push(r);
-    }
-    sorted_keys(by_net.keys().cloned())
-        .into_iter()
-        .map(|net| {
-            let g = &by_net[&net];
-            let refs: Vec<i64> = g.iter().filter_map(|r| r.referrals).collect();
-            let revs: Vec<i128> = g.iter().filter_map(|r| r.revenue).collect();
-            let rev_sum = (!revs.is_empty()).then(|| revs.iter().sum::<i128>());
-            // DECIMAL(12,2) avg → DECIMAL(16,6), truncated toward zero.
-            let avg_rev = rev_sum.map(|s| s * 10_000 / revs.len() as i128);
-            let avg_refs = (!refs.is_empty()).then(|| refs.iter().sum::<i64>() as f64 / refs.len() as f64);
-            let products: BTreeSet<i64> = g.iter().filter_map(|r| r.product_id).collect();
-            let value = format!(
-                "{{\"n\":{},\"n_refs\":{},\"revenue\":{},\"products\":{},\"last_ts\":{},\"avg_revenue\":{},\"avg_refs\":{},\"first_product\":{}}}",
-                g.len(),
-                refs.len(),
-                j_dec(rev_sum, 2),
-                products.len(),
-                j_ts(g.iter().filter_map(|r| r.ts).max()),
-                j_dec(avg_rev, 6),
-                j_f64(avg_refs),
-                j_int(g.iter().filter_map(|r| r.product_id).min()),
-            );
-            format!("[{}] {value}", j_str(&net))
-        })
-        .collect()
-}
-
-fn expect_global_top(rows: &[Row]) -> Vec<String> {
-    let nets = ["twitter", "日本", "a/b"];
-    let max_ts = BASE_MICROS + 48 * 3_600_000_000;
-    let mut items: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.referrals.is_some_and(|x| x >= 10))
-        .filter(|r| r.network.as_deref().is_some_and(|n| nets.contains(&n)))
-        .filter(|r| r.ts.is_some_and(|t| t < max_ts))
-        .filter(|r| r.revenue.is_some_and(|v| v > -5000))
-        .filter(|r| r.dt != "2025-11-01")
-        .collect();
-    items.sort_by(|a, b| {
-        cmp_nulls_last(&a.referrals, &b.referrals, true)
-            .then(cmp_nulls_last(&a.product_id, &b.product_id, false))
-            .then(cmp_nulls_last(&a.network, &b.network, false))
-            .then(cmp_nulls_last(&a.revenue, &b.revenue, false))
-    });
-    let value: Vec<String> = items
-        .iter()
-        .take(5)
-        .map(|r| {
-            format!(
-                "{{\"product_id\":{},\"network\":{},\"referrals\":{},\"revenue\":{}}}",
-                j_int(r.product_id),
-                j_str(&r.network),
-                j_int(r.referrals),
-                j_dec(r.revenue, 2)
-            )
-        })
-        .collect();
-    vec![format!("[] [{}]", value.join(","))]
-}
 
 #[test]
 fn reference_answers_are_not_trivial() {
@@ -224,10 +40,21 @@ async fn spark_answers_four_specs_byte_for_byte() {
     let rows = rows();
 
     // (name, spec, answer, rows_in: global_top's `dt` filter prunes one partition)
-    let cases: [(&str, &str, Vec<String>, u64); 4] = [
-        ("top_products", TOP_PRODUCTS, expect_top_products(&rows), 200),
+    type Case<'a> = (&'a str, &'a str, Vec<String>, u64);
+    let cases: [Case; 4] = [
+        (
+            "top_products",
+            TOP_PRODUCTS,
+            expect_top_products(&rows),
+            200,
+        ),
         ("recent", RECENT, expect_recent(&rows), 200),
-        ("network_stats", NETWORK_STATS, expect_network_stats(&rows), 200),
+        (
+            "network_stats",
+            NETWORK_STATS,
+            expect_network_stats(&rows),
+            200,
+        ),
         ("global_top", GLOBAL_TOP, expect_global_top(&rows), 100),
     ];
     for (name, spec, expected, rows_in) in cases {
@@ -235,17 +62,40 @@ async fn spark_answers_four_specs_byte_for_byte() {
         if name == "top_products" {
             let plan = engine.explain(&job).await.unwrap();
             eprintln!("{plan}");
-            assert!(plan.contains("spark-submit") && plan.contains("\"format\": 1") && plan.contains("--master"), "{plan}");
+            assert!(
+                plan.contains("spark-submit")
+                    && plan.contains("\"format\": 1")
+                    && plan.contains("--master"),
+                "{plan}"
+            );
         }
         let started = Instant::now();
-        let (got, counted) = run_counted(&engine, &job).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        eprintln!("{name}: spark job + read took {:.1} s, {} entries", started.elapsed().as_secs_f64(), got.len());
-        assert_eq!(got, expected, "{name}: Spark's answer differs from the reference");
+        let (got, counted) = run_counted(&engine, &job)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!(
+            "{name}: spark job + read took {:.1} s, {} entries",
+            started.elapsed().as_secs_f64(),
+            got.len()
+        );
+        assert_eq!(
+            got, expected,
+            "{name}: Spark's answer differs from the reference"
+        );
         assert_eq!(counted, rows_in, "{name}: rows_in");
-        assert!(staged_leftovers(staging.path()).is_empty(), "{name}: staging not cleaned: {:?}", staged_leftovers(staging.path()));
+        assert!(
+            staged_leftovers(staging.path()).is_empty(),
+            "{name}: staging not cleaned: {:?}",
+            staged_leftovers(staging.path())
+        );
     }
     // The driver logs stay, one per run.
-    assert_eq!(std::fs::read_dir(staging.path().join("logs")).unwrap().count(), 4);
+    assert_eq!(
+        std::fs::read_dir(staging.path().join("logs"))
+            .unwrap()
+            .count(),
+        4
+    );
 }
 
 /// Processes whose command line mentions `needle` (the job's staging path).
@@ -267,7 +117,10 @@ async fn wait_for_process(needle: &str, within: Duration) -> i32 {
         if let Some(pid) = processes_mentioning(needle).first() {
             return *pid;
         }
-        assert!(Instant::now() < until, "no process mentioning {needle} appeared");
+        assert!(
+            Instant::now() < until,
+            "no process mentioning {needle} appeared"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -275,7 +128,11 @@ async fn wait_for_process(needle: &str, within: Duration) -> i32 {
 async fn wait_until_gone(needle: &str, within: Duration) {
     let until = Instant::now() + within;
     while !processes_mentioning(needle).is_empty() {
-        assert!(Instant::now() < until, "processes still running: {:?}", processes_mentioning(needle));
+        assert!(
+            Instant::now() < until,
+            "processes still running: {:?}",
+            processes_mentioning(needle)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -309,24 +166,45 @@ async fn spark_failures_name_their_step_quote_the_log_and_clean_up() {
 
     // 1. Spark cannot write its output: the job fails at its `write` step.
     let staging = tempfile::tempdir().unwrap();
-    let config = SparkConfig { output_dir: Some("file:///proc/tablecast-denied".into()), ..spark_config(staging.path()) };
+    let config = SparkConfig {
+        output_dir: Some("file:///proc/tablecast-denied".into()),
+        ..spark_config(staging.path())
+    };
     let started = Instant::now();
     let message = expect_failure(&SparkEngine::new(config).unwrap(), &job).await;
-    eprintln!("unwritable output ({:.1} s): {message}", started.elapsed().as_secs_f64());
-    assert!(message.starts_with("run: spark-submit exited with status 2"), "{message}");
-    assert!(message.contains("tablecast-job: ERROR step=write"), "{message}");
+    eprintln!(
+        "unwritable output ({:.1} s): {message}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        message.starts_with("run: spark-submit exited with status 2"),
+        "{message}"
+    );
+    assert!(
+        message.contains("tablecast-job: ERROR step=write"),
+        "{message}"
+    );
     assert!(message.contains("last lines:\n"), "{message}");
     assert!(staged_leftovers(staging.path()).is_empty());
 
     // 2. Timeout: a 1 s budget kills the whole process group.
     let staging = tempfile::tempdir().unwrap();
     let needle = staging.path().to_str().unwrap().to_string();
-    let config = SparkConfig { timeout_s: 1, ..spark_config(staging.path()) };
+    let config = SparkConfig {
+        timeout_s: 1,
+        ..spark_config(staging.path())
+    };
     let started = Instant::now();
     let message = expect_failure(&SparkEngine::new(config).unwrap(), &job).await;
-    eprintln!("timeout ({:.1} s): {message}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "timeout ({:.1} s): {message}",
+        started.elapsed().as_secs_f64()
+    );
     assert!(message.starts_with("timeout: no result after"), "{message}");
-    assert!(message.contains("the job was killed") && message.contains("driver log"), "{message}");
+    assert!(
+        message.contains("the job was killed") && message.contains("driver log"),
+        "{message}"
+    );
     assert!(message.contains("last lines:\n"), "{message}");
     wait_until_gone(&needle, Duration::from_secs(5)).await;
     assert!(staged_leftovers(staging.path()).is_empty());
@@ -350,7 +228,10 @@ async fn spark_failures_name_their_step_quote_the_log_and_clean_up() {
         None => panic!("a killed driver yielded no error"),
     };
     eprintln!("killed driver: {message}");
-    assert!(message.starts_with("run: spark-submit was killed by signal 9 (SIGKILL)"), "{message}");
+    assert!(
+        message.starts_with("run: spark-submit was killed by signal 9 (SIGKILL)"),
+        "{message}"
+    );
     assert!(staged_leftovers(staging.path()).is_empty());
 
     // 4. Dropping the stream cancels the job: processes gone, staging removed.
@@ -374,11 +255,23 @@ async fn missing_spark_submit_is_a_transient_submission_refusal() {
     let data = tempfile::tempdir().unwrap();
     write_sales(data.path());
     let staging = tempfile::tempdir().unwrap();
-    let config = SparkConfig { spark_submit: "/nonexistent/bin/spark-submit".into(), ..spark_config(staging.path()) };
-    let err = SparkEngine::new(config).unwrap().execute(&job(data.path(), RECENT).await).await.err().expect("must fail");
+    let config = SparkConfig {
+        spark_submit: "/nonexistent/bin/spark-submit".into(),
+        ..spark_config(staging.path())
+    };
+    let err = SparkEngine::new(config)
+        .unwrap()
+        .execute(&job(data.path(), RECENT).await)
+        .await
+        .err()
+        .expect("must fail");
     assert!(err.is_transient(), "{err}");
     let message = engine_message(err);
-    assert!(message.starts_with("submit: submission refused: cannot start /nonexistent/bin/spark-submit"), "{message}");
+    assert!(
+        message
+            .starts_with("submit: submission refused: cannot start /nonexistent/bin/spark-submit"),
+        "{message}"
+    );
     assert!(staged_leftovers(staging.path()).is_empty());
 }
 
@@ -387,8 +280,16 @@ async fn unwritable_staging_dir_fails_at_stage() {
     let data = tempfile::tempdir().unwrap();
     write_sales(data.path());
     let config = spark_config(Path::new("/proc/tablecast-staging"));
-    let err = SparkEngine::new(config).unwrap().execute(&job(data.path(), RECENT).await).await.err().expect("must fail");
+    let err = SparkEngine::new(config)
+        .unwrap()
+        .execute(&job(data.path(), RECENT).await)
+        .await
+        .err()
+        .expect("must fail");
     assert!(!err.is_transient());
     let message = engine_message(err);
-    assert!(message.starts_with("stage: creating /proc/tablecast-staging/tc-recent-"), "{message}");
+    assert!(
+        message.starts_with("stage: creating /proc/tablecast-staging/tc-recent-"),
+        "{message}"
+    );
 }

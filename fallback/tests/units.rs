@@ -12,8 +12,8 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use common::*;
 use fallback::{
-    Conformer, JobHandle, JobStatus, Outcome, ReadVia, SparkConfig, SparkEngine, StagedJob, SubmitError, Submitter,
-    SubmitterKind, Supervision, list_parts, supervise, tail_lines,
+    Conformer, JobHandle, JobStatus, Outcome, ReadVia, SparkConfig, SparkEngine, StagedJob,
+    SubmitError, Submitter, SubmitterKind, Supervision, list_parts, supervise, tail_lines,
 };
 
 #[test]
@@ -52,15 +52,29 @@ fn config_section_parses_with_defaults_and_refuses_unknown_keys() {
     let empty: App = toml::from_str("[fallback]\n").unwrap();
     assert_eq!(empty.fallback, SparkConfig::default());
     assert_eq!(empty.fallback.master, "local[2]");
-    assert!(empty.fallback.spark_submit.ends_with(".cache/tablecast/venv/bin/spark-submit"));
+    assert!(
+        empty
+            .fallback
+            .spark_submit
+            .ends_with(".cache/tablecast/venv/bin/spark-submit")
+    );
 
-    let err = toml::from_str::<App>("[fallback]\nmastr = \"yarn\"\n").err().unwrap().to_string();
+    let err = toml::from_str::<App>("[fallback]\nmastr = \"yarn\"\n")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("unknown field `mastr`"), "{err}");
 
-    let bad = SparkConfig { submitter: SubmitterKind::Oozie, ..SparkConfig::default() };
+    let bad = SparkConfig {
+        submitter: SubmitterKind::Oozie,
+        ..SparkConfig::default()
+    };
     assert!(bad.validate().unwrap_err().contains("oozie_url"));
     assert!(SparkEngine::new(bad).is_err());
-    let bad = SparkConfig { deploy_mode: Some("local".into()), ..SparkConfig::default() };
+    let bad = SparkConfig {
+        deploy_mode: Some("local".into()),
+        ..SparkConfig::default()
+    };
     assert!(bad.validate().unwrap_err().contains("deploy_mode"));
 }
 
@@ -85,16 +99,31 @@ async fn job_description_is_typed_json() {
         ]
     "#;
     let job = job(data.path(), spec).await;
-    let engine = SparkEngine::new(SparkConfig { staging_dir: data.path().join("staging"), ..SparkConfig::default() }).unwrap();
+    let engine = SparkEngine::new(SparkConfig {
+        staging_dir: data.path().join("staging"),
+        ..SparkConfig::default()
+    })
+    .unwrap();
     let d = engine.job_description(&job, "tc-test-1").unwrap();
     let v: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
     assert_eq!(v["format"], 1);
     assert_eq!(v["input"]["kind"], "files");
-    assert_eq!(v["input"]["partition_keys"], serde_json::json!([{ "index": 0, "name": "dt", "type": "string" }]));
+    assert_eq!(
+        v["input"]["partition_keys"],
+        serde_json::json!([{ "index": 0, "name": "dt", "type": "string" }])
+    );
     let groups = v["input"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "the dt filter pruned one partition");
-    assert_eq!(groups[0]["partition_values"], serde_json::json!(["2025-11-02"]));
-    assert!(groups[0]["files"][0].as_str().unwrap().starts_with("file:///"));
+    assert_eq!(
+        groups[0]["partition_values"],
+        serde_json::json!(["2025-11-02"])
+    );
+    assert!(
+        groups[0]["files"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("file:///")
+    );
     assert_eq!(
         v["filters"],
         serde_json::json!([
@@ -106,17 +135,31 @@ async fn job_description_is_typed_json() {
             { "column": "network", "op": "not_null", "literals": [] },
         ])
     );
-    assert_eq!(v["outputs"][2], serde_json::json!({ "name": "avg_rev", "source": { "agg": "avg", "column": "revenue" }, "type": "decimal(16,6)" }));
+    assert_eq!(
+        v["outputs"][2],
+        serde_json::json!({ "name": "avg_rev", "source": { "agg": "avg", "column": "revenue" }, "type": "decimal(16,6)" })
+    );
     assert_eq!(v["grouping"], serde_json::json!(["product_id", "dt"]));
-    assert_eq!(v["order"][0], serde_json::json!({ "output": 2, "descending": true }));
+    assert_eq!(
+        v["order"][0],
+        serde_json::json!({ "output": 2, "descending": true })
+    );
     assert_eq!(v["keys"], serde_json::json!([]));
-    assert!(v["output"]["path"].as_str().unwrap().ends_with("/staging/tc-test-1/out"));
+    assert!(
+        v["output"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/staging/tc-test-1/out")
+    );
 }
 
 fn write_part(path: &std::path::Path, keys: Vec<Option<&str>>) {
     let schema = Arc::new(Schema::new(vec![Field::new("__k0", DataType::Utf8, true)]));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(keys))]).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    let batch =
+        RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(keys))]).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None)
+            .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -124,26 +167,47 @@ fn write_part(path: &std::path::Path, keys: Vec<Option<&str>>) {
 #[tokio::test]
 async fn part_files_are_read_in_numeric_order_without_markers() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["part-100000-u-c000.snappy.parquet", "part-99999-u-c000.snappy.parquet", "part-00002-u-c000.snappy.parquet"] {
+    for name in [
+        "part-100000-u-c000.snappy.parquet",
+        "part-99999-u-c000.snappy.parquet",
+        "part-00002-u-c000.snappy.parquet",
+    ] {
         write_part(&dir.path().join(name), vec![Some("x")]);
     }
     std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
-    std::fs::write(dir.path().join(".part-00002-u-c000.snappy.parquet.crc"), b"crc").unwrap();
+    std::fs::write(
+        dir.path().join(".part-00002-u-c000.snappy.parquet.crc"),
+        b"crc",
+    )
+    .unwrap();
     let parts = list_parts(dir.path().to_str().unwrap()).await.unwrap();
-    let names: Vec<&str> = parts.iter().map(|p| p.url.rsplit('/').next().unwrap()).collect();
-    assert_eq!(names, ["part-00002-u-c000.snappy.parquet", "part-99999-u-c000.snappy.parquet", "part-100000-u-c000.snappy.parquet"]);
+    let names: Vec<&str> = parts
+        .iter()
+        .map(|p| p.url.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "part-00002-u-c000.snappy.parquet",
+            "part-99999-u-c000.snappy.parquet",
+            "part-100000-u-c000.snappy.parquet"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn conformer_casts_to_spec_types_and_catches_unclustered_keys() {
     let data = tempfile::tempdir().unwrap();
     write_sales(data.path());
-    let job = job(data.path(), r#"
+    let job = job(
+        data.path(),
+        r#"
         name = "x"
         table = "social.sales"
         key = ["network"]
         values = [{ column = "ts" }, { column = "referrals" }]
-    "#)
+    "#,
+    )
     .await;
     let mut c = Conformer::new(&job.spec).unwrap();
     // As Spark writes them: UTC-adjusted timestamps, a narrower integer.
@@ -151,28 +215,58 @@ async fn conformer_casts_to_spec_types_and_catches_unclustered_keys() {
         let n = keys.len();
         let schema = Arc::new(Schema::new(vec![
             Field::new("__k0", DataType::Utf8, true),
-            Field::new("__v0", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new(
+                "__v0",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
             Field::new("__v1", DataType::Int32, true),
         ]));
         RecordBatch::try_new(
             schema,
             vec![
                 Arc::new(StringArray::from(keys)),
-                Arc::new(TimestampMicrosecondArray::from(vec![Some(BASE_MICROS); n]).with_timezone("UTC")),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(BASE_MICROS); n])
+                        .with_timezone("UTC"),
+                ),
                 Arc::new(arrow::array::Int32Array::from(vec![Some(7); n])),
             ],
         )
         .unwrap()
     };
-    let out = c.conform(&staged(vec![Some("a"), Some("a"), Some("b")])).unwrap();
-    assert_eq!(out.schema().field(1).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
-    assert_eq!(out.column(1).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().value(0), BASE_MICROS);
-    assert_eq!(out.column(2).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 7);
+    let out = c
+        .conform(&staged(vec![Some("a"), Some("a"), Some("b")]))
+        .unwrap();
+    assert_eq!(
+        out.schema().field(1).data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, None)
+    );
+    assert_eq!(
+        out.column(1)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap()
+            .value(0),
+        BASE_MICROS
+    );
+    assert_eq!(
+        out.column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0),
+        7
+    );
     // Continues in the next batch (file): fine; nulls sort last.
-    c.conform(&staged(vec![Some("b"), Some("c"), None])).unwrap();
+    c.conform(&staged(vec![Some("b"), Some("c"), None]))
+        .unwrap();
     let err = c.conform(&staged(vec![Some("a")])).unwrap_err();
     assert!(err.contains("not ordered by key at row 6"), "{err}");
-    let err = Conformer::new(&job.spec).unwrap().conform(&staged(vec![None, Some("a")])).unwrap_err();
+    let err = Conformer::new(&job.spec)
+        .unwrap()
+        .conform(&staged(vec![None, Some("a")]))
+        .unwrap_err();
     assert!(err.contains("not ordered by key"), "{err}");
 }
 
@@ -181,7 +275,10 @@ fn log_tail_keeps_the_job_error_line() {
     let mut log: Vec<String> = vec!["tablecast-job: ERROR step=write: boom".into()];
     log.extend((0..50).map(|i| format!("\tat frame{i}")));
     let tail = tail_lines(&log.join("\n"), 5);
-    assert_eq!(tail, "tablecast-job: ERROR step=write: boom\n[…]\n\tat frame45\n\tat frame46\n\tat frame47\n\tat frame48\n\tat frame49");
+    assert_eq!(
+        tail,
+        "tablecast-job: ERROR step=write: boom\n[…]\n\tat frame45\n\tat frame46\n\tat frame47\n\tat frame48\n\tat frame49"
+    );
     assert_eq!(tail_lines("a\nb", 30), "a\nb");
 }
 
@@ -201,11 +298,18 @@ impl Submitter for Forever {
         String::new()
     }
     async fn submit(&self, _: &StagedJob) -> Result<JobHandle, SubmitError> {
-        Ok(JobHandle { id: "1".into(), submitter: "forever" })
+        Ok(JobHandle {
+            id: "1".into(),
+            submitter: "forever",
+        })
     }
     async fn poll(&self, _: &JobHandle) -> Result<JobStatus, String> {
         self.polls.fetch_add(1, Ordering::SeqCst);
-        if self.failing_polls { Err("connection reset".into()) } else { Ok(JobStatus::Running) }
+        if self.failing_polls {
+            Err("connection reset".into())
+        } else {
+            Ok(JobStatus::Running)
+        }
     }
     async fn kill(&self, _: &JobHandle) -> Result<(), String> {
         self.kills.fetch_add(1, Ordering::SeqCst);
@@ -219,8 +323,15 @@ impl Submitter for Forever {
 
 #[tokio::test]
 async fn supervision_backs_off_times_out_and_kills() {
-    let s = Forever { polls: AtomicUsize::new(0), kills: AtomicUsize::new(0), failing_polls: false };
-    let h = JobHandle { id: "1".into(), submitter: "forever" };
+    let s = Forever {
+        polls: AtomicUsize::new(0),
+        kills: AtomicUsize::new(0),
+        failing_polls: false,
+    };
+    let h = JobHandle {
+        id: "1".into(),
+        submitter: "forever",
+    };
     let config = Supervision {
         timeout: Duration::from_millis(700),
         poll_interval: Duration::from_millis(10),
@@ -231,22 +342,42 @@ async fn supervision_backs_off_times_out_and_kills() {
     let started = Instant::now();
     let outcome = supervise(&s, &h, &config, started, std::future::pending()).await;
     let elapsed = started.elapsed();
-    assert!(matches!(&outcome, Outcome::TimedOut { excerpt, .. } if excerpt == "last words"), "{outcome:?}");
-    assert!(elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(
+        matches!(&outcome, Outcome::TimedOut { excerpt, .. } if excerpt == "last words"),
+        "{outcome:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
     // 10+20+40+80+160+160+160… ms: about 8 polls in 700 ms, not 70.
     let polls = s.polls.load(Ordering::SeqCst);
     assert!((5..=12).contains(&polls), "{polls} polls");
     assert_eq!(s.kills.load(Ordering::SeqCst), 1);
 
     // Cancellation kills at once.
-    let outcome = supervise(&s, &h, &config, Instant::now(), tokio::time::sleep(Duration::from_millis(50))).await;
+    let outcome = supervise(
+        &s,
+        &h,
+        &config,
+        Instant::now(),
+        tokio::time::sleep(Duration::from_millis(50)),
+    )
+    .await;
     assert_eq!(outcome, Outcome::Cancelled);
     assert_eq!(s.kills.load(Ordering::SeqCst), 2);
 
     // A submitter that stops answering: lost after max_poll_errors + 1 failed polls, killed.
-    let s = Forever { polls: AtomicUsize::new(0), kills: AtomicUsize::new(0), failing_polls: true };
+    let s = Forever {
+        polls: AtomicUsize::new(0),
+        kills: AtomicUsize::new(0),
+        failing_polls: true,
+    };
     let outcome = supervise(&s, &h, &config, Instant::now(), std::future::pending()).await;
-    assert!(matches!(&outcome, Outcome::Lost { message, .. } if message.contains("connection reset")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Lost { message, .. } if message.contains("connection reset")),
+        "{outcome:?}"
+    );
     assert_eq!(s.polls.load(Ordering::SeqCst), 4);
     assert_eq!(s.kills.load(Ordering::SeqCst), 1);
 }

@@ -40,7 +40,9 @@ pub struct FastTrackConfig {
 impl Default for FastTrackConfig {
     fn default() -> Self {
         FastTrackConfig {
-            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             batch_size: 8192,
         }
     }
@@ -59,11 +61,15 @@ impl FastTrack {
     /// A session whose pool is the job's memory limit and which cannot spill to disk.
     fn session(&self, job: &EngineJob) -> Result<(SessionContext, Arc<dyn MemoryPool>), Error> {
         let pool_bytes = usize::try_from(job.limits.memory_pool_bytes).unwrap_or(usize::MAX);
-        let pool: Arc<dyn MemoryPool> =
-            Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(pool_bytes), 5.try_into().expect("non-zero")));
+        let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
+            GreedyMemoryPool::new(pool_bytes),
+            5.try_into().expect("non-zero"),
+        ));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::clone(&pool))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| engine_error(&job.spec.table.to_string(), e))?;
         let config = SessionConfig::new()
@@ -73,10 +79,16 @@ impl FastTrack {
         Ok((SessionContext::new_with_config_rt(config, runtime), pool))
     }
 
-    async fn physical_plan(&self, job: &EngineJob) -> Result<(SessionContext, Arc<dyn MemoryPool>, Arc<dyn ExecutionPlan>), Error> {
+    async fn physical_plan(
+        &self,
+        job: &EngineJob,
+    ) -> Result<(SessionContext, Arc<dyn MemoryPool>, Arc<dyn ExecutionPlan>), Error> {
         let (ctx, pool) = self.session(job)?;
         let df = build_dataframe(&ctx, job).await?;
-        let plan = df.create_physical_plan().await.map_err(|e| classify(e, job, 0))?;
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| classify(e, job, 0))?;
         Ok((ctx, pool, plan))
     }
 }
@@ -91,15 +103,23 @@ impl Engine for FastTrack {
         let (ctx, _) = self.session(job)?;
         let df = build_dataframe(&ctx, job).await?;
         let logical = df.logical_plan().display_indent().to_string();
-        let physical = df.create_physical_plan().await.map_err(|e| classify(e, job, 0))?;
-        let physical = datafusion::physical_plan::displayable(physical.as_ref()).indent(false).to_string();
-        Ok(format!("logical plan:\n{logical}\nphysical plan:\n{physical}"))
+        let physical = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| classify(e, job, 0))?;
+        let physical = datafusion::physical_plan::displayable(physical.as_ref())
+            .indent(false)
+            .to_string();
+        Ok(format!(
+            "logical plan:\n{logical}\nphysical plan:\n{physical}"
+        ))
     }
 
     async fn execute(&self, job: &EngineJob) -> Result<EngineRun, Error> {
         let (ctx, pool, plan) = self.physical_plan(job).await?;
         let progress = Arc::new(EngineProgress::default());
-        let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx()).map_err(|e| classify(e, job, pool.reserved()))?;
+        let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())
+            .map_err(|e| classify(e, job, pool.reserved()))?;
 
         // Sample the pool while the query runs: its peak is the memory guard's measurement.
         let sampler = {
@@ -119,13 +139,19 @@ impl Engine for FastTrack {
             progress.observe_memory(pool.reserved() as u64);
             match batch {
                 Ok(b) => {
-                    progress.rows_in.store(scanned_rows(plan.as_ref()), std::sync::atomic::Ordering::Relaxed);
+                    progress.rows_in.store(
+                        scanned_rows(plan.as_ref()),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     Ok(b)
                 }
                 Err(e) => Err(classify(e, &job, progress.peak_memory() as usize)),
             }
         });
-        Ok(EngineRun { batches: Box::pin(batches), progress: progress_out })
+        Ok(EngineRun {
+            batches: Box::pin(batches),
+            progress: progress_out,
+        })
     }
 }
 
@@ -142,11 +168,17 @@ fn scanned_rows(plan: &dyn ExecutionPlan) -> u64 {
     if plan.children().is_empty() {
         return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
     }
-    plan.children().iter().map(|c| scanned_rows(c.as_ref())).sum()
+    plan.children()
+        .iter()
+        .map(|c| scanned_rows(c.as_ref()))
+        .sum()
 }
 
 fn engine_error(table: &str, e: impl std::fmt::Display) -> Error {
-    Error::Engine { engine: "fasttrack".into(), message: format!("{table}: {e}") }
+    Error::Engine {
+        engine: "fasttrack".into(),
+        message: format!("{table}: {e}"),
+    }
 }
 
 /// A pool exhaustion is the memory breaker tripping (re-routable); anything else is an error

@@ -14,10 +14,15 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, in_list};
 use publisher::Error;
 use publisher::engine::EngineJob;
 use publisher::files::{DataFile, locate};
-use publisher::spec::{AggFn, FilterOp, HIVE_NULL_PARTITION, Literal, ResolvedFilter, ResolvedSpec, Source};
+use publisher::spec::{
+    AggFn, FilterOp, HIVE_NULL_PARTITION, Literal, ResolvedFilter, ResolvedSpec, Source,
+};
 
 fn plan_error(job: &EngineJob, e: impl std::fmt::Display) -> Error {
-    Error::Engine { engine: "fasttrack".into(), message: format!("planning {}: {e}", job.spec.table) }
+    Error::Engine {
+        engine: "fasttrack".into(),
+        message: format!("planning {}: {e}", job.spec.table),
+    }
 }
 
 /// Output column names: positional, and never equal to a table column, so a key that is also
@@ -40,8 +45,12 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         df = df.filter(filter_expr(f)).map_err(err)?;
     }
 
-    let keys: Vec<Expr> =
-        spec.keys.iter().enumerate().map(|(i, k)| cast(ident(&k.name), k.data_type.clone()).alias(key_col(i))).collect();
+    let keys: Vec<Expr> = spec
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| cast(ident(&k.name), k.data_type.clone()).alias(key_col(i)))
+        .collect();
     let mut outputs = Vec::with_capacity(spec.outputs.len());
     if let Some(grouping) = &spec.grouping {
         let mut aggregates = Vec::new();
@@ -50,7 +59,9 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
                 aggregates.push(aggregate_expr(*func, column.as_deref()).alias(format!("__a{i}")));
             }
         }
-        df = df.aggregate(grouping.iter().map(ident).collect(), aggregates).map_err(err)?;
+        df = df
+            .aggregate(grouping.iter().map(ident).collect(), aggregates)
+            .map_err(err)?;
         for (i, o) in spec.outputs.iter().enumerate() {
             let source = match &o.source {
                 Source::Column(c) => ident(c),
@@ -61,21 +72,35 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
     } else {
         for (i, o) in spec.outputs.iter().enumerate() {
             let Source::Column(c) = &o.source else {
-                return Err(plan_error(job, "an aggregate in a spec that does not aggregate"));
+                return Err(plan_error(
+                    job,
+                    "an aggregate in a spec that does not aggregate",
+                ));
             };
             outputs.push(cast(ident(c), o.data_type.clone()).alias(value_col(i)));
         }
     }
-    df = df.select(keys.into_iter().chain(outputs).collect::<Vec<_>>()).map_err(err)?;
+    df = df
+        .select(keys.into_iter().chain(outputs).collect::<Vec<_>>())
+        .map_err(err)?;
 
-    let within_key: Vec<SortExpr> =
-        spec.order.iter().map(|s| ident(value_col(s.output)).sort(!s.descending, false)).collect();
-    let key_order: Vec<SortExpr> = (0..spec.keys.len()).map(|i| ident(key_col(i)).sort(true, false)).collect();
+    let within_key: Vec<SortExpr> = spec
+        .order
+        .iter()
+        .map(|s| ident(value_col(s.output)).sort(!s.descending, false))
+        .collect();
+    let key_order: Vec<SortExpr> = (0..spec.keys.len())
+        .map(|i| ident(key_col(i)).sort(true, false))
+        .collect();
     let partition: Vec<Expr> = (0..spec.keys.len()).map(|i| ident(key_col(i))).collect();
 
     match spec.limit() {
         Some(limit) if spec.keys.is_empty() => {
-            df = df.sort(within_key).map_err(err)?.limit(0, Some(limit as usize)).map_err(err)?;
+            df = df
+                .sort(within_key)
+                .map_err(err)?
+                .limit(0, Some(limit as usize))
+                .map_err(err)?;
         }
         Some(limit) => {
             let rank = row_number()
@@ -93,7 +118,9 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
                 .map_err(err)?;
         }
         None => {
-            df = df.sort(key_order.into_iter().chain(within_key).collect()).map_err(err)?;
+            df = df
+                .sort(key_order.into_iter().chain(within_key).collect())
+                .map_err(err)?;
         }
     }
     let columns: Vec<Expr> = (0..spec.keys.len())
@@ -123,7 +150,11 @@ fn literal(l: &Literal) -> Expr {
         Literal::Int(i) => ScalarValue::Int64(Some(*i)),
         Literal::Float(f) => ScalarValue::Float64(Some(*f)),
         Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
-        Literal::Decimal { unscaled, precision, scale } => ScalarValue::Decimal128(Some(*unscaled), *precision, *scale),
+        Literal::Decimal {
+            unscaled,
+            precision,
+            scale,
+        } => ScalarValue::Decimal128(Some(*unscaled), *precision, *scale),
         Literal::Date(d) => ScalarValue::Date32(Some(*d)),
         Literal::Timestamp(t) => ScalarValue::TimestampMicrosecond(Some(*t), None),
     })
@@ -131,7 +162,12 @@ fn literal(l: &Literal) -> Expr {
 
 fn filter_expr(f: &ResolvedFilter) -> Expr {
     let c = ident(&f.column);
-    let first = || f.literals.first().map(literal).unwrap_or_else(|| lit(ScalarValue::Null));
+    let first = || {
+        f.literals
+            .first()
+            .map(literal)
+            .unwrap_or_else(|| lit(ScalarValue::Null))
+    };
     match f.op {
         FilterOp::Eq => c.eq(first()),
         FilterOp::NotEq => c.not_eq(first()),
@@ -157,8 +193,15 @@ async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error>
         .iter()
         .filter(|c| !table.is_partition_key(c))
         .map(|c| {
-            let column = table.column(c).ok_or_else(|| plan_error(job, format!("column `{c}` vanished from the table")))?;
-            let t = column.data_type.clone().ok_or_else(|| plan_error(job, format!("column `{c}` has unsupported type {}", column.hive_type)))?;
+            let column = table
+                .column(c)
+                .ok_or_else(|| plan_error(job, format!("column `{c}` vanished from the table")))?;
+            let t = column.data_type.clone().ok_or_else(|| {
+                plan_error(
+                    job,
+                    format!("column `{c}` has unsupported type {}", column.hive_type),
+                )
+            })?;
             Ok(Field::new(c, t, true))
         })
         .collect::<Result<_, Error>>()?;
@@ -174,8 +217,13 @@ async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error>
     if job.files.is_empty() {
         // Nothing to read: an empty relation of the right schema, so that aggregates still answer.
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend(used_partitions.iter().map(|(_, name)| Field::new(*name, DataType::Utf8, true)));
-        let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(Schema::new(fields)));
+        fields.extend(
+            used_partitions
+                .iter()
+                .map(|(_, name)| Field::new(*name, DataType::Utf8, true)),
+        );
+        let empty =
+            datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(Schema::new(fields)));
         return ctx.read_batch(empty).map_err(err);
     }
     register_stores(ctx, &job.files)?;
@@ -192,12 +240,22 @@ async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error>
     let mut union: Option<DataFrame> = None;
     for (values, files) in groups {
         let urls: Vec<String> = files.iter().map(|f| f.url.clone()).collect();
-        let options = ParquetReadOptions::default().schema(&schema).file_extension("");
+        let options = ParquetReadOptions::default()
+            .schema(&schema)
+            .file_extension("");
         let mut df = ctx.read_parquet(urls, options).await.map_err(err)?;
         for (i, name) in &used_partitions {
-            let value = values.get(*i).filter(|v| v.as_str() != HIVE_NULL_PARTITION).cloned();
-            let t = table.partition_keys[*i].data_type.clone().unwrap_or(DataType::Utf8);
-            df = df.with_column(name, cast(lit(ScalarValue::Utf8(value)), t)).map_err(err)?;
+            let value = values
+                .get(*i)
+                .filter(|v| v.as_str() != HIVE_NULL_PARTITION)
+                .cloned();
+            let t = table.partition_keys[*i]
+                .data_type
+                .clone()
+                .unwrap_or(DataType::Utf8);
+            df = df
+                .with_column(name, cast(lit(ScalarValue::Utf8(value)), t))
+                .map_err(err)?;
         }
         union = Some(match union {
             None => df,
@@ -215,8 +273,10 @@ fn register_stores(ctx: &SessionContext, files: &[DataFile]) -> Result<(), Error
         if located.base == "file://" || !seen.insert(located.base.clone()) {
             continue;
         }
-        let url = url::Url::parse(&located.base)
-            .map_err(|e| Error::Listing { location: f.url.clone(), message: e.to_string() })?;
+        let url = url::Url::parse(&located.base).map_err(|e| Error::Listing {
+            location: f.url.clone(),
+            message: e.to_string(),
+        })?;
         ctx.register_object_store(&url, located.store);
     }
     Ok(())

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int8Array,
-    Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray, UInt8Array, UInt16Array,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
+    Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
@@ -130,14 +130,23 @@ impl EntryEncoder {
         if batch.num_columns() != expected {
             return Err(Error::Encoding {
                 column: "*".into(),
-                message: format!("engine produced {} columns, expected {expected} (keys then values)", batch.num_columns()),
+                message: format!(
+                    "engine produced {} columns, expected {expected} (keys then values)",
+                    batch.num_columns()
+                ),
             });
         }
         let keys: Vec<Cells> = (0..nk)
             .map(|i| Cells::new(batch.column(i), &self.key_types[i], &self.key_names[i]))
             .collect::<Result<_>>()?;
         let values: Vec<Cells> = (0..self.value_types.len())
-            .map(|i| Cells::new(batch.column(nk + i), &self.value_types[i], &self.field_names[i]))
+            .map(|i| {
+                Cells::new(
+                    batch.column(nk + i),
+                    &self.value_types[i],
+                    &self.field_names[i],
+                )
+            })
             .collect::<Result<_>>()?;
 
         for row in 0..batch.num_rows() {
@@ -168,7 +177,10 @@ impl EntryEncoder {
             if self.shape == Shape::Object && self.current_rows == 1 {
                 return Err(Error::Encoding {
                     column: "*".into(),
-                    message: format!("shape = object but key {} has several rows", String::from_utf8_lossy(&self.scratch_key)),
+                    message: format!(
+                        "shape = object but key {} has several rows",
+                        String::from_utf8_lossy(&self.scratch_key)
+                    ),
                 });
             }
             let v = &mut self.current_value;
@@ -190,14 +202,19 @@ impl EntryEncoder {
     }
 
     fn close_key(&mut self, out: &mut Vec<Entry>) -> Result<()> {
-        let Some(key) = self.current_key.take() else { return Ok(()) };
+        let Some(key) = self.current_key.take() else {
+            return Ok(());
+        };
         if self.shape == Shape::List {
             self.current_value.push(b']');
         }
         if key == b"[]" {
             self.emitted_keyless = true;
         }
-        out.push(Entry { key, value: std::mem::take(&mut self.current_value) });
+        out.push(Entry {
+            key,
+            value: std::mem::take(&mut self.current_value),
+        });
         self.current_rows = 0;
         Ok(())
     }
@@ -206,7 +223,10 @@ impl EntryEncoder {
     pub fn finish(&mut self, out: &mut Vec<Entry>) -> Result<()> {
         self.close_key(out)?;
         if self.key_types.is_empty() && !self.emitted_keyless && self.shape == Shape::List {
-            out.push(Entry { key: b"[]".to_vec(), value: b"[]".to_vec() });
+            out.push(Entry {
+                key: b"[]".to_vec(),
+                value: b"[]".to_vec(),
+            });
             self.emitted_keyless = true;
         }
         Ok(())
@@ -268,7 +288,10 @@ impl Cells {
             DataType::Date32 => Cells::Date(array.as_primitive().clone()),
             DataType::Timestamp(..) => Cells::Timestamp(array.as_primitive().clone()),
             other => {
-                return Err(Error::Encoding { column: column.into(), message: format!("type {other} cannot be served") });
+                return Err(Error::Encoding {
+                    column: column.into(),
+                    message: format!("type {other} cannot be served"),
+                });
             }
         })
     }
@@ -360,7 +383,14 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
         } else {
             out.extend_from_slice(escape);
         }
@@ -375,7 +405,10 @@ pub fn write_decimal(out: &mut Vec<u8>, unscaled: i128, scale: i8) {
     let mut ints = itoa::Buffer::new();
     if scale <= 0 {
         out.extend_from_slice(ints.format(unscaled).as_bytes());
-        out.extend(std::iter::repeat_n(b'0', if unscaled == 0 { 0 } else { (-scale) as usize }));
+        out.extend(std::iter::repeat_n(
+            b'0',
+            if unscaled == 0 { 0 } else { (-scale) as usize },
+        ));
         return;
     }
     if unscaled < 0 {
@@ -474,7 +507,15 @@ mod tests {
 
     #[test]
     fn strings_escape_like_serde_json() {
-        for v in ["plain", "quote\"back\\slash", "tab\tnl\ncr\r", "\u{1}\u{1f}", "日本語 🦀", "", "/%?#"] {
+        for v in [
+            "plain",
+            "quote\"back\\slash",
+            "tab\tnl\ncr\r",
+            "\u{1}\u{1f}",
+            "日本語 🦀",
+            "",
+            "/%?#",
+        ] {
             assert_eq!(s(|o| write_str(o, v)), serde_json::to_string(v).unwrap());
         }
     }
@@ -486,7 +527,10 @@ mod tests {
         assert_eq!(s(|o| write_decimal(o, 0, 2)), "0.00");
         assert_eq!(s(|o| write_decimal(o, 7, 0)), "7");
         assert_eq!(s(|o| write_decimal(o, 7, -2)), "700");
-        assert_eq!(s(|o| write_decimal(o, i128::MAX, 10)), "17014118346046923173168730371.5884105727");
+        assert_eq!(
+            s(|o| write_decimal(o, i128::MAX, 10)),
+            "17014118346046923173168730371.5884105727"
+        );
     }
 
     #[test]
@@ -501,17 +545,38 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(s(|o| write_timestamp_micros(o, 0)), "1970-01-01T00:00:00Z");
-        assert_eq!(s(|o| write_timestamp_micros(o, 1_761_985_800_250_000)), "2025-11-01T08:30:00.25Z");
-        assert_eq!(s(|o| write_timestamp_micros(o, -1)), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            s(|o| write_timestamp_micros(o, 1_761_985_800_250_000)),
+            "2025-11-01T08:30:00.25Z"
+        );
+        assert_eq!(
+            s(|o| write_timestamp_micros(o, -1)),
+            "1969-12-31T23:59:59.999999Z"
+        );
         assert_eq!(s(|o| write_date(o, 20_393)), "2025-11-01");
         // Cross-check against chrono over a spread of instants.
-        for micros in [1i64, 86_399_999_999, 951_782_400_000_000, -62_135_596_800_000_000, 253_402_300_799_000_000] {
+        for micros in [
+            1i64,
+            86_399_999_999,
+            951_782_400_000_000,
+            -62_135_596_800_000_000,
+            253_402_300_799_000_000,
+        ] {
             let t = chrono::DateTime::from_timestamp_micros(micros).unwrap();
             let expected = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
             let ours = s(|o| write_timestamp_micros(o, micros));
             // chrono prints fractions in groups of 3 digits; ours trims every trailing zero.
-            let trimmed = expected.trim_end_matches('Z').trim_end_matches('0').trim_end_matches('.').to_string() + "Z";
-            let expected_trimmed = if expected.contains('.') { trimmed } else { expected };
+            let trimmed = expected
+                .trim_end_matches('Z')
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+                + "Z";
+            let expected_trimmed = if expected.contains('.') {
+                trimmed
+            } else {
+                expected
+            };
             assert_eq!(ours, expected_trimmed);
         }
     }

@@ -53,11 +53,14 @@ impl TableMeta {
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
-        self.all_columns().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.all_columns()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     pub fn is_partition_key(&self, name: &str) -> bool {
-        self.partition_keys.iter().any(|c| c.name.eq_ignore_ascii_case(name))
+        self.partition_keys
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -66,7 +69,10 @@ impl TableMeta {
 pub enum StorageFormat {
     Parquet,
     /// Anything else (text, ORC, Avro…): readable only by the fallback.
-    Other { input_format: String, serde: String },
+    Other {
+        input_format: String,
+        serde: String,
+    },
 }
 
 impl StorageFormat {
@@ -76,7 +82,10 @@ impl StorageFormat {
         if parquet(input_format) || parquet(serde_lib) || provider.is_some_and(parquet) {
             StorageFormat::Parquet
         } else {
-            StorageFormat::Other { input_format: input_format.into(), serde: serde_lib.into() }
+            StorageFormat::Other {
+                input_format: input_format.into(),
+                serde: serde_lib.into(),
+            }
         }
     }
 
@@ -117,7 +126,10 @@ pub struct CatalogConfig {
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        CatalogConfig { connect_timeout_ms: 3_000, call_timeout_ms: 10_000 }
+        CatalogConfig {
+            connect_timeout_ms: 3_000,
+            call_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -133,10 +145,14 @@ impl CatalogConfig {
 /// Opens `thrift://host:port` (Hive metastore) or `file:///path` (directory catalog).
 pub async fn open(uri: &str, config: &CatalogConfig) -> Result<Arc<dyn Catalog>> {
     if let Some(addr) = uri.strip_prefix("thrift://") {
-        Ok(Arc::new(HiveCatalog::connect(addr.trim_end_matches('/'), config).await?))
+        Ok(Arc::new(
+            HiveCatalog::connect(addr.trim_end_matches('/'), config).await?,
+        ))
     } else if uri.starts_with("file:") {
         let url = url::Url::parse(uri).map_err(|_| Error::BadCatalogUri(uri.into()))?;
-        let path = url.to_file_path().map_err(|_| Error::BadCatalogUri(uri.into()))?;
+        let path = url
+            .to_file_path()
+            .map_err(|_| Error::BadCatalogUri(uri.into()))?;
         Ok(Arc::new(DirectoryCatalog::open(path)?))
     } else {
         Err(Error::BadCatalogUri(uri.into()))

@@ -16,7 +16,11 @@ pub enum Error {
     #[error("catalog {uri}: {message}")]
     Catalog { uri: String, message: String },
     #[error("metastore at {address} did not answer within {timeout_ms} ms ({call})")]
-    MetastoreTimeout { address: String, call: String, timeout_ms: u64 },
+    MetastoreTimeout {
+        address: String,
+        call: String,
+        timeout_ms: u64,
+    },
     #[error("metastore at {address} is unreachable: {message}")]
     MetastoreUnreachable { address: String, message: String },
     #[error("invalid catalog URI {0:?}: expected thrift://host:port or file:///path")]
@@ -28,7 +32,10 @@ pub enum Error {
     #[error("spec: {0}")]
     SpecSyntax(String),
     #[error("spec `{api}` is invalid: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
-    SpecInvalid { api: String, problems: Vec<crate::spec::SpecProblem> },
+    SpecInvalid {
+        api: String,
+        problems: Vec<crate::spec::SpecProblem>,
+    },
     #[error("guard `{}` tripped: measured {} > limit {}", .0.name, .0.measured, .0.limit)]
     GuardTripped(GuardOutcome),
     #[error("engine {engine}: {message}")]
@@ -36,7 +43,11 @@ pub enum Error {
     #[error("encoding column `{column}`: {message}")]
     Encoding { column: String, message: String },
     #[error("edge {edge}: {step}: {message}")]
-    Edge { edge: String, step: String, message: String },
+    Edge {
+        edge: String,
+        step: String,
+        message: String,
+    },
     #[error("snapshot {path}: {message}")]
     Snapshot { path: String, message: String },
     #[error("config: {0}")]
@@ -44,7 +55,10 @@ pub enum Error {
     #[error("{step} cancelled")]
     Cancelled { step: String },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -53,7 +67,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::MetastoreTimeout { .. } | Error::MetastoreUnreachable { .. } | Error::Edge { .. }
+            Error::MetastoreTimeout { .. }
+                | Error::MetastoreUnreachable { .. }
+                | Error::Edge { .. }
         ) || matches!(self, Error::Engine { message, .. } if message.contains("submission refused"))
     }
 
@@ -67,6 +83,9 @@ impl Error {
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::metadata::ParquetMetaDataReader;
 use serde::Serialize;
@@ -36,7 +36,10 @@ pub struct Located {
 
 /// Resolves a `file:` or `hdfs:` URL (a bare absolute path counts as `file:`).
 pub fn locate(location: &str) -> Result<Located> {
-    let bad = |message: String| Error::Listing { location: location.to_string(), message };
+    let bad = |message: String| Error::Listing {
+        location: location.to_string(),
+        message,
+    };
     let url = if location.starts_with('/') {
         Url::from_file_path(location).map_err(|_| bad("not an absolute path".into()))?
     } else {
@@ -44,9 +47,15 @@ pub fn locate(location: &str) -> Result<Located> {
     };
     match url.scheme() {
         "file" => {
-            let fs_path = url.to_file_path().map_err(|_| bad("not a local path".into()))?;
+            let fs_path = url
+                .to_file_path()
+                .map_err(|_| bad("not a local path".into()))?;
             let path = StorePath::from_absolute_path(&fs_path).map_err(|e| bad(e.to_string()))?;
-            Ok(Located { store: Arc::new(LocalFileSystem::new()), path, base: "file://".into() })
+            Ok(Located {
+                store: Arc::new(LocalFileSystem::new()),
+                path,
+                base: "file://".into(),
+            })
         }
         #[cfg(feature = "hdfs")]
         "hdfs" | "viewfs" => {
@@ -56,7 +65,11 @@ pub fn locate(location: &str) -> Result<Located> {
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             let path = StorePath::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
-            Ok(Located { store: Arc::new(store), path, base })
+            Ok(Located {
+                store: Arc::new(store),
+                path,
+                base,
+            })
         }
         other => Err(bad(format!("unsupported storage scheme `{other}`"))),
     }
@@ -65,7 +78,9 @@ pub fn locate(location: &str) -> Result<Located> {
 /// Hive and Spark leave markers and temporaries beside data files (`_SUCCESS`, `.crc`,
 /// `_temporary/`); readers skip anything whose name starts with `_` or `.`.
 fn is_data_file(relative: &str) -> bool {
-    relative.split('/').all(|part| !part.starts_with('_') && !part.starts_with('.'))
+    relative
+        .split('/')
+        .all(|part| !part.starts_with('_') && !part.starts_with('.'))
 }
 
 /// Lists the data files under one location, recursively, sorted by URL.
@@ -77,11 +92,18 @@ pub async fn list(location: &str, partition_values: &[String]) -> Result<Vec<Dat
         .list(Some(&located.path))
         .try_collect()
         .await
-        .map_err(|e| Error::Listing { location: location.to_string(), message: e.to_string() })?;
+        .map_err(|e| Error::Listing {
+            location: location.to_string(),
+            message: e.to_string(),
+        })?;
     let mut files: Vec<DataFile> = metas
         .into_iter()
         .filter(|m| {
-            let rel = m.location.as_ref().strip_prefix(&prefix).unwrap_or(m.location.as_ref());
+            let rel = m
+                .location
+                .as_ref()
+                .strip_prefix(&prefix)
+                .unwrap_or(m.location.as_ref());
             is_data_file(rel.trim_start_matches('/'))
         })
         .filter(|m| m.size > 0)
@@ -103,11 +125,14 @@ pub async fn list_table(
     if table.partition_keys.is_empty() {
         return Ok((list(&table.location, &[]).await?, 0));
     }
-    let selected: Vec<_> = table.partitions.iter().filter(|p| keep(&p.values)).collect();
-    let listings = futures::future::try_join_all(
-        selected.iter().map(|p| list(&p.location, &p.values)),
-    )
-    .await?;
+    let selected: Vec<_> = table
+        .partitions
+        .iter()
+        .filter(|p| keep(&p.values))
+        .collect();
+    let listings =
+        futures::future::try_join_all(selected.iter().map(|p| list(&p.location, &p.values)))
+            .await?;
     Ok((listings.into_iter().flatten().collect(), selected.len()))
 }
 
@@ -121,9 +146,15 @@ pub struct Footer {
 /// Reads one file's footer (two ranged reads: the trailer, then the metadata); a truncated or
 /// non-Parquet file is an error naming the file.
 pub async fn read_footer(file: &DataFile) -> Result<Footer> {
-    let err = |message: String| Error::ParquetFile { path: file.url.clone(), message };
+    let err = |message: String| Error::ParquetFile {
+        path: file.url.clone(),
+        message,
+    };
     if file.size < 12 {
-        return Err(err(format!("{} bytes is too short for a Parquet file", file.size)));
+        return Err(err(format!(
+            "{} bytes is too short for a Parquet file",
+            file.size
+        )));
     }
     let located = locate(&file.url)?;
     let tail = located
@@ -132,19 +163,34 @@ pub async fn read_footer(file: &DataFile) -> Result<Footer> {
         .await
         .map_err(|e| err(e.to_string()))?;
     if &tail[4..] != b"PAR1" {
-        return Err(err("no Parquet magic at the end: truncated or not Parquet".into()));
+        return Err(err(
+            "no Parquet magic at the end: truncated or not Parquet".into()
+        ));
     }
     let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     if len + 12 > file.size {
-        return Err(err(format!("footer length {len} exceeds the file size {}: truncated", file.size)));
+        return Err(err(format!(
+            "footer length {len} exceeds the file size {}: truncated",
+            file.size
+        )));
     }
     let start = file.size - 8 - len;
-    let meta_bytes = located.store.get_range(&located.path, start..file.size - 8).await.map_err(|e| err(e.to_string()))?;
-    let meta = ParquetMetaDataReader::decode_metadata(&meta_bytes).map_err(|e| err(e.to_string()))?;
+    let meta_bytes = located
+        .store
+        .get_range(&located.path, start..file.size - 8)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let meta =
+        ParquetMetaDataReader::decode_metadata(&meta_bytes).map_err(|e| err(e.to_string()))?;
     let fm = meta.file_metadata();
-    let schema = parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata()).map_err(|e| err(e.to_string()))?;
-    let rows = u64::try_from(fm.num_rows()).map_err(|_| err(format!("negative row count {}", fm.num_rows())))?;
-    Ok(Footer { rows, schema: std::sync::Arc::new(schema) })
+    let schema = parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+        .map_err(|e| err(e.to_string()))?;
+    let rows = u64::try_from(fm.num_rows())
+        .map_err(|_| err(format!("negative row count {}", fm.num_rows())))?;
+    Ok(Footer {
+        rows,
+        schema: std::sync::Arc::new(schema),
+    })
 }
 
 /// Sums the row counts of many footers, a few at a time.

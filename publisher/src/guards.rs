@@ -102,7 +102,13 @@ pub struct GuardOutcome {
 
 impl GuardOutcome {
     pub fn new(name: &str, measured: u64, limit: u64, detail: impl Into<String>) -> Self {
-        GuardOutcome { name: name.into(), measured, limit, tripped: measured > limit, detail: detail.into() }
+        GuardOutcome {
+            name: name.into(),
+            measured,
+            limit,
+            tripped: measured > limit,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -137,10 +143,20 @@ impl Inspection {
 }
 
 /// Runs every pre-run breaker. The order is the order of the report.
-pub fn evaluate(table: &TableMeta, spec: &ResolvedSpec, found: &Inspection, limits: &GuardLimits) -> Vec<GuardOutcome> {
+pub fn evaluate(
+    table: &TableMeta,
+    spec: &ResolvedSpec,
+    found: &Inspection,
+    limits: &GuardLimits,
+) -> Vec<GuardOutcome> {
     let format = match &table.format {
         StorageFormat::Parquet => GuardOutcome::new("format", 0, 0, "parquet"),
-        other => GuardOutcome::new("format", 1, 0, format!("{} is not readable in memory", other.label())),
+        other => GuardOutcome::new(
+            "format",
+            1,
+            0,
+            format!("{} is not readable in memory", other.label()),
+        ),
     };
     let rows_detail = match found.rows_source {
         RowSource::Statistics => "rows from catalog statistics",
@@ -158,15 +174,41 @@ pub fn evaluate(table: &TableMeta, spec: &ResolvedSpec, found: &Inspection, limi
     let mut outcomes = vec![
         format,
         GuardOutcome::new("row_count", found.rows, limits.max_rows, rows_detail),
-        GuardOutcome::new("column_count", column_count, limits.max_columns, "columns in the table"),
-        GuardOutcome::new("row_width", width, limits.max_row_width_bytes, format!("estimated bytes per row over {} used columns", spec.columns.len())),
-        GuardOutcome::new("file_count", found.files.len() as u64, limits.max_files, "data files to read"),
-        GuardOutcome::new("total_bytes", found.bytes(), limits.max_bytes, "bytes of data files to read"),
+        GuardOutcome::new(
+            "column_count",
+            column_count,
+            limits.max_columns,
+            "columns in the table",
+        ),
+        GuardOutcome::new(
+            "row_width",
+            width,
+            limits.max_row_width_bytes,
+            format!(
+                "estimated bytes per row over {} used columns",
+                spec.columns.len()
+            ),
+        ),
+        GuardOutcome::new(
+            "file_count",
+            found.files.len() as u64,
+            limits.max_files,
+            "data files to read",
+        ),
+        GuardOutcome::new(
+            "total_bytes",
+            found.bytes(),
+            limits.max_bytes,
+            "bytes of data files to read",
+        ),
         GuardOutcome::new(
             "partition_count",
             found.partitions_selected as u64,
             limits.max_partitions,
-            format!("{} of {} partitions selected", found.partitions_selected, found.partitions_total),
+            format!(
+                "{} of {} partitions selected",
+                found.partitions_selected, found.partitions_total
+            ),
         ),
     ];
     if found.rows_source == RowSource::Unknown {
@@ -181,9 +223,19 @@ pub fn evaluate(table: &TableMeta, spec: &ResolvedSpec, found: &Inspection, limi
 /// The breakers that can only be read while the engine runs, with nothing measured yet.
 pub fn runtime_guards(limits: &GuardLimits) -> Vec<GuardOutcome> {
     vec![
-        GuardOutcome::new(MEMORY_POOL, 0, limits.memory_pool_bytes, "peak bytes reserved in the engine's pool"),
+        GuardOutcome::new(
+            MEMORY_POOL,
+            0,
+            limits.memory_pool_bytes,
+            "peak bytes reserved in the engine's pool",
+        ),
         GuardOutcome::new(OUTPUT_KEYS, 0, limits.max_output_keys, "keys produced"),
-        GuardOutcome::new(OUTPUT_BYTES, 0, limits.max_output_bytes, "bytes of encoded values"),
+        GuardOutcome::new(
+            OUTPUT_BYTES,
+            0,
+            limits.max_output_bytes,
+            "bytes of encoded values",
+        ),
     ]
 }
 
@@ -199,10 +251,17 @@ mod tests {
             name: "social.referrals".parse().unwrap(),
             location: "file:///w".into(),
             format,
-            columns: vec![Column::from_hive("product_id", "bigint"), Column::from_hive("network", "string")],
+            columns: vec![
+                Column::from_hive("product_id", "bigint"),
+                Column::from_hive("network", "string"),
+            ],
             partition_keys: vec![Column::from_hive("dt", "string")],
             partitions: (1..=3)
-                .map(|d| Partition { values: vec![format!("2026-11-0{d}")], location: format!("file:///w/dt=2026-11-0{d}"), num_rows: None })
+                .map(|d| Partition {
+                    values: vec![format!("2026-11-0{d}")],
+                    location: format!("file:///w/dt=2026-11-0{d}"),
+                    num_rows: None,
+                })
                 .collect(),
             stats: TableStats::default(),
             parameters: Default::default(),
@@ -211,7 +270,13 @@ mod tests {
 
     fn inspection(rows: u64, files: u64, bytes_each: u64) -> Inspection {
         Inspection {
-            files: (0..files).map(|i| DataFile { url: format!("file:///w/{i}"), size: bytes_each, partition_values: vec![] }).collect(),
+            files: (0..files)
+                .map(|i| DataFile {
+                    url: format!("file:///w/{i}"),
+                    size: bytes_each,
+                    partition_values: vec![],
+                })
+                .collect(),
             partitions_total: 3,
             partitions_selected: 2,
             rows,
@@ -252,21 +317,36 @@ mod tests {
         for name in ["row_count", "file_count", "total_bytes"] {
             assert!(by_name(&over, name).tripped, "{name}");
         }
-        let tight = GuardLimits { max_columns: 2, max_row_width_bytes: 39, max_partitions: 1, ..limits.clone() };
+        let tight = GuardLimits {
+            max_columns: 2,
+            max_row_width_bytes: 39,
+            max_partitions: 1,
+            ..limits.clone()
+        };
         let g = evaluate(&t, &s, &inspection(1, 1, 1), &tight);
         for name in ["column_count", "row_width", "partition_count"] {
             assert!(by_name(&g, name).tripped, "{name}");
         }
-        assert_eq!(by_name(&g, "partition_count").detail, "2 of 3 partitions selected");
+        assert_eq!(
+            by_name(&g, "partition_count").detail,
+            "2 of 3 partitions selected"
+        );
     }
 
     #[test]
     fn non_parquet_and_unknown_sizes_trip() {
-        let t = table(StorageFormat::from_hive("org.apache.hadoop.mapred.TextInputFormat", "LazySimpleSerDe", None));
+        let t = table(StorageFormat::from_hive(
+            "org.apache.hadoop.mapred.TextInputFormat",
+            "LazySimpleSerDe",
+            None,
+        ));
         let s = spec(&t);
         let g = evaluate(&t, &s, &inspection(1, 1, 1), &GuardLimits::default());
         let format = by_name(&g, "format");
-        assert!(format.tripped && format.detail.contains("TextInputFormat"), "{format:?}");
+        assert!(
+            format.tripped && format.detail.contains("TextInputFormat"),
+            "{format:?}"
+        );
 
         let mut unknown = inspection(0, 1, 1);
         unknown.rows_source = RowSource::Unknown;
@@ -277,12 +357,18 @@ mod tests {
     #[test]
     fn per_api_overrides_replace_only_what_they_name() {
         let base = GuardLimits::default();
-        let o = LimitOverrides { max_rows: Some(5), ..Default::default() };
+        let o = LimitOverrides {
+            max_rows: Some(5),
+            ..Default::default()
+        };
         let l = base.with_overrides(&o);
         assert_eq!(l.max_rows, 5);
         assert_eq!(l.max_files, base.max_files);
         let runtime = runtime_guards(&l);
-        assert_eq!(runtime.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), [MEMORY_POOL, OUTPUT_KEYS, OUTPUT_BYTES]);
+        assert_eq!(
+            runtime.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            [MEMORY_POOL, OUTPUT_KEYS, OUTPUT_BYTES]
+        );
         assert!(runtime.iter().all(|g| !g.tripped));
     }
 }

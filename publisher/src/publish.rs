@@ -16,7 +16,9 @@ use crate::catalog::{Catalog, StorageFormat, TableMeta};
 use crate::engine::{Engine, EngineJob, EnginePath};
 use crate::error::{Error, Result};
 use crate::files;
-use crate::guards::{self, GuardLimits, GuardOutcome, Inspection, OUTPUT_BYTES, OUTPUT_KEYS, RowSource};
+use crate::guards::{
+    self, GuardLimits, GuardOutcome, Inspection, OUTPUT_BYTES, OUTPUT_KEYS, RowSource,
+};
 use crate::keypath::KeyType;
 use crate::report::{Attempt, EdgeResult, PublishError, PublishReport, Step};
 use crate::sink::{EdgeSink, VersionManifest};
@@ -40,7 +42,9 @@ impl std::str::FromStr for Route {
             "auto" => Ok(Route::Auto),
             "fasttrack" => Ok(Route::Fasttrack),
             "fallback" => Ok(Route::Fallback),
-            other => Err(Error::Config(format!("unknown path {other:?}: expected auto, fasttrack or fallback"))),
+            other => Err(Error::Config(format!(
+                "unknown path {other:?}: expected auto, fasttrack or fallback"
+            ))),
         }
     }
 }
@@ -61,7 +65,12 @@ pub struct PublishConfig {
 
 impl Default for PublishConfig {
     fn default() -> Self {
-        PublishConfig { keep_versions: 2, push_batch: 2000, lease_ttl_ms: 30_000, lease_wait_ms: 120_000 }
+        PublishConfig {
+            keep_versions: 2,
+            push_batch: 2000,
+            lease_ttl_ms: 30_000,
+            lease_wait_ms: 120_000,
+        }
     }
 }
 
@@ -89,12 +98,23 @@ impl Plan {
         }
     }
 
-    pub fn manifest(&self, version: u64, path: EnginePath, checksum: Checksum, tokens: &Tokens) -> VersionManifest {
+    pub fn manifest(
+        &self,
+        version: u64,
+        path: EnginePath,
+        checksum: Checksum,
+        tokens: &Tokens,
+    ) -> VersionManifest {
         VersionManifest {
             api: self.spec.name().to_string(),
             version,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            key_types: self.spec.keys.iter().map(|k| KeyType::of(&k.data_type)).collect(),
+            key_types: self
+                .spec
+                .keys
+                .iter()
+                .map(|k| KeyType::of(&k.data_type))
+                .collect(),
             key_names: self.spec.keys.iter().map(|k| k.name.clone()).collect(),
             checksum,
             path: path.to_string(),
@@ -122,14 +142,39 @@ pub trait EntrySink: Send {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
-    StepStarted { step: Step },
-    StepFinished { step: Step, ms: u64 },
-    Guards { guards: Vec<GuardOutcome>, path: EnginePath, reason: String },
-    Rerouted { from: EnginePath, to: EnginePath, reason: String },
-    Rows { rows_in: u64, keys_out: u64, bytes_out: u64 },
-    EdgeSealed { edge: String, keys: u64 },
-    Committed { version: u64 },
-    Failed { step: Step, message: String },
+    StepStarted {
+        step: Step,
+    },
+    StepFinished {
+        step: Step,
+        ms: u64,
+    },
+    Guards {
+        guards: Vec<GuardOutcome>,
+        path: EnginePath,
+        reason: String,
+    },
+    Rerouted {
+        from: EnginePath,
+        to: EnginePath,
+        reason: String,
+    },
+    Rows {
+        rows_in: u64,
+        keys_out: u64,
+        bytes_out: u64,
+    },
+    EdgeSealed {
+        edge: String,
+        keys: u64,
+    },
+    Committed {
+        version: u64,
+    },
+    Failed {
+        step: Step,
+        message: String,
+    },
 }
 
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
@@ -162,7 +207,10 @@ impl Publisher {
     pub async fn plan(&self, spec: &ApiSpec, route: Route) -> Result<Plan> {
         let table_name = spec.table_name().map_err(|e| Error::SpecInvalid {
             api: spec.name.clone(),
-            problems: vec![spec::SpecProblem { field: "table".into(), message: e.to_string() }],
+            problems: vec![spec::SpecProblem {
+                field: "table".into(),
+                message: e.to_string(),
+            }],
         })?;
         let table = self.catalog.table(&table_name).await?;
         let resolved = spec::validate(spec, &table)?;
@@ -172,40 +220,79 @@ impl Publisher {
         guards.extend(guards::runtime_guards(&limits));
         let tripped = guards.iter().find(|g| g.tripped);
         let (path, reason) = match (route, tripped) {
-            (Route::Fasttrack, _) => (EnginePath::Fasttrack, "fast track forced (--path fasttrack)".to_string()),
-            (Route::Fallback, _) => (EnginePath::Fallback, "fallback forced (--path fallback)".to_string()),
+            (Route::Fasttrack, _) => (
+                EnginePath::Fasttrack,
+                "fast track forced (--path fasttrack)".to_string(),
+            ),
+            (Route::Fallback, _) => (
+                EnginePath::Fallback,
+                "fallback forced (--path fallback)".to_string(),
+            ),
             (Route::Auto, Some(g)) => (
                 EnginePath::Fallback,
-                format!("guard {} tripped: {} > {} ({})", g.name, g.measured, g.limit, g.detail),
+                format!(
+                    "guard {} tripped: {} > {} ({})",
+                    g.name, g.measured, g.limit, g.detail
+                ),
             ),
-            (Route::Auto, None) => (EnginePath::Fasttrack, "all guards within limits".to_string()),
+            (Route::Auto, None) => (
+                EnginePath::Fasttrack,
+                "all guards within limits".to_string(),
+            ),
         };
         if path == EnginePath::Fasttrack && table.format != StorageFormat::Parquet {
             return Err(Error::Engine {
                 engine: "fasttrack".into(),
-                message: format!("{} is stored as {}, which only the fallback reads", table.name, table.format.label()),
+                message: format!(
+                    "{} is stored as {}, which only the fallback reads",
+                    table.name,
+                    table.format.label()
+                ),
             });
         }
-        Ok(Plan { table, spec: resolved, inspection, limits, guards, path, reason })
+        Ok(Plan {
+            table,
+            spec: resolved,
+            inspection,
+            limits,
+            guards,
+            path,
+            reason,
+        })
     }
 
     fn engine(&self, path: EnginePath) -> Result<&Arc<dyn Engine>> {
         match path {
             EnginePath::Fasttrack => Ok(&self.fasttrack),
-            EnginePath::Fallback => self.fallback.as_ref().ok_or_else(|| Error::Config("no fallback engine is configured".into())),
+            EnginePath::Fallback => self
+                .fallback
+                .as_ref()
+                .ok_or_else(|| Error::Config("no fallback engine is configured".into())),
         }
     }
 
     /// Runs the plan's engine into `sink`; a memory or output trip on the fast track (in auto
     /// mode) resets the sink and re-runs on the fallback.
-    pub async fn run(&self, plan: &Plan, route: Route, sink: &mut dyn EntrySink, progress: &ProgressFn) -> Result<RunStats> {
+    pub async fn run(
+        &self,
+        plan: &Plan,
+        route: Route,
+        sink: &mut dyn EntrySink,
+        progress: &ProgressFn,
+    ) -> Result<RunStats> {
         let mut stats = RunStats::default();
         let mut path = plan.path;
         loop {
             let started = Instant::now();
             let outcome = self.run_once(plan, path, sink, progress).await;
             let (rows_in, peak, result) = outcome;
-            let mut attempt = Attempt { path: path.to_string(), ms: ms(started), rows_in, peak_memory_bytes: peak, abandoned: None };
+            let mut attempt = Attempt {
+                path: path.to_string(),
+                ms: ms(started),
+                rows_in,
+                peak_memory_bytes: peak,
+                abandoned: None,
+            };
             match result {
                 Ok((checksum, output_guards)) => {
                     stats.attempts.push(attempt);
@@ -216,14 +303,23 @@ impl Publisher {
                     return Ok(stats);
                 }
                 Err(e) => {
-                    let reroute = route == Route::Auto && path == EnginePath::Fasttrack && self.fallback.is_some();
+                    let reroute = route == Route::Auto
+                        && path == EnginePath::Fasttrack
+                        && self.fallback.is_some();
                     match e.tripped_guard() {
                         Some(g) if reroute => {
-                            let reason = format!("guard {} tripped during the run: {} > {}", g.name, g.measured, g.limit);
+                            let reason = format!(
+                                "guard {} tripped during the run: {} > {}",
+                                g.name, g.measured, g.limit
+                            );
                             attempt.abandoned = Some(reason.clone());
                             stats.attempts.push(attempt);
                             stats.output_guards.push(g.clone());
-                            progress(Progress::Rerouted { from: path, to: EnginePath::Fallback, reason });
+                            progress(Progress::Rerouted {
+                                from: path,
+                                to: EnginePath::Fallback,
+                                reason,
+                            });
                             sink.reset().await?;
                             path = EnginePath::Fallback;
                         }
@@ -279,10 +375,20 @@ impl Publisher {
                 }
                 counted = pending.len();
                 if checksum.keys > limits.max_output_keys {
-                    return Err(Error::GuardTripped(GuardOutcome::new(OUTPUT_KEYS, checksum.keys, limits.max_output_keys, "keys produced")));
+                    return Err(Error::GuardTripped(GuardOutcome::new(
+                        OUTPUT_KEYS,
+                        checksum.keys,
+                        limits.max_output_keys,
+                        "keys produced",
+                    )));
                 }
                 if checksum.bytes > limits.max_output_bytes {
-                    return Err(Error::GuardTripped(GuardOutcome::new(OUTPUT_BYTES, checksum.bytes, limits.max_output_bytes, "bytes of encoded values")));
+                    return Err(Error::GuardTripped(GuardOutcome::new(
+                        OUTPUT_BYTES,
+                        checksum.bytes,
+                        limits.max_output_bytes,
+                        "bytes of encoded values",
+                    )));
                 }
                 if done || pending.len() >= self.config.push_batch {
                     sink.accept(&pending).await?;
@@ -291,7 +397,11 @@ impl Publisher {
                 }
                 if done || last_report.elapsed() > Duration::from_millis(250) {
                     last_report = Instant::now();
-                    progress(Progress::Rows { rows_in: run.progress.rows_in(), keys_out: checksum.keys, bytes_out: checksum.bytes });
+                    progress(Progress::Rows {
+                        rows_in: run.progress.rows_in(),
+                        keys_out: checksum.keys,
+                        bytes_out: checksum.bytes,
+                    });
                 }
                 if done {
                     return Ok(());
@@ -304,29 +414,84 @@ impl Publisher {
         let rows = run.progress.rows_in();
         let peak = run.progress.peak_memory();
         let output_guards = vec![
-            GuardOutcome::new(guards::MEMORY_POOL, peak, limits.memory_pool_bytes, "peak bytes reserved in the engine's pool"),
-            GuardOutcome::new(OUTPUT_KEYS, checksum.keys, limits.max_output_keys, "keys produced"),
-            GuardOutcome::new(OUTPUT_BYTES, checksum.bytes, limits.max_output_bytes, "bytes of encoded values"),
+            GuardOutcome::new(
+                guards::MEMORY_POOL,
+                peak,
+                limits.memory_pool_bytes,
+                "peak bytes reserved in the engine's pool",
+            ),
+            GuardOutcome::new(
+                OUTPUT_KEYS,
+                checksum.keys,
+                limits.max_output_keys,
+                "keys produced",
+            ),
+            GuardOutcome::new(
+                OUTPUT_BYTES,
+                checksum.bytes,
+                limits.max_output_bytes,
+                "bytes of encoded values",
+            ),
         ];
         (rows, peak, result.map(|()| (checksum, output_guards)))
     }
 
     /// Publishes one API to every edge, atomically: see the module doc.
-    pub async fn publish(&self, spec: &ApiSpec, route: Route, edges: &[Arc<dyn EdgeSink>], tokens: &Tokens, progress: ProgressFn) -> PublishReport {
+    pub async fn publish(
+        &self,
+        spec: &ApiSpec,
+        route: Route,
+        edges: &[Arc<dyn EdgeSink>],
+        tokens: &Tokens,
+        progress: ProgressFn,
+    ) -> PublishReport {
         let started = Instant::now();
         let mut report = PublishReport::new(&spec.name, &spec.table);
-        let holder = format!("{}-{}-{}", hostname(), std::process::id(), chrono::Utc::now().timestamp_micros());
-        let mut state = PushState { edges: edges.to_vec(), version: None, leased: Vec::new() };
-        let result = self.publish_steps(spec, route, &mut state, tokens, &holder, &progress, &mut report).await;
+        let holder = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        );
+        let mut state = PushState {
+            edges: edges.to_vec(),
+            version: None,
+            leased: Vec::new(),
+        };
+        let result = self
+            .publish_steps(
+                spec,
+                route,
+                &mut state,
+                tokens,
+                &holder,
+                &progress,
+                &mut report,
+            )
+            .await;
         if let Err((step, edge, e)) = result {
-            progress(Progress::Failed { step, message: e.to_string() });
+            progress(Progress::Failed {
+                step,
+                message: e.to_string(),
+            });
             if let Some(v) = state.version.filter(|_| !report.committed) {
                 // Nothing was switched: drop the staged keys everywhere, best effort.
                 join_all(state.edges.iter().map(|edge| edge.discard(&spec.name, v))).await;
             }
-            report.error = Some(PublishError { step, message: e.to_string(), edge, transient: e.is_transient() });
+            report.error = Some(PublishError {
+                step,
+                message: e.to_string(),
+                edge,
+                transient: e.is_transient(),
+            });
         }
-        join_all(state.leased.iter().map(|edge| edge.release_lease(&spec.name, &holder))).await;
+        join_all(
+            state
+                .leased
+                .iter()
+                .map(|edge| edge.release_lease(&spec.name, &holder)),
+        )
+        .await;
         report.total_ms = ms(started);
         report
     }
@@ -344,7 +509,11 @@ impl Publisher {
     ) -> std::result::Result<(), (Step, Option<String>, Error)> {
         let fail = |step: Step| move |e: Error| (step, None, e);
         if state.edges.is_empty() {
-            return Err((Step::Plan, None, Error::Config("no edge to publish to (give at least one --edge)".into())));
+            return Err((
+                Step::Plan,
+                None,
+                Error::Config("no edge to publish to (give at least one --edge)".into()),
+            ));
         }
 
         let t = Instant::now();
@@ -353,29 +522,48 @@ impl Publisher {
         report.timings_ms.insert("plan".into(), ms(t));
         report.guards = plan.guards.clone();
         report.route_reason = plan.reason.clone();
-        progress(Progress::Guards { guards: plan.guards.clone(), path: plan.path, reason: plan.reason.clone() });
+        progress(Progress::Guards {
+            guards: plan.guards.clone(),
+            path: plan.path,
+            reason: plan.reason.clone(),
+        });
 
         // One publish per API at a time, across CLIs and dashboards: a lease on every edge.
         let t = Instant::now();
         let deadline = Instant::now() + Duration::from_millis(self.config.lease_wait_ms);
         for edge in &state.edges {
             loop {
-                let got = edge.acquire_lease(&spec.name, holder, self.config.lease_ttl_ms).await.map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
+                let got = edge
+                    .acquire_lease(&spec.name, holder, self.config.lease_ttl_ms)
+                    .await
+                    .map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
                 if got {
                     state.leased.push(Arc::clone(edge));
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err((Step::Push, Some(edge.address().to_string()), Error::Edge {
-                        edge: edge.address().into(),
-                        step: "lease".into(),
-                        message: format!("another publish of `{}` held the lease for over {} ms", spec.name, self.config.lease_wait_ms),
-                    }));
+                    return Err((
+                        Step::Push,
+                        Some(edge.address().to_string()),
+                        Error::Edge {
+                            edge: edge.address().into(),
+                            step: "lease".into(),
+                            message: format!(
+                                "another publish of `{}` held the lease for over {} ms",
+                                spec.name, self.config.lease_wait_ms
+                            ),
+                        },
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let _renewer = LeaseRenewer::start(state.leased.clone(), spec.name.clone(), holder.to_string(), self.config.lease_ttl_ms);
+        let _renewer = LeaseRenewer::start(
+            state.leased.clone(),
+            spec.name.clone(),
+            holder.to_string(),
+            self.config.lease_ttl_ms,
+        );
 
         let versions = join_all(state.edges.iter().map(|e| e.versions(&spec.name))).await;
         let mut highest = 0;
@@ -390,7 +578,9 @@ impl Publisher {
         report.version = Some(version);
         let staging = plan.manifest(version, plan.path, Checksum::default(), tokens);
         for edge in &state.edges {
-            edge.begin(&staging).await.map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
+            edge.begin(&staging)
+                .await
+                .map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
         }
         state.version = Some(version);
 
@@ -400,18 +590,36 @@ impl Publisher {
             Some(store) => Some(store.writer(&staging).map_err(fail(Step::Snapshot))?),
             None => None,
         };
-        let mut sink = EdgeFanout { edges: &state.edges, api: &spec.name, version, snapshot, staging: &staging, push_ms: 0, failed_edge: None };
+        let mut sink = EdgeFanout {
+            edges: &state.edges,
+            api: &spec.name,
+            version,
+            snapshot,
+            staging: &staging,
+            push_ms: 0,
+            failed_edge: None,
+        };
         let run = self.run(&plan, route, &mut sink, progress).await;
         let push_ms = sink.push_ms;
         let failed_edge = sink.failed_edge.take();
         let snapshot = sink.snapshot.take();
         let run = run.map_err(|e| {
-            let step = if failed_edge.is_some() { Step::Push } else if matches!(e, Error::Snapshot { .. }) { Step::Snapshot } else { Step::Engine };
+            let step = if failed_edge.is_some() {
+                Step::Push
+            } else if matches!(e, Error::Snapshot { .. }) {
+                Step::Snapshot
+            } else {
+                Step::Engine
+            };
             (step, failed_edge.clone(), e)
         })?;
-        report.timings_ms.insert("engine_and_push".into(), ms(t_engine));
+        report
+            .timings_ms
+            .insert("engine_and_push".into(), ms(t_engine));
         report.timings_ms.insert("push".into(), push_ms);
-        report.timings_ms.insert("lease_and_stage".into(), ms(t).saturating_sub(ms(t_engine)));
+        report
+            .timings_ms
+            .insert("lease_and_stage".into(), ms(t).saturating_sub(ms(t_engine)));
         report.attempts = run.attempts.clone();
         report.path = run.path.map(|p| p.to_string());
         report.rows_in = run.rows_in;
@@ -423,7 +631,10 @@ impl Publisher {
                 *slot = g.clone();
             }
         }
-        progress(Progress::StepFinished { step: Step::Engine, ms: ms(t_engine) });
+        progress(Progress::StepFinished {
+            step: Step::Engine,
+            ms: ms(t_engine),
+        });
 
         let path = run.path.unwrap_or(plan.path);
         let manifest = plan.manifest(version, path, run.checksum, tokens);
@@ -432,7 +643,10 @@ impl Publisher {
         let sealed = join_all(state.edges.iter().map(|e| e.seal(&manifest))).await;
         for (edge, s) in state.edges.iter().zip(sealed) {
             let s = s.map_err(|e| (Step::Verify, Some(edge.address().to_string()), e))?;
-            progress(Progress::EdgeSealed { edge: edge.address().to_string(), keys: s.keys });
+            progress(Progress::EdgeSealed {
+                edge: edge.address().to_string(),
+                keys: s.keys,
+            });
             report.edges.push(EdgeResult {
                 edge: edge.address().to_string(),
                 keys: s.keys,
@@ -511,7 +725,12 @@ impl EntrySink for EdgeFanout<'_> {
         if let Some(s) = &mut self.snapshot {
             s.write(entries)?;
         }
-        let results = join_all(self.edges.iter().map(|e| e.write(self.api, self.version, entries))).await;
+        let results = join_all(
+            self.edges
+                .iter()
+                .map(|e| e.write(self.api, self.version, entries)),
+        )
+        .await;
         self.push_ms += ms(t);
         for (edge, r) in self.edges.iter().zip(results) {
             if let Err(e) = r {
@@ -559,13 +778,16 @@ impl Drop for LeaseRenewer {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
 }
 
 /// Lists the files the spec touches (after partition pruning) and counts their rows: from
 /// catalog statistics when they describe exactly the selected data, else from Parquet footers.
 pub async fn inspect(table: &TableMeta, spec: &ResolvedSpec) -> Result<Inspection> {
-    let (files, partitions_selected) = files::list_table(table, |values| spec.keeps_partition(table, values)).await?;
+    let (files, partitions_selected) =
+        files::list_table(table, |values| spec.keeps_partition(table, values)).await?;
     let pruned = partitions_selected < table.partitions.len();
     let partition_rows: Option<u64> = table
         .partitions
@@ -576,8 +798,16 @@ pub async fn inspect(table: &TableMeta, spec: &ResolvedSpec) -> Result<Inspectio
     let (rows, rows_source) = match (table.stats.num_rows, pruned, partition_rows) {
         (Some(n), false, _) => (n, RowSource::Statistics),
         (_, true, Some(n)) if !table.partitions.is_empty() => (n, RowSource::Statistics),
-        _ if table.format == StorageFormat::Parquet => (files::footer_rows(&files).await?, RowSource::ParquetFooters),
+        _ if table.format == StorageFormat::Parquet => {
+            (files::footer_rows(&files).await?, RowSource::ParquetFooters)
+        }
         _ => (0, RowSource::Unknown),
     };
-    Ok(Inspection { files, partitions_total: table.partitions.len(), partitions_selected, rows, rows_source })
+    Ok(Inspection {
+        files,
+        partitions_total: table.partitions.len(),
+        partitions_selected,
+        rows,
+        rows_source,
+    })
 }

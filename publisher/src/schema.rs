@@ -18,14 +18,19 @@ pub struct TableName {
 
 impl TableName {
     pub fn new(db: &str, table: &str) -> Self {
-        TableName { db: db.to_ascii_lowercase(), table: table.to_ascii_lowercase() }
+        TableName {
+            db: db.to_ascii_lowercase(),
+            table: table.to_ascii_lowercase(),
+        }
     }
 }
 
 impl FromStr for TableName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let (db, table) = s.split_once('.').ok_or_else(|| Error::BadTableName(s.to_string()))?;
+        let (db, table) = s
+            .split_once('.')
+            .ok_or_else(|| Error::BadTableName(s.to_string()))?;
         if !is_identifier(db) || !is_identifier(table) {
             return Err(Error::BadTableName(s.to_string()));
         }
@@ -235,11 +240,23 @@ mod tests {
     #[test]
     fn maps_hive_types() {
         assert_eq!(hive_to_arrow("BIGINT"), Some(DataType::Int64));
-        assert_eq!(hive_to_arrow("decimal(12,2)"), Some(DataType::Decimal128(12, 2)));
-        assert_eq!(hive_to_arrow("decimal( 38 , 10 )"), Some(DataType::Decimal128(38, 10)));
+        assert_eq!(
+            hive_to_arrow("decimal(12,2)"),
+            Some(DataType::Decimal128(12, 2))
+        );
+        assert_eq!(
+            hive_to_arrow("decimal( 38 , 10 )"),
+            Some(DataType::Decimal128(38, 10))
+        );
         assert_eq!(hive_to_arrow("varchar(20)"), Some(DataType::Utf8));
-        assert!(matches!(hive_to_arrow("array<string>"), Some(DataType::List(_))));
-        assert!(matches!(hive_to_arrow("map<string,int>"), Some(DataType::Struct(_))));
+        assert!(matches!(
+            hive_to_arrow("array<string>"),
+            Some(DataType::List(_))
+        ));
+        assert!(matches!(
+            hive_to_arrow("map<string,int>"),
+            Some(DataType::Struct(_))
+        ));
         assert_eq!(hive_to_arrow("interval_day_time"), None);
         assert_eq!(hive_to_arrow("decimal(99,2)"), None);
         assert!(!Column::from_hive("tags", "array<string>").is_scalar());
@@ -248,7 +265,14 @@ mod tests {
 
     #[test]
     fn hive_spelling_round_trips() {
-        for h in ["bigint", "string", "decimal(12,2)", "timestamp", "double", "array<string>"] {
+        for h in [
+            "bigint",
+            "string",
+            "decimal(12,2)",
+            "timestamp",
+            "double",
+            "array<string>",
+        ] {
             assert_eq!(arrow_to_hive(&hive_to_arrow(h).unwrap()), h);
         }
     }

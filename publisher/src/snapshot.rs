@@ -20,7 +20,10 @@ pub struct SnapshotStore {
 }
 
 fn snap_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Snapshot { path: path.display().to_string(), message: e.to_string() }
+    Error::Snapshot {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl SnapshotStore {
@@ -31,7 +34,10 @@ impl SnapshotStore {
     fn api_dir(&self, api: &str) -> Result<PathBuf> {
         // API names are validated, but a snapshot path is never built from an unchecked name.
         if !is_api_name(api) {
-            return Err(snap_err(&self.dir, format!("refusing API name {api:?} in a snapshot path")));
+            return Err(snap_err(
+                &self.dir,
+                format!("refusing API name {api:?} in a snapshot path"),
+            ));
         }
         Ok(self.dir.join(api))
     }
@@ -42,14 +48,23 @@ impl SnapshotStore {
         let final_path = dir.join(format!("v{}.snap", manifest.version));
         let tmp_path = dir.join(format!(".v{}.snap.tmp", manifest.version));
         let file = File::create(&tmp_path).map_err(|e| snap_err(&tmp_path, e))?;
-        let encoder = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3).map_err(|e| snap_err(&tmp_path, e))?;
-        Ok(SnapshotWriter { encoder: Some(encoder), tmp_path, final_path, manifest: manifest.clone(), checksum: Checksum::default() })
+        let encoder = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
+            .map_err(|e| snap_err(&tmp_path, e))?;
+        Ok(SnapshotWriter {
+            encoder: Some(encoder),
+            tmp_path,
+            final_path,
+            manifest: manifest.clone(),
+            checksum: Checksum::default(),
+        })
     }
 
     /// The newest snapshot of an API, if any.
     pub fn latest(&self, api: &str) -> Result<Option<VersionManifest>> {
         let dir = self.api_dir(api)?;
-        let Ok(read) = fs::read_dir(&dir) else { return Ok(None) };
+        let Ok(read) = fs::read_dir(&dir) else {
+            return Ok(None);
+        };
         let mut versions: Vec<u64> = read
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -71,14 +86,22 @@ impl SnapshotStore {
     }
 
     /// Streams a snapshot's entries in batches of about `batch` entries.
-    pub fn read(&self, api: &str, version: u64, batch: usize, mut each: impl FnMut(&[Entry]) -> Result<()>) -> Result<Checksum> {
+    pub fn read(
+        &self,
+        api: &str,
+        version: u64,
+        batch: usize,
+        mut each: impl FnMut(&[Entry]) -> Result<()>,
+    ) -> Result<Checksum> {
         let path = self.api_dir(api)?.join(format!("v{version}.snap"));
         let file = File::open(&path).map_err(|e| snap_err(&path, e))?;
-        let mut reader = zstd::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file)).map_err(|e| snap_err(&path, e))?;
+        let mut reader = zstd::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| snap_err(&path, e))?;
         let mut checksum = Checksum::default();
         let mut entries = Vec::with_capacity(batch);
         let mut len = [0u8; 4];
-        let read_exact = |r: &mut dyn Read, buf: &mut [u8]| r.read_exact(buf).map_err(|e| snap_err(&path, e));
+        let read_exact =
+            |r: &mut dyn Read, buf: &mut [u8]| r.read_exact(buf).map_err(|e| snap_err(&path, e));
         loop {
             match reader.read_exact(&mut len) {
                 Ok(()) => {}
@@ -106,10 +129,20 @@ impl SnapshotStore {
     /// Keeps the newest `keep` snapshots of an API.
     pub fn prune(&self, api: &str, keep: usize) -> Result<()> {
         let dir = self.api_dir(api)?;
-        let Ok(read) = fs::read_dir(&dir) else { return Ok(()) };
+        let Ok(read) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
         let mut versions: Vec<u64> = read
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok()?.strip_prefix('v')?.strip_suffix(".json")?.parse().ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .into_string()
+                    .ok()?
+                    .strip_prefix('v')?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
         for v in versions.into_iter().skip(keep) {
@@ -153,14 +186,19 @@ impl SnapshotWriter {
             .map_err(|e| snap_err(&self.tmp_path, e))?;
         file.sync_all().map_err(|e| snap_err(&self.tmp_path, e))?;
         if self.checksum != manifest.checksum {
-            return Err(snap_err(&self.tmp_path, "written entries do not match the version's checksum"));
+            return Err(snap_err(
+                &self.tmp_path,
+                "written entries do not match the version's checksum",
+            ));
         }
         fs::rename(&self.tmp_path, &self.final_path).map_err(|e| snap_err(&self.final_path, e))?;
         let manifest_path = self.final_path.with_extension("json");
         let tmp_manifest = self.final_path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(manifest).map_err(|e| snap_err(&manifest_path, e))?;
         let mut f = File::create(&tmp_manifest).map_err(|e| snap_err(&tmp_manifest, e))?;
-        f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| snap_err(&tmp_manifest, e))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| snap_err(&tmp_manifest, e))?;
         fs::rename(&tmp_manifest, &manifest_path).map_err(|e| snap_err(&manifest_path, e))?;
         let _ = &self.manifest;
         Ok(self.final_path.clone())
@@ -197,8 +235,12 @@ mod tests {
     fn writes_reads_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
         let store = SnapshotStore::new(dir.path());
-        let entries: Vec<Entry> =
-            (0..1000).map(|i| Entry { key: format!("[{i}]").into_bytes(), value: format!("{{\"v\":{i}}}").into_bytes() }).collect();
+        let entries: Vec<Entry> = (0..1000)
+            .map(|i| Entry {
+                key: format!("[{i}]").into_bytes(),
+                value: format!("{{\"v\":{i}}}").into_bytes(),
+            })
+            .collect();
         let mut sum = Checksum::default();
         entries.iter().for_each(|e| sum.add(&e.key, &e.value));
         for v in 1..=3 {
@@ -228,7 +270,11 @@ mod tests {
         assert!(store.writer(&m).is_err());
         m.api = "demo".into();
         let mut w = store.writer(&m).unwrap();
-        w.write(&[Entry { key: b"[1]".to_vec(), value: b"{}".to_vec() }]).unwrap();
+        w.write(&[Entry {
+            key: b"[1]".to_vec(),
+            value: b"{}".to_vec(),
+        }])
+        .unwrap();
         // Checksum mismatch: nothing is renamed into place.
         assert!(w.finish(&m).is_err());
         assert!(store.latest("demo").unwrap().is_none());

@@ -222,7 +222,10 @@ pub struct OutputField {
     pub data_type: DataType,
 }
 
-fn serialize_type<S: serde::Serializer>(t: &DataType, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn serialize_type<S: serde::Serializer>(
+    t: &DataType,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&crate::schema::arrow_to_hive(t))
 }
 
@@ -257,7 +260,11 @@ pub enum Literal {
     Int(i64),
     Float(f64),
     Str(String),
-    Decimal { unscaled: i128, precision: u8, scale: i8 },
+    Decimal {
+        unscaled: i128,
+        precision: u8,
+        scale: i8,
+    },
     /// Days since the epoch.
     Date(i32),
     /// Microseconds since the epoch, UTC.
@@ -283,7 +290,9 @@ impl ResolvedSpec {
             let Some(i) = table.partition_keys.iter().position(|k| k.name == f.column) else {
                 return true;
             };
-            let Some(value) = values.get(i) else { return true };
+            let Some(value) = values.get(i) else {
+                return true;
+            };
             partition_value_matches(value, f)
         })
     }
@@ -310,9 +319,14 @@ fn partition_value_matches(value: &str, filter: &ResolvedFilter) -> bool {
         FilterOp::IsNull => is_null,
         FilterOp::NotNull => !is_null,
         _ if is_null => false,
-        FilterOp::In => filter.literals.iter().any(|l| cmp(l).is_none_or(|o| o.is_eq())),
+        FilterOp::In => filter
+            .literals
+            .iter()
+            .any(|l| cmp(l).is_none_or(|o| o.is_eq())),
         op => {
-            let Some(o) = filter.literals.first().and_then(cmp) else { return true };
+            let Some(o) = filter.literals.first().and_then(cmp) else {
+                return true;
+            };
             match op {
                 FilterOp::Eq => o.is_eq(),
                 FilterOp::NotEq => o.is_ne(),
@@ -332,12 +346,18 @@ fn days_since_epoch(d: NaiveDate) -> i32 {
 
 /// API names appear in URLs and cache keys.
 pub fn is_api_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The type an aggregate produces; both engines cast their results to it, so that the canonical
 /// encoding never depends on an engine's own type rules. `Err` says why the input type is wrong.
-pub fn aggregate_type(func: AggFn, input: Option<&DataType>) -> std::result::Result<DataType, String> {
+pub fn aggregate_type(
+    func: AggFn,
+    input: Option<&DataType>,
+) -> std::result::Result<DataType, String> {
     use DataType::*;
     let Some(t) = input else {
         return match func {
@@ -348,9 +368,11 @@ pub fn aggregate_type(func: AggFn, input: Option<&DataType>) -> std::result::Res
     let numeric = t.is_integer() || t.is_floating() || matches!(t, Decimal128(..));
     match func {
         AggFn::Count | AggFn::CountDistinct => Ok(Int64),
-        AggFn::Sum | AggFn::Avg if !numeric => {
-            Err(format!("{} needs a numeric column, not {}", func.name(), crate::schema::arrow_to_hive(t)))
-        }
+        AggFn::Sum | AggFn::Avg if !numeric => Err(format!(
+            "{} needs a numeric column, not {}",
+            func.name(),
+            crate::schema::arrow_to_hive(t)
+        )),
         AggFn::Sum => Ok(match t {
             Decimal128(p, s) => Decimal128((*p + 10).min(38), *s),
             t if t.is_floating() => Float64,
@@ -360,21 +382,28 @@ pub fn aggregate_type(func: AggFn, input: Option<&DataType>) -> std::result::Res
             Decimal128(p, s) => Decimal128((*p + 4).min(38), (*s + 4).min(38)),
             _ => Float64,
         }),
-        AggFn::Min | AggFn::Max if matches!(t, Boolean) => {
-            Err(format!("{} is not defined for boolean columns", func.name()))
-        }
+        AggFn::Min | AggFn::Max if matches!(t, Boolean) => Err(format!(
+            "{} is not defined for boolean columns",
+            func.name()
+        )),
         AggFn::Min | AggFn::Max => Ok(normalize_arrow(t)),
     }
 }
 
 /// Checks a spec against its table and resolves it; every problem is reported at once.
 pub fn validate(spec: &ApiSpec, table: &TableMeta) -> Result<ResolvedSpec> {
-    let mut v = Validator { table, problems: Vec::new() };
+    let mut v = Validator {
+        table,
+        problems: Vec::new(),
+    };
     let resolved = v.resolve(spec);
     if v.problems.is_empty() {
         Ok(resolved)
     } else {
-        Err(Error::SpecInvalid { api: spec.name.clone(), problems: v.problems })
+        Err(Error::SpecInvalid {
+            api: spec.name.clone(),
+            problems: v.problems,
+        })
     }
 }
 
@@ -385,11 +414,17 @@ pub fn check_syntax(spec: &ApiSpec) -> Vec<SpecProblem> {
     if !is_api_name(&spec.name) {
         problems.push(SpecProblem {
             field: "name".into(),
-            message: format!("{:?} must be 1 to 64 characters of A-Z a-z 0-9 _ -", spec.name),
+            message: format!(
+                "{:?} must be 1 to 64 characters of A-Z a-z 0-9 _ -",
+                spec.name
+            ),
         });
     }
     if let Err(e) = spec.table_name() {
-        problems.push(SpecProblem { field: "table".into(), message: e.to_string() });
+        problems.push(SpecProblem {
+            field: "table".into(),
+            message: e.to_string(),
+        });
     }
     problems
 }
@@ -401,23 +436,38 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(SpecProblem { field: field.into(), message: message.into() });
+        self.problems.push(SpecProblem {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     /// Resolves a column name to its scalar type, reporting unknown, unreadable and nested columns.
     fn scalar_column(&mut self, field: &str, name: &str) -> Option<DataType> {
         let Some(col) = self.table.column(name) else {
-            self.problem(field, format!("unknown column `{name}` in {}", self.table.name));
+            self.problem(
+                field,
+                format!("unknown column `{name}` in {}", self.table.name),
+            );
             return None;
         };
         match &col.data_type {
             Some(t) if is_scalar_type(t) => Some(normalize_arrow(t)),
             Some(_) => {
-                self.problem(field, format!("column `{name}` has nested type {} which cannot be served", col.hive_type));
+                self.problem(
+                    field,
+                    format!(
+                        "column `{name}` has nested type {} which cannot be served",
+                        col.hive_type
+                    ),
+                );
                 None
             }
             None => {
-                self.problem(field, format!("column `{name}` has unsupported type {}", col.hive_type));
+                self.problem(
+                    field,
+                    format!("column `{name}` has unsupported type {}", col.hive_type),
+                );
                 None
             }
         }
@@ -425,9 +475,17 @@ impl Validator<'_> {
 
     fn resolve(&mut self, spec: &ApiSpec) -> ResolvedSpec {
         self.problems.extend(check_syntax(spec));
-        let table = spec.table_name().unwrap_or_else(|_| self.table.name.clone());
+        let table = spec
+            .table_name()
+            .unwrap_or_else(|_| self.table.name.clone());
         if table != self.table.name {
-            self.problem("table", format!("spec names {table} but the catalog described {}", self.table.name));
+            self.problem(
+                "table",
+                format!(
+                    "spec names {table} but the catalog described {}",
+                    self.table.name
+                ),
+            );
         }
 
         let mut keys = Vec::new();
@@ -438,19 +496,28 @@ impl Validator<'_> {
                 self.problem(&field, format!("key column `{name}` is listed twice"));
             }
             if let Some(t) = self.scalar_column(&field, name) {
-                keys.push(Field { name: name.to_ascii_lowercase(), data_type: t });
+                keys.push(Field {
+                    name: name.to_ascii_lowercase(),
+                    data_type: t,
+                });
             }
         }
 
         let aggregating = spec.is_aggregating();
         let mut group_by = Vec::new();
         for (i, name) in spec.group_by.iter().enumerate() {
-            if self.scalar_column(&format!("group_by[{i}]"), name).is_some() {
+            if self
+                .scalar_column(&format!("group_by[{i}]"), name)
+                .is_some()
+            {
                 group_by.push(name.to_ascii_lowercase());
             }
         }
         let grouped = |name: &str| {
-            spec.key.iter().chain(spec.group_by.iter()).any(|g| g.eq_ignore_ascii_case(name))
+            spec.key
+                .iter()
+                .chain(spec.group_by.iter())
+                .any(|g| g.eq_ignore_ascii_case(name))
         };
 
         if spec.values.is_empty() {
@@ -464,7 +531,10 @@ impl Validator<'_> {
                 (Some(alias), _, _) => alias.clone(),
                 (None, None, Some(column)) => column.to_ascii_lowercase(),
                 (None, Some(func), _) => {
-                    self.problem(format!("{field}.as"), format!("the {} aggregate needs an output name (`as`)", func.name()));
+                    self.problem(
+                        format!("{field}.as"),
+                        format!("the {} aggregate needs an output name (`as`)", func.name()),
+                    );
                     continue;
                 }
                 (None, None, None) => {
@@ -475,7 +545,10 @@ impl Validator<'_> {
             if !is_identifier(&name) {
                 self.problem(format!("{field}.as"), format!("output name {name:?} must be a letter or _ followed by letters, digits or _"));
             } else if !output_names.insert(name.clone()) {
-                self.problem(format!("{field}.as"), format!("output name `{name}` is used twice"));
+                self.problem(
+                    format!("{field}.as"),
+                    format!("output name `{name}` is used twice"),
+                );
             }
             let column_type = match &value.column {
                 Some(c) => self.scalar_column(&format!("{field}.column"), c),
@@ -483,7 +556,9 @@ impl Validator<'_> {
             };
             let resolved = match value.agg {
                 None => {
-                    let Some(column) = &value.column else { continue };
+                    let Some(column) = &value.column else {
+                        continue;
+                    };
                     if aggregating && !grouped(column) {
                         self.problem(
                             format!("{field}.column"),
@@ -498,51 +573,87 @@ impl Validator<'_> {
                     }
                     match aggregate_type(func, column_type.as_ref()) {
                         Ok(t) => Some((
-                            Source::Aggregate { func, column: value.column.as_ref().map(|c| c.to_ascii_lowercase()) },
+                            Source::Aggregate {
+                                func,
+                                column: value.column.as_ref().map(|c| c.to_ascii_lowercase()),
+                            },
                             t,
                         )),
                         Err(message) => {
                             let column = value.column.as_deref().unwrap_or("");
-                            self.problem(format!("{field}.agg"), format!("{message} (column `{column}`)"));
+                            self.problem(
+                                format!("{field}.agg"),
+                                format!("{message} (column `{column}`)"),
+                            );
                             None
                         }
                     }
                 }
             };
             if let Some((source, data_type)) = resolved {
-                outputs.push(OutputField { name, source, data_type });
+                outputs.push(OutputField {
+                    name,
+                    source,
+                    data_type,
+                });
             }
         }
 
         let mut order = Vec::new();
         for (i, o) in spec.order_by.iter().enumerate() {
-            match outputs.iter().position(|f| f.name.eq_ignore_ascii_case(&o.field)) {
+            match outputs
+                .iter()
+                .position(|f| f.name.eq_ignore_ascii_case(&o.field))
+            {
                 Some(p) if order.iter().any(|s: &SortField| s.output == p) => {
-                    self.problem(format!("order_by[{i}].field"), format!("`{}` is ordered by twice", o.field));
+                    self.problem(
+                        format!("order_by[{i}].field"),
+                        format!("`{}` is ordered by twice", o.field),
+                    );
                 }
-                Some(p) => order.push(SortField { output: p, descending: o.dir == Direction::Desc }),
+                Some(p) => order.push(SortField {
+                    output: p,
+                    descending: o.dir == Direction::Desc,
+                }),
                 None => self.problem(
                     format!("order_by[{i}].field"),
-                    format!("`{}` is not an output field (order by one of: {})", o.field,
-                        outputs.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "`{}` is not an output field (order by one of: {})",
+                        o.field,
+                        outputs
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ),
             }
         }
         // Determinism: ties broken by the remaining output fields in spec order, ascending.
         for p in 0..outputs.len() {
             if !order.iter().any(|s| s.output == p) {
-                order.push(SortField { output: p, descending: false });
+                order.push(SortField {
+                    output: p,
+                    descending: false,
+                });
             }
         }
 
         match spec.limit {
             Some(0) => self.problem("limit", "limit must be at least 1"),
-            Some(n) if n > 1_000_000 => self.problem("limit", format!("limit {n} is above the maximum of 1000000 rows per key")),
+            Some(n) if n > 1_000_000 => self.problem(
+                "limit",
+                format!("limit {n} is above the maximum of 1000000 rows per key"),
+            ),
             _ => {}
         }
         if spec.shape == Shape::Object {
             let one_row_per_key = spec.limit == Some(1)
-                || (aggregating && spec.group_by.iter().all(|g| spec.key.iter().any(|k| k.eq_ignore_ascii_case(g))));
+                || (aggregating
+                    && spec
+                        .group_by
+                        .iter()
+                        .all(|g| spec.key.iter().any(|k| k.eq_ignore_ascii_case(g))));
             if !one_row_per_key {
                 self.problem(
                     "shape",
@@ -554,11 +665,17 @@ impl Validator<'_> {
         let mut filters = Vec::new();
         for (i, f) in spec.filter.iter().enumerate() {
             let field = format!("filter[{i}]");
-            let Some(t) = self.scalar_column(&format!("{field}.column"), &f.column) else { continue };
+            let Some(t) = self.scalar_column(&format!("{field}.column"), &f.column) else {
+                continue;
+            };
             let literals = match (f.op, &f.value) {
                 (FilterOp::IsNull | FilterOp::NotNull, None) => Ok(vec![]),
-                (FilterOp::IsNull | FilterOp::NotNull, Some(_)) => Err("takes no value".to_string()),
-                (FilterOp::In, Some(serde_json::Value::Array(items))) if !items.is_empty() && items.len() <= 1000 => {
+                (FilterOp::IsNull | FilterOp::NotNull, Some(_)) => {
+                    Err("takes no value".to_string())
+                }
+                (FilterOp::In, Some(serde_json::Value::Array(items)))
+                    if !items.is_empty() && items.len() <= 1000 =>
+                {
                     items.iter().map(|v| literal(v, &t)).collect()
                 }
                 (FilterOp::In, _) => Err("`in` needs an array of 1 to 1000 values".to_string()),
@@ -572,7 +689,10 @@ impl Validator<'_> {
                     literals,
                     is_partition_key: self.table.is_partition_key(&f.column),
                 }),
-                Err(message) => self.problem(format!("{field}.value"), format!("column `{}`: {message}", f.column)),
+                Err(message) => self.problem(
+                    format!("{field}.value"),
+                    format!("column `{}`: {message}", f.column),
+                ),
             }
         }
 
@@ -587,7 +707,10 @@ impl Validator<'_> {
         group_by.iter().for_each(|g| use_column(g));
         for o in &outputs {
             match &o.source {
-                Source::Column(c) | Source::Aggregate { column: Some(c), .. } => use_column(c),
+                Source::Column(c)
+                | Source::Aggregate {
+                    column: Some(c), ..
+                } => use_column(c),
                 Source::Aggregate { column: None, .. } => {}
             }
         }
@@ -602,7 +725,16 @@ impl Validator<'_> {
             }
             g
         });
-        ResolvedSpec { spec: spec.clone(), table, keys, outputs, grouping, order, filters, columns }
+        ResolvedSpec {
+            spec: spec.clone(),
+            table,
+            keys,
+            outputs,
+            grouping,
+            order,
+            filters,
+            columns,
+        }
     }
 }
 
@@ -629,9 +761,16 @@ fn literal(value: &serde_json::Value, t: &DataType) -> std::result::Result<Liter
                 J::String(s) => s.trim().to_string(),
                 _ => return Err(wrong()),
             };
-            parse_decimal(&text, *p, *s).map(|unscaled| Literal::Decimal { unscaled, precision: *p, scale: *s })
+            parse_decimal(&text, *p, *s).map(|unscaled| Literal::Decimal {
+                unscaled,
+                precision: *p,
+                scale: *s,
+            })
         }
-        DataType::Utf8 => value.as_str().map(|s| Literal::Str(s.to_string())).ok_or_else(wrong),
+        DataType::Utf8 => value
+            .as_str()
+            .map(|s| Literal::Str(s.to_string()))
+            .ok_or_else(wrong),
         DataType::Date32 => value
             .as_str()
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -641,7 +780,9 @@ fn literal(value: &serde_json::Value, t: &DataType) -> std::result::Result<Liter
             .as_str()
             .and_then(parse_timestamp_micros)
             .map(Literal::Timestamp)
-            .ok_or_else(|| format!("{value} is not a timestamp (RFC 3339, or YYYY-MM-DD HH:MM:SS in UTC)")),
+            .ok_or_else(|| {
+                format!("{value} is not a timestamp (RFC 3339, or YYYY-MM-DD HH:MM:SS in UTC)")
+            }),
         _ => Err(format!("filters on {expected} columns are not supported")),
     }
 }
@@ -650,11 +791,19 @@ fn parse_timestamp_micros(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
-        .map(|t| t.and_utc().timestamp_micros())
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Parses `-123.45` into the unscaled integer of a DECIMAL(p, s), refusing lost digits.
@@ -666,7 +815,10 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> std::result::Resul
     };
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     if int_part.is_empty() && frac_part.is_empty()
-        || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
+        || !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(bad());
     }
@@ -677,7 +829,9 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> std::result::Resul
     }
     let int_digits = int_part.trim_start_matches('0');
     if int_digits.len() + scale > precision as usize {
-        return Err(format!("{text:?} does not fit decimal({precision},{scale})"));
+        return Err(format!(
+            "{text:?} does not fit decimal({precision},{scale})"
+        ));
     }
     let mut unscaled: i128 = 0;
     for b in int_digits.bytes().chain(frac_trimmed.bytes()) {

@@ -32,26 +32,46 @@ pub struct DemoArgs {
 }
 
 /// The four sample APIs the demo publishes, and a key to try for each.
-const SAMPLES: &[(&str, &str)] =
-    &[("top_products_by_network", "facebook"), ("top_products", ""), ("recent_activity", "42"), ("product_stats", "7")];
+const SAMPLES: &[(&str, &str)] = &[
+    ("top_products_by_network", "facebook"),
+    ("top_products", ""),
+    ("recent_activity", "42"),
+    ("product_stats", "7"),
+];
 
 pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
     let started = Instant::now();
-    let dir = args.dir.clone().unwrap_or_else(|| config.state_dir.join("demo"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.state_dir.join("demo"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)?;
     let warehouse = dir.join(format!("warehouse-scale-{}", args.scale));
 
-    eprintln!("• fixture tables (scale {}) in {}", args.scale, warehouse.display());
+    eprintln!(
+        "• fixture tables (scale {}) in {}",
+        args.scale,
+        warehouse.display()
+    );
     let marker = warehouse.join(".complete");
     if !marker.exists() {
         let (out, scale) = (warehouse.clone(), args.scale);
-        tokio::task::spawn_blocking(move || fixtures::generate(&fixtures::GenerateOptions { out, scale, seed: fixtures::DEFAULT_SEED })).await??;
+        tokio::task::spawn_blocking(move || {
+            fixtures::generate(&fixtures::GenerateOptions {
+                out,
+                scale,
+                seed: fixtures::DEFAULT_SEED,
+            })
+        })
+        .await??;
         std::fs::write(&marker, b"")?;
     }
     let catalog = match &args.metastore {
         Some(uri) => {
-            let addr = uri.strip_prefix("thrift://").context("--metastore must be thrift://host:port")?;
+            let addr = uri
+                .strip_prefix("thrift://")
+                .context("--metastore must be thrift://host:port")?;
             fixtures::metastore::register(addr, &warehouse).await?;
             uri.clone()
         }
@@ -71,7 +91,14 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let state = edge_cache::LookupState::new(lookup)?;
-        lookups.push((addr, tokio::spawn(edge_cache::serve_on(listener, state, super::edge::shutdown_signal()))));
+        lookups.push((
+            addr,
+            tokio::spawn(edge_cache::serve_on(
+                listener,
+                state,
+                super::edge::shutdown_signal(),
+            )),
+        ));
         redis.push(server);
     }
 
@@ -82,7 +109,15 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
     }
     for (api, _) in SAMPLES {
         let spec = ApiSpec::from_path(&fixtures::specs_dir().join(format!("{api}.toml")))?;
-        let report = publisher.publish(&spec, Route::Auto, &edges, &Tokens::default(), Arc::new(|_| {})).await;
+        let report = publisher
+            .publish(
+                &spec,
+                Route::Auto,
+                &edges,
+                &Tokens::default(),
+                Arc::new(|_| {}),
+            )
+            .await;
         match (&report.error, report.version) {
             (None, Some(v)) => eprintln!(
                 "• published {api} v{v}: {} keys via {} in {} ms",
@@ -95,17 +130,26 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         }
     }
 
-    println!("\nTablecast demo is up ({} s). Catalog: {catalog}", started.elapsed().as_secs());
+    println!(
+        "\nTablecast demo is up ({} s). Catalog: {catalog}",
+        started.elapsed().as_secs()
+    );
     for (i, (addr, _)) in lookups.iter().enumerate() {
         println!("edge {i} lookup service: http://{addr}  (metrics: http://{addr}/metrics)");
     }
     let (first, _) = &lookups[0];
     println!("\nTry:");
     for (api, key) in SAMPLES {
-        let path = if key.is_empty() { format!("/v1/{api}") } else { format!("/v1/{api}/{key}") };
+        let path = if key.is_empty() {
+            format!("/v1/{api}")
+        } else {
+            format!("/v1/{api}/{key}")
+        };
         println!("  curl -s http://{first}{path}");
     }
-    println!("  curl -s -X POST http://{first}/v1/recent_activity/_batch -d '{{\"keys\":[[1],[2]]}}'");
+    println!(
+        "  curl -s -X POST http://{first}/v1/recent_activity/_batch -d '{{\"keys\":[[1],[2]]}}'"
+    );
     println!("\nCtrl-C stops everything.");
     super::edge::shutdown_signal().await;
     eprintln!("stopping…");
@@ -124,22 +168,43 @@ struct RedisServer {
 
 impl RedisServer {
     async fn start(log: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+            ])
             .arg(log)
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("starting redis-server (is it installed? scripts/demo installs it)")?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if Instant::now() > deadline {
-                bail!("redis-server did not listen on port {port} within 10 s; see {}", log.display());
+                bail!(
+                    "redis-server did not listen on port {port} within 10 s; see {}",
+                    log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(RedisServer { port, _child: child })
+        Ok(RedisServer {
+            port,
+            _child: child,
+        })
     }
 
     fn url(&self) -> String {

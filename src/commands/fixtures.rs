@@ -31,16 +31,31 @@ pub async fn run(command: FixturesCommand, _config: &Config) -> Result<ExitCode>
     match command {
         FixturesCommand::Generate { out, scale, seed } => {
             let started = std::time::Instant::now();
-            let tables = tokio::task::spawn_blocking(move || fixtures::generate(&fixtures::GenerateOptions { out, scale, seed }))
-                .await??;
+            let tables = tokio::task::spawn_blocking(move || {
+                fixtures::generate(&fixtures::GenerateOptions { out, scale, seed })
+            })
+            .await??;
             for t in &tables {
-                println!("{}.{}: {} rows in {} files at {}", t.db, t.table, t.rows, t.files.len(), t.location.display());
+                println!(
+                    "{}.{}: {} rows in {} files at {}",
+                    t.db,
+                    t.table,
+                    t.rows,
+                    t.files.len(),
+                    t.location.display()
+                );
             }
             eprintln!("generated in {} ms", started.elapsed().as_millis());
         }
-        FixturesCommand::Load { metastore, warehouse } => {
-            let addr = metastore.strip_prefix("thrift://").context("--metastore must be thrift://host:port")?;
-            let warehouse = std::fs::canonicalize(&warehouse).with_context(|| format!("warehouse {}", warehouse.display()))?;
+        FixturesCommand::Load {
+            metastore,
+            warehouse,
+        } => {
+            let addr = metastore
+                .strip_prefix("thrift://")
+                .context("--metastore must be thrift://host:port")?;
+            let warehouse = std::fs::canonicalize(&warehouse)
+                .with_context(|| format!("warehouse {}", warehouse.display()))?;
             for t in fixtures::metastore::register(addr, &warehouse).await? {
                 println!("registered {t}");
             }

@@ -42,7 +42,9 @@ pub async fn run(args: PlanArgs, config: &Config) -> Result<ExitCode> {
     let publisher = crate::stack::publisher(config, uri).await?;
     let plan = publisher.plan(&spec, args.path).await?;
     let engine_plan = match plan.path {
-        publisher::engine::EnginePath::Fasttrack => publisher.fasttrack.explain(&plan.job(uri)).await?,
+        publisher::engine::EnginePath::Fasttrack => {
+            publisher.fasttrack.explain(&plan.job(uri)).await?
+        }
         publisher::engine::EnginePath::Fallback => match &publisher.fallback {
             Some(f) => f.explain(&plan.job(uri)).await?,
             None => "no fallback engine configured".into(),
@@ -73,10 +75,16 @@ pub async fn run(args: PlanArgs, config: &Config) -> Result<ExitCode> {
         report.partitions_selected,
         report.partitions_total
     );
-    println!("\n{:<16} {:>16} {:>16}  {:<8} detail", "guard", "measured", "limit", "state");
+    println!(
+        "\n{:<16} {:>16} {:>16}  {:<8} detail",
+        "guard", "measured", "limit", "state"
+    );
     for g in report.guards {
         let state = if g.tripped { "TRIPPED" } else { "ok" };
-        println!("{:<16} {:>16} {:>16}  {:<8} {}", g.name, g.measured, g.limit, state, g.detail);
+        println!(
+            "{:<16} {:>16} {:>16}  {:<8} {}",
+            g.name, g.measured, g.limit, state, g.detail
+        );
     }
     println!("\n{}", report.engine_plan);
     Ok(ExitCode::SUCCESS)

@@ -37,13 +37,21 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     // Edges connect lazily: one that is down fails the publish at the push, named in the report.
     let mut edges: Vec<Arc<dyn EdgeSink>> = Vec::new();
     for address in config.edges(&args.edges)? {
-        edges.push(Arc::new(edge_cache::RedisEdge::lazy(address, Default::default())?));
+        edges.push(Arc::new(edge_cache::RedisEdge::lazy(
+            address,
+            Default::default(),
+        )?));
     }
-    let tokens = Tokens { protected: spec.protected, hashes: TokenStore::new(config.tokens_dir()).active_hashes(&spec.name)? };
+    let tokens = Tokens {
+        protected: spec.protected,
+        hashes: TokenStore::new(config.tokens_dir()).active_hashes(&spec.name)?,
+    };
 
     let bar = if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"),
+        );
         bar.enable_steady_tick(std::time::Duration::from_millis(100));
         Some(bar)
     } else {
@@ -56,18 +64,33 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
             let Some(bar) = &bar else { return };
             match p {
                 Progress::StepStarted { step } => bar.set_message(format!("{step}…")),
-                Progress::Guards { path, reason, .. } => bar.println(format!("path: {path} ({reason})")),
-                Progress::Rerouted { to, reason, .. } => bar.println(format!("re-routed to {to}: {reason}")),
-                Progress::Rows { rows_in, keys_out, bytes_out } => {
-                    bar.set_message(format!("engine: {rows_in} rows in, {keys_out} keys, {} out", super::human_bytes(bytes_out)))
+                Progress::Guards { path, reason, .. } => {
+                    bar.println(format!("path: {path} ({reason})"))
                 }
-                Progress::EdgeSealed { edge, keys } => bar.println(format!("edge {edge}: {keys} keys verified")),
-                Progress::Committed { version } => bar.println(format!("committed version {version}")),
+                Progress::Rerouted { to, reason, .. } => {
+                    bar.println(format!("re-routed to {to}: {reason}"))
+                }
+                Progress::Rows {
+                    rows_in,
+                    keys_out,
+                    bytes_out,
+                } => bar.set_message(format!(
+                    "engine: {rows_in} rows in, {keys_out} keys, {} out",
+                    super::human_bytes(bytes_out)
+                )),
+                Progress::EdgeSealed { edge, keys } => {
+                    bar.println(format!("edge {edge}: {keys} keys verified"))
+                }
+                Progress::Committed { version } => {
+                    bar.println(format!("committed version {version}"))
+                }
                 Progress::StepFinished { .. } | Progress::Failed { .. } => {}
             }
         })
     };
-    let report = publisher.publish(&spec, args.path, &edges, &tokens, progress).await;
+    let report = publisher
+        .publish(&spec, args.path, &edges, &tokens, progress)
+        .await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -76,12 +99,22 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     } else {
         print_summary(&report);
     }
-    Ok(if report.committed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.committed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_summary(r: &PublishReport) {
     match (&r.error, r.version) {
-        (None, Some(v)) => println!("published {} version {v} (previously {})", r.api, r.previous_version.map(|p| p.to_string()).unwrap_or_else(|| "none".into())),
+        (None, Some(v)) => println!(
+            "published {} version {v} (previously {})",
+            r.api,
+            r.previous_version
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "none".into())
+        ),
         _ => println!("publish of {} FAILED", r.api),
     }
     if let Some(path) = &r.path {
@@ -94,20 +127,46 @@ fn print_summary(r: &PublishReport) {
             a.ms,
             a.rows_in,
             super::human_bytes(a.peak_memory_bytes),
-            a.abandoned.as_deref().map(|s| format!(" — abandoned: {s}")).unwrap_or_default()
+            a.abandoned
+                .as_deref()
+                .map(|s| format!(" — abandoned: {s}"))
+                .unwrap_or_default()
         );
     }
-    println!("rows in {}, keys out {}, {} out, checksum {}", r.rows_in, r.keys_out, super::human_bytes(r.bytes_out), r.checksum.as_deref().unwrap_or("-"));
+    println!(
+        "rows in {}, keys out {}, {} out, checksum {}",
+        r.rows_in,
+        r.keys_out,
+        super::human_bytes(r.bytes_out),
+        r.checksum.as_deref().unwrap_or("-")
+    );
     for e in &r.edges {
-        println!("  edge {}: {} keys, {}, {}", e.edge, e.keys, super::human_bytes(e.bytes), if e.committed { "committed" } else { "not committed" });
+        println!(
+            "  edge {}: {} keys, {}, {}",
+            e.edge,
+            e.keys,
+            super::human_bytes(e.bytes),
+            if e.committed {
+                "committed"
+            } else {
+                "not committed"
+            }
+        );
     }
-    let timings: Vec<String> = r.timings_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
+    let timings: Vec<String> = r
+        .timings_ms
+        .iter()
+        .map(|(k, v)| format!("{k} {v} ms"))
+        .collect();
     println!("timings: {}; total {} ms", timings.join(", "), r.total_ms);
     if let Some(e) = &r.error {
         println!(
             "error at step {}{}: {}",
             e.step,
-            e.edge.as_deref().map(|x| format!(" (edge {x})")).unwrap_or_default(),
+            e.edge
+                .as_deref()
+                .map(|x| format!(" (edge {x})"))
+                .unwrap_or_default(),
             e.message
         );
     }

@@ -43,7 +43,9 @@ pub async fn run(args: RunArgs, config: &Config) -> Result<ExitCode> {
     tracing::info!(api = %spec.name, path = %plan.path, reason = %plan.reason, "running");
     let mut sorter = ExternalSort::new(SORT_BUFFER)?;
     let progress: publisher::publish::ProgressFn = Arc::new(|p| tracing::debug!(?p, "progress"));
-    let stats = publisher.run(&plan, args.path, &mut sorter, &progress).await?;
+    let stats = publisher
+        .run(&plan, args.path, &mut sorter, &progress)
+        .await?;
     let lines = sorter.write_jsonl(&args.out)?;
     let path = stats.path.map(|p| p.to_string()).unwrap_or_default();
     eprintln!(
@@ -51,7 +53,11 @@ pub async fn run(args: RunArgs, config: &Config) -> Result<ExitCode> {
         args.out.display(),
         stats.rows_in,
         stats.attempts.iter().map(|a| a.ms).sum::<u64>(),
-        if stats.attempts.len() > 1 { " (re-routed)" } else { "" }
+        if stats.attempts.len() > 1 {
+            " (re-routed)"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -67,7 +73,13 @@ pub struct ExternalSort {
 
 impl ExternalSort {
     pub fn new(limit: usize) -> Result<Self> {
-        Ok(ExternalSort { buffer: Vec::new(), buffered_bytes: 0, limit, dir: tempfile::tempdir()?, runs: Vec::new() })
+        Ok(ExternalSort {
+            buffer: Vec::new(),
+            buffered_bytes: 0,
+            limit,
+            dir: tempfile::tempdir()?,
+            runs: Vec::new(),
+        })
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -89,7 +101,10 @@ impl ExternalSort {
     /// Writes every entry as a `{"key":…,"value":…}` line, sorted; returns the line count.
     pub fn write_jsonl(mut self, out: &Path) -> Result<u64> {
         let tmp = out.with_extension("jsonl.tmp");
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+        let mut w = BufWriter::with_capacity(
+            1 << 20,
+            File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
         let mut line = Vec::new();
         let mut count = 0u64;
         let mut emit = |e: &Entry, w: &mut BufWriter<File>| -> Result<()> {
@@ -106,8 +121,11 @@ impl ExternalSort {
             }
         } else {
             self.spill()?;
-            let mut readers: Vec<BufReader<File>> =
-                self.runs.iter().map(|p| File::open(p).map(BufReader::new)).collect::<std::io::Result<_>>()?;
+            let mut readers: Vec<BufReader<File>> = self
+                .runs
+                .iter()
+                .map(|p| File::open(p).map(BufReader::new))
+                .collect::<std::io::Result<_>>()?;
             let mut heap = BinaryHeap::new();
             for (i, r) in readers.iter_mut().enumerate() {
                 if let Some(e) = read_entry(r)? {
@@ -153,7 +171,12 @@ impl EntrySink for ExternalSort {
             self.buffer.push(e.clone());
         }
         if self.buffered_bytes > self.limit {
-            self.spill().map_err(|e| publisher::Error::io("spilling sorted output", std::io::Error::other(e.to_string())))?;
+            self.spill().map_err(|e| {
+                publisher::Error::io(
+                    "spilling sorted output",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         }
         Ok(())
     }
@@ -177,7 +200,10 @@ mod tests {
         let mut sort = ExternalSort::new(64).unwrap();
         let mut expected = Vec::new();
         for i in (0..500u32).rev() {
-            let e = Entry { key: format!("[{}]", i * 7919 % 1000).into_bytes(), value: format!("{i}").into_bytes() };
+            let e = Entry {
+                key: format!("[{}]", i * 7919 % 1000).into_bytes(),
+                value: format!("{i}").into_bytes(),
+            };
             expected.push(e.clone());
             sort.accept(&[e]).await.unwrap();
         }

@@ -32,7 +32,9 @@ pub async fn run(args: TablesArgs, config: &Config) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for db in catalog.databases().await? {
         for t in catalog.tables(&db).await? {
-            let meta = catalog.table(&publisher::schema::TableName::new(&db, &t)).await?;
+            let meta = catalog
+                .table(&publisher::schema::TableName::new(&db, &t))
+                .await?;
             // Files and bytes as they are on storage now, not as statistics remember them.
             let (files, _) = publisher::files::list_table(&meta, |_| true).await?;
             rows.push(TableRow {
@@ -50,7 +52,10 @@ pub async fn run(args: TablesArgs, config: &Config) -> Result<ExitCode> {
         super::print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<28} {:<8} {:>10} {:>6} {:>10} {:>12}  location", "table", "format", "partitions", "files", "bytes", "rows");
+    println!(
+        "{:<28} {:<8} {:>10} {:>6} {:>10} {:>12}  location",
+        "table", "format", "partitions", "files", "bytes", "rows"
+    );
     for r in rows {
         println!(
             "{:<28} {:<8} {:>10} {:>6} {:>10} {:>12}  {}",

@@ -38,12 +38,22 @@ pub async fn run(command: TokenCommand, config: &Config) -> Result<ExitCode> {
         TokenCommand::Create { api, edges } => {
             let (record, token) = store.create(&api)?;
             push(&store, &api, &edges, config).await?;
-            eprintln!("token {} created for {api}; it is shown only now:", record.id);
+            eprintln!(
+                "token {} created for {api}; it is shown only now:",
+                record.id
+            );
             println!("{token}");
         }
         TokenCommand::List { api } => {
             for r in store.list(&api)? {
-                println!("{}  created {}  {}", r.id, r.created_at, r.revoked_at.map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into()));
+                println!(
+                    "{}  created {}  {}",
+                    r.id,
+                    r.created_at,
+                    r.revoked_at
+                        .map(|t| format!("revoked {t}"))
+                        .unwrap_or_else(|| "active".into())
+                );
             }
         }
         TokenCommand::Revoke { api, id, edges } => {
@@ -57,7 +67,11 @@ pub async fn run(command: TokenCommand, config: &Config) -> Result<ExitCode> {
 
 /// Pushes the API's live token hashes to the edges given (or configured), if any.
 async fn push(store: &TokenStore, api: &str, flags: &[String], config: &Config) -> Result<()> {
-    let addresses = if flags.is_empty() { &config.edges[..] } else { flags };
+    let addresses = if flags.is_empty() {
+        &config.edges[..]
+    } else {
+        flags
+    };
     let hashes = store.active_hashes(api)?;
     for address in addresses {
         let edge = crate::stack::edge(address).await?;

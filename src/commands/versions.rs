@@ -34,9 +34,18 @@ pub async fn versions(args: VersionsArgs, config: &Config) -> Result<ExitCode> {
         let v = edge.versions(&args.api).await?;
         all.push(serde_json::json!({ "edge": address, "serving": v.serving, "highest": v.highest, "kept": v.kept }));
         if !args.json {
-            println!("edge {address}: serving {}", v.serving.map(|s| s.to_string()).unwrap_or_else(|| "nothing".into()));
+            println!(
+                "edge {address}: serving {}",
+                v.serving
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "nothing".into())
+            );
             for m in &v.kept {
-                let mark = if Some(m.version) == v.serving { "*" } else { " " };
+                let mark = if Some(m.version) == v.serving {
+                    "*"
+                } else {
+                    " "
+                };
                 println!(
                     "  {mark} v{:<6} {}  {:>9} keys  {:>10}  checksum {}  {}",
                     m.version,
@@ -63,7 +72,9 @@ pub async fn rollback(args: RollbackArgs, config: &Config) -> Result<ExitCode> {
         edges.push(crate::stack::edge(a).await?);
     }
     let first = edges[0].versions(&args.api).await?;
-    let serving = first.serving.with_context(|| format!("{} serves nothing on {}", args.api, addresses[0]))?;
+    let serving = first
+        .serving
+        .with_context(|| format!("{} serves nothing on {}", args.api, addresses[0]))?;
     let target = match args.to {
         Some(v) => v,
         None => first
@@ -72,18 +83,33 @@ pub async fn rollback(args: RollbackArgs, config: &Config) -> Result<ExitCode> {
             .map(|m| m.version)
             .filter(|v| *v < serving)
             .max()
-            .with_context(|| format!("no kept version of {} older than {serving} to roll back to", args.api))?,
+            .with_context(|| {
+                format!(
+                    "no kept version of {} older than {serving} to roll back to",
+                    args.api
+                )
+            })?,
     };
     // Check every edge keeps the target before switching any.
     for (edge, address) in edges.iter().zip(addresses) {
         let v = edge.versions(&args.api).await?;
         if !v.kept.iter().any(|m| m.version == target) {
-            bail!("edge {address} does not keep version {target} of {} (kept: {:?})", args.api, v.kept.iter().map(|m| m.version).collect::<Vec<_>>());
+            bail!(
+                "edge {address} does not keep version {target} of {} (kept: {:?})",
+                args.api,
+                v.kept.iter().map(|m| m.version).collect::<Vec<_>>()
+            );
         }
     }
     for (edge, address) in edges.iter().zip(addresses) {
-        EdgeSink::commit(edge.as_ref(), &args.api, target).await.with_context(|| format!("switching edge {address}"))?;
+        EdgeSink::commit(edge.as_ref(), &args.api, target)
+            .await
+            .with_context(|| format!("switching edge {address}"))?;
     }
-    println!("{} now serves version {target} (was {serving}) on {} edge(s)", args.api, edges.len());
+    println!(
+        "{} now serves version {target} (was {serving}) on {} edge(s)",
+        args.api,
+        edges.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

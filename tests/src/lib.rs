@@ -41,7 +41,9 @@ pub fn venv() -> PathBuf {
     if let Some(v) = std::env::var_os("TABLECAST_VENV") {
         return PathBuf::from(v);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache").join("tablecast").join("venv")
 }
 
@@ -55,7 +57,9 @@ pub fn venv_command(program: &str) -> std::process::Command {
         path.push(p);
     }
     let mut command = std::process::Command::new(bin.join(program));
-    command.env("PATH", path).env("PYSPARK_PYTHON", bin.join("python"));
+    command
+        .env("PATH", path)
+        .env("PYSPARK_PYTHON", bin.join("python"));
     command
 }
 
@@ -63,5 +67,9 @@ pub fn venv_command(program: &str) -> std::process::Command {
 pub fn unique_db(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -62,7 +62,8 @@ impl Metastore {
         for attempt in 1..=2 {
             let state = base.join(format!("metastore-{}-{attempt}", std::process::id()));
             let _ = std::fs::remove_dir_all(&state);
-            std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+            std::fs::create_dir_all(&state)
+                .with_context(|| format!("creating {}", state.display()))?;
             let port = free_port();
             let mut command = Command::new("bash");
             command
@@ -72,8 +73,12 @@ impl Metastore {
                 .arg(&state)
                 .arg(port.to_string())
                 .env("TABLECAST_VENV", crate::venv())
-                .env("HIVE_LOG_LEVEL", std::env::var("HIVE_LOG_LEVEL").unwrap_or_else(|_| "WARN".into()));
-            let mut process = ChildProcess::spawn("hive metastore", command, &state.join("metastore.log"))?;
+                .env(
+                    "HIVE_LOG_LEVEL",
+                    std::env::var("HIVE_LOG_LEVEL").unwrap_or_else(|_| "WARN".into()),
+                );
+            let mut process =
+                ChildProcess::spawn("hive metastore", command, &state.join("metastore.log"))?;
             let addr = loopback(port);
             let outcome = process
                 .wait_for_port(addr, START_TIMEOUT)
@@ -98,7 +103,9 @@ impl Metastore {
                     let exited = !process.is_running();
                     process.kill();
                     if !exited {
-                        return Err(e.context(format!("metastore log {}", process.log_path().display())));
+                        return Err(
+                            e.context(format!("metastore log {}", process.log_path().display()))
+                        );
                     }
                     last_error = Some(e);
                 }
@@ -108,16 +115,26 @@ impl Metastore {
     }
 
     fn external(uri: &str) -> Result<Metastore> {
-        let address = uri.strip_prefix("thrift://").with_context(|| format!("TABLECAST_TEST_METASTORE={uri}: expected thrift://host:port"))?;
+        let address = uri.strip_prefix("thrift://").with_context(|| {
+            format!("TABLECAST_TEST_METASTORE={uri}: expected thrift://host:port")
+        })?;
         let addr = address
             .to_socket_addrs()
             .with_context(|| format!("resolving {address}"))?
             .next()
             .with_context(|| format!("{address} resolves to nothing"))?;
         check_answers(addr, Duration::from_secs(10))?;
-        let state = std::env::temp_dir().join("tablecast-e2e").join(format!("external-{}", std::process::id()));
+        let state = std::env::temp_dir()
+            .join("tablecast-e2e")
+            .join(format!("external-{}", std::process::id()));
         std::fs::create_dir_all(state.join("warehouse"))?;
-        Ok(Metastore { addr, warehouse: state.join("warehouse"), state, started_in: Duration::ZERO, process: None })
+        Ok(Metastore {
+            addr,
+            warehouse: state.join("warehouse"),
+            state,
+            started_in: Duration::ZERO,
+            process: None,
+        })
     }
 
     /// `thrift://127.0.0.1:PORT`
@@ -159,24 +176,34 @@ impl Metastore {
     pub async fn catalog(&self) -> HiveCatalog {
         HiveCatalog::connect(&self.address(), &CatalogConfig::default())
             .await
-            .unwrap_or_else(|e| panic!("connecting to the shared metastore: {e}\n{}", self.log_tail(30)))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "connecting to the shared metastore: {e}\n{}",
+                    self.log_tail(30)
+                )
+            })
     }
 }
 
 /// Waits until the metastore answers a Thrift call (listening precedes being able to answer).
 fn check_answers(addr: SocketAddr, timeout: Duration) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let deadline = Instant::now() + timeout;
         loop {
             let attempt = async {
-                let catalog = HiveCatalog::connect(&addr.to_string(), &CatalogConfig::default()).await?;
+                let catalog =
+                    HiveCatalog::connect(&addr.to_string(), &CatalogConfig::default()).await?;
                 catalog.databases().await
             };
             match attempt.await {
                 Ok(dbs) if dbs.iter().any(|d| d == "default") => return Ok(()),
                 Ok(dbs) => bail!("metastore at {addr} lists databases {dbs:?}, without `default`"),
-                Err(e) if Instant::now() > deadline => bail!("metastore at {addr} does not answer: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    bail!("metastore at {addr} does not answer: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -185,7 +212,9 @@ fn check_answers(addr: SocketAddr, timeout: Duration) -> Result<()> {
 
 /// Removes the state of metastores whose test binary is gone (their static was never dropped).
 fn remove_stale_state(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let pid = name
@@ -195,7 +224,8 @@ fn remove_stale_state(base: &Path) {
             .and_then(|pid| pid.parse::<libc::pid_t>().ok());
         let Some(pid) = pid else { continue };
         // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if !alive {
             let _ = std::fs::remove_dir_all(entry.path());
         }

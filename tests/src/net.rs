@@ -50,7 +50,8 @@ pub struct StalledListener {
 
 impl StalledListener {
     pub fn start() -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a loopback port");
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a loopback port");
         let addr = listener.local_addr().expect("local address");
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
@@ -68,7 +69,11 @@ impl StalledListener {
                 }
             })
             .expect("starting the stalled listener thread");
-        StalledListener { addr, stop, thread: Some(thread) }
+        StalledListener {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -47,7 +47,14 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
     // (prctl, getppid) without allocating.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.
@@ -59,8 +66,13 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
     }
     command.process_group(0);
     let (tx, rx) = mpsc::channel();
-    spawner().lock().unwrap_or_else(|e| e.into_inner()).send((command, tx)).map_err(|_| io::Error::other("e2e spawner thread is gone"))?;
-    rx.recv().map_err(|_| io::Error::other("e2e spawner thread is gone"))?
+    spawner()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, tx))
+        .map_err(|_| io::Error::other("e2e spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("e2e spawner thread is gone"))?
 }
 
 /// A running server or tool: output goes to a log file, whose tail every error message carries.
@@ -75,12 +87,21 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Starts `command` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Self> {
-        let out = File::options().create(true).append(true).open(log).with_context(|| format!("opening log {}", log.display()))?;
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log {}", log.display()))?;
         let err = out.try_clone()?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         let program = command.get_program().to_string_lossy().into_owned();
         let child = spawn_tied(command).with_context(|| format!("starting {name} ({program})"))?;
-        Ok(ChildProcess { name: name.to_string(), child, log: log.to_path_buf(), exited: None })
+        Ok(ChildProcess {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            exited: None,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -121,7 +142,12 @@ impl ChildProcess {
                 return Ok(started.elapsed());
             }
             if let Some(status) = self.exit_status() {
-                bail!("{} exited ({status}) before listening on {addr}; log {}:\n{}", self.name, self.log.display(), self.log_tail(40));
+                bail!(
+                    "{} exited ({status}) before listening on {addr}; log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(40)
+                );
             }
             if started.elapsed() > timeout {
                 bail!(
@@ -145,7 +171,13 @@ impl ChildProcess {
             }
             if started.elapsed() > timeout {
                 self.kill();
-                bail!("{} did not finish within {} s; log {}:\n{}", self.name, timeout.as_secs(), self.log.display(), self.log_tail(40));
+                bail!(
+                    "{} did not finish within {} s; log {}:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.log.display(),
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -155,7 +187,12 @@ impl ChildProcess {
     pub fn wait_success(&mut self, timeout: Duration) -> Result<()> {
         let status = self.wait_timeout(timeout)?;
         if !status.success() {
-            bail!("{} failed ({status}); log {}:\n{}", self.name, self.log.display(), self.log_tail(40));
+            bail!(
+                "{} failed ({status}); log {}:\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(40)
+            );
         }
         Ok(())
     }

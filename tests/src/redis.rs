@@ -26,8 +26,16 @@ impl Redis {
     }
 
     pub fn try_start() -> Result<Redis> {
-        let dir = tempfile::Builder::new().prefix("tablecast-redis-").tempdir().context("creating a redis dir")?;
-        let mut redis = Redis { port: free_port(), dir, process: None, starts: 0 };
+        let dir = tempfile::Builder::new()
+            .prefix("tablecast-redis-")
+            .tempdir()
+            .context("creating a redis dir")?;
+        let mut redis = Redis {
+            port: free_port(),
+            dir,
+            process: None,
+            starts: 0,
+        };
         redis.launch()?;
         Ok(redis)
     }
@@ -38,10 +46,20 @@ impl Redis {
         let mut command = Command::new(redis_server());
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+            ])
             .arg("--dir")
             .arg(self.dir.path());
-        let mut process = ChildProcess::spawn(&format!("redis-server :{}", self.port), command, &log)?;
+        let mut process =
+            ChildProcess::spawn(&format!("redis-server :{}", self.port), command, &log)?;
         process.wait_for_port(loopback(self.port), START_TIMEOUT)?;
         self.process = Some(process);
         Ok(())
@@ -70,11 +88,15 @@ impl Redis {
     /// Starts it again on the same port, empty (as an edge whose Redis came back after a crash).
     pub fn restart(&mut self) {
         self.kill();
-        self.launch().unwrap_or_else(|e| panic!("restarting redis on port {}: {e:#}", self.port));
+        self.launch()
+            .unwrap_or_else(|e| panic!("restarting redis on port {}: {e:#}", self.port));
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        self.process.as_ref().map(|p| p.log_tail(lines)).unwrap_or_default()
+        self.process
+            .as_ref()
+            .map(|p| p.log_tail(lines))
+            .unwrap_or_default()
     }
 }
 
@@ -86,5 +108,7 @@ impl Drop for Redis {
 
 /// `$TABLECAST_REDIS_SERVER` or `redis-server` from `PATH`.
 fn redis_server() -> PathBuf {
-    std::env::var_os("TABLECAST_REDIS_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("redis-server"))
+    std::env::var_os("TABLECAST_REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("redis-server"))
 }

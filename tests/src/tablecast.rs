@@ -12,7 +12,10 @@ pub fn tablecast_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("locating the test binary");
-    let mut dir = exe.parent().expect("test binary has a folder").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("test binary has a folder")
+        .to_path_buf();
     if dir.file_name() == Some(OsStr::new("deps")) {
         dir.pop();
     }
@@ -47,5 +50,7 @@ where
 {
     let mut command = tablecast_command();
     command.args(args);
-    command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"))
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"))
 }

@@ -122,12 +122,27 @@ fn fast_track_matches_golden_answers_over_a_real_metastore() {
     // The same plan through the metastore: row counts from its statistics, same guards and route.
     let plan = plan_json(&metastore.uri(), "top_products_by_network", &[]);
     assert_eq!(plan["path"], "fasttrack");
-    let rows = plan["guards"].as_array().unwrap().iter().find(|g| g["name"] == "row_count").unwrap();
+    let rows = plan["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "row_count")
+        .unwrap();
     assert_eq!(rows["measured"], 100_000);
     assert_eq!(plan["files"], 14);
-    let plan = plan_json(&metastore.uri(), "recent_activity", &[("TABLECAST_GUARDS__MAX_FILES", "2")]);
+    let plan = plan_json(
+        &metastore.uri(),
+        "recent_activity",
+        &[("TABLECAST_GUARDS__MAX_FILES", "2")],
+    );
     assert_eq!(plan["path"], "fallback");
-    assert!(plan["reason"].as_str().unwrap().starts_with("guard file_count tripped: 3 > 2"), "{plan}");
+    assert!(
+        plan["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("guard file_count tripped: 3 > 2"),
+        "{plan}"
+    );
 }
 
 fn plan_json(catalog: &str, spec: &str, env: &[(&str, &str)]) -> serde_json::Value {

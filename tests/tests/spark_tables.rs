@@ -48,32 +48,69 @@ async fn tables_written_by_spark_are_understood() {
         return;
     }
     let metastore = Metastore::shared();
-    let dir = tempfile::Builder::new().prefix("tablecast-spark-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("tablecast-spark-")
+        .tempdir()
+        .unwrap();
     let warehouse = std::fs::canonicalize(dir.path()).unwrap();
     let db = unique_db("spark");
 
     let mut command = venv_command("python");
-    command.arg("-c").arg(SCRIPT).arg(metastore.uri()).arg(format!("file://{}", warehouse.display())).arg(&db);
+    command
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(metastore.uri())
+        .arg(format!("file://{}", warehouse.display()))
+        .arg(&db);
     command.current_dir(&warehouse);
     let started = Instant::now();
     let mut spark = ChildProcess::spawn("pyspark", command, &warehouse.join("spark.log")).unwrap();
-    spark.wait_success(Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e:#}"));
-    eprintln!("spark wrote the tables in {:.1} s", started.elapsed().as_secs_f64());
+    spark
+        .wait_success(Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "spark wrote the tables in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let catalog = metastore.catalog().await;
-    assert_eq!(catalog.tables(&db).await.unwrap(), ["csv_table", "ntz", "referrals"]);
+    assert_eq!(
+        catalog.tables(&db).await.unwrap(),
+        ["csv_table", "ntz", "referrals"]
+    );
 
     // A Hive-compatible partitioned datasource table, statistics from ANALYZE.
-    let t = catalog.table(&TableName::new(&db, "referrals")).await.unwrap();
+    let t = catalog
+        .table(&TableName::new(&db, "referrals"))
+        .await
+        .unwrap();
     eprintln!("referrals: {t:#?}");
     assert_eq!(t.format, StorageFormat::Parquet);
-    assert_eq!(t.location, format!("file://{}/{db}.db/referrals", warehouse.display()));
-    let spelled: Vec<(&str, &str)> = t.columns.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
+    assert_eq!(
+        t.location,
+        format!("file://{}/{db}.db/referrals", warehouse.display())
+    );
+    let spelled: Vec<(&str, &str)> = t
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.hive_type.as_str()))
+        .collect();
     assert_eq!(
         spelled,
-        [("product_id", "bigint"), ("network", "string"), ("amount", "decimal(12,2)"), ("ts", "timestamp")]
+        [
+            ("product_id", "bigint"),
+            ("network", "string"),
+            ("amount", "decimal(12,2)"),
+            ("ts", "timestamp")
+        ]
     );
-    assert_eq!(t.partition_keys.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["dt"]);
+    assert_eq!(
+        t.partition_keys
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["dt"]
+    );
     assert_eq!(t.partitions.len(), 3, "{:?}", t.partitions);
     assert_eq!(t.stats.num_rows, Some(30), "{:?}", t.parameters);
     let (listed, _) = files::list_table(&t, |_| true).await.unwrap();
@@ -83,15 +120,32 @@ async fn tables_written_by_spark_are_understood() {
     let t = catalog.table(&TableName::new(&db, "ntz")).await.unwrap();
     eprintln!("ntz: {t:#?}");
     assert_eq!(t.format, StorageFormat::Parquet);
-    let spelled: Vec<(&str, &str)> = t.columns.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
-    assert_eq!(spelled, [("product_id", "bigint"), ("local_ts", "timestamp")]);
-    assert_eq!(t.location, format!("file://{}/{db}.db/ntz", warehouse.display()));
+    let spelled: Vec<(&str, &str)> = t
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.hive_type.as_str()))
+        .collect();
+    assert_eq!(
+        spelled,
+        [("product_id", "bigint"), ("local_ts", "timestamp")]
+    );
+    assert_eq!(
+        t.location,
+        format!("file://{}/{db}.db/ntz", warehouse.display())
+    );
     assert_eq!(t.stats.num_rows, Some(30), "{:?}", t.parameters);
     let (listed, _) = files::list_table(&t, |_| true).await.unwrap();
     assert_eq!(files::footer_rows(&listed).await.unwrap(), 30);
 
     // Not Parquet: described, with a format only the fallback reads.
-    let t = catalog.table(&TableName::new(&db, "csv_table")).await.unwrap();
+    let t = catalog
+        .table(&TableName::new(&db, "csv_table"))
+        .await
+        .unwrap();
     eprintln!("csv_table: {t:#?}");
-    assert!(matches!(t.format, StorageFormat::Other { .. }), "{:?}", t.format);
+    assert!(
+        matches!(t.format, StorageFormat::Other { .. }),
+        "{:?}",
+        t.format
+    );
 }

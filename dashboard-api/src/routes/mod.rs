@@ -56,6 +56,10 @@ pub(crate) fn json_error(prefix: &str, e: &serde_json::Error) -> Error {
     }
 }
 
+pub async fn api_method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
 pub async fn api_not_found() -> Error {
     Error::NotFound {
         what: "route",

@@ -279,13 +279,16 @@ impl EdgeSink for FaultyEdge {
 // The stack: real directory catalog, fast track, Redis edges (with a fault-injection layer),
 // and a lookup service in front of each edge.
 
+/// One `push_tokens` call: (url, api, hashes, protected).
+pub type Push = (String, String, Vec<String>, bool);
+
 pub struct TestStack {
     pub urls: Vec<String>,
     /// Base URLs of the lookup services, one per edge.
     pub lookups: Vec<String>,
     edges: HashMap<String, Arc<FaultyEdge>>,
     /// Every push_tokens call: (url, api, hashes, protected).
-    pub pushes: Mutex<Vec<(String, String, Vec<String>, bool)>>,
+    pub pushes: Mutex<Vec<Push>>,
     lookup_tasks: Vec<tokio::task::JoinHandle<()>>,
     _redis: Vec<RedisServer>,
 }

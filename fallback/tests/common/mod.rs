@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod reference;
+
 use std::cmp::Ordering;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,8 +46,14 @@ pub fn rows() -> Vec<Row> {
             network: (i % 11 != 4).then(|| NETWORKS[(i % 6) as usize].to_string()),
             referrals: (i % 13 != 5).then_some((i * 37) % 50),
             revenue: (i % 17 != 3).then_some(i128::from((i * 1234) % 100_000) - 20_000),
-            ts: (i % 19 != 11).then_some(BASE_MICROS + ((i * 7) % 60) * 3_600_000_000 + if i % 4 == 0 { 500_000 } else { 0 }),
-            dt: if i < 100 { "2025-11-01".into() } else { "2025-11-02".into() },
+            ts: (i % 19 != 11).then_some(
+                BASE_MICROS + ((i * 7) % 60) * 3_600_000_000 + if i % 4 == 0 { 500_000 } else { 0 },
+            ),
+            dt: if i < 100 {
+                "2025-11-01".into()
+            } else {
+                "2025-11-02".into()
+            },
         })
         .collect()
 }
@@ -67,17 +75,35 @@ pub fn write_sales(root: &Path) {
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(Int64Array::from(part.iter().map(|r| r.product_id).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(part.iter().map(|r| r.network.clone()).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(part.iter().map(|r| r.referrals).collect::<Vec<_>>())),
-                Arc::new(Decimal128Array::from(part.iter().map(|r| r.revenue).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap()),
-                Arc::new(TimestampMicrosecondArray::from(part.iter().map(|r| r.ts).collect::<Vec<_>>()).with_timezone_opt(zone)),
+                Arc::new(Int64Array::from(
+                    part.iter().map(|r| r.product_id).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    part.iter().map(|r| r.network.clone()).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    part.iter().map(|r| r.referrals).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    Decimal128Array::from(part.iter().map(|r| r.revenue).collect::<Vec<_>>())
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
+                ),
+                Arc::new(
+                    TimestampMicrosecondArray::from(part.iter().map(|r| r.ts).collect::<Vec<_>>())
+                        .with_timezone_opt(zone),
+                ),
             ],
         )
         .unwrap();
         let dir = root.join("social/sales").join(format!("dt={dt}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut w = ArrowWriter::try_new(File::create(dir.join("part-0.parquet")).unwrap(), schema, None).unwrap();
+        let mut w = ArrowWriter::try_new(
+            File::create(dir.join("part-0.parquet")).unwrap(),
+            schema,
+            None,
+        )
+        .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -85,19 +111,46 @@ pub fn write_sales(root: &Path) {
 
 /// An engine job over `root/db/table` as the publisher would plan it (partitions pruned).
 pub async fn job(root: &Path, spec_toml: &str) -> EngineJob {
-    let catalog = DirectoryCatalog::open(root.to_path_buf()).unwrap();
+    job_from(
+        &DirectoryCatalog::open(root.to_path_buf()).unwrap(),
+        spec_toml,
+    )
+    .await
+}
+
+/// An engine job over a table of any catalog (`catalog_uri` is the catalog's).
+pub async fn job_from(catalog: &dyn Catalog, spec_toml: &str) -> EngineJob {
     let spec = ApiSpec::from_toml(spec_toml).unwrap();
     let table = catalog.table(&spec.table_name().unwrap()).await.unwrap();
     let resolved = publisher::spec::validate(&spec, &table).unwrap();
-    let (files, _) = publisher::files::list_table(&table, |v| resolved.keeps_partition(&table, v)).await.unwrap();
-    EngineJob { spec: resolved, table, files, limits: GuardLimits::default(), catalog_uri: catalog.uri().to_string() }
+    let (files, _) = publisher::files::list_table(&table, |v| resolved.keeps_partition(&table, v))
+        .await
+        .unwrap();
+    EngineJob {
+        spec: resolved,
+        table,
+        files,
+        limits: GuardLimits::default(),
+        catalog_uri: catalog.uri().to_string(),
+    }
 }
 
 /// A config for local Spark runs: staging under `staging`, UI off, few shuffle partitions.
 pub fn spark_config(staging: &Path) -> SparkConfig {
-    let mut c = SparkConfig { staging_dir: staging.to_path_buf(), timeout_s: 300, kill_grace_ms: 3000, ..SparkConfig::default() };
+    let mut c = SparkConfig {
+        staging_dir: staging.to_path_buf(),
+        timeout_s: 300,
+        kill_grace_ms: 3000,
+        ..SparkConfig::default()
+    };
     c.conf.insert("spark.ui.enabled".into(), "false".into());
-    c.conf.insert("spark.sql.shuffle.partitions".into(), "4".into());
+    // Several sorted part files even for tiny data: the reader must continue keys across them.
+    c.conf
+        .insert("spark.sql.shuffle.partitions".into(), "4".into());
+    c.conf.insert(
+        "spark.sql.adaptive.coalescePartitions.enabled".into(),
+        "false".into(),
+    );
     c.driver_memory = Some("1g".into());
     c
 }
@@ -105,7 +158,10 @@ pub fn spark_config(staging: &Path) -> SparkConfig {
 pub fn spark_available() -> bool {
     let ok = SparkConfig::default().spark_submit.is_file();
     if !ok {
-        eprintln!("SKIPPED: no spark-submit at {}", SparkConfig::default().spark_submit.display());
+        eprintln!(
+            "SKIPPED: no spark-submit at {}",
+            SparkConfig::default().spark_submit.display()
+        );
     }
     ok
 }
@@ -116,7 +172,10 @@ pub async fn run_encoded(engine: &dyn Engine, job: &EngineJob) -> publisher::Res
 }
 
 /// [`run_encoded`], with the run's `rows_in`.
-pub async fn run_counted(engine: &dyn Engine, job: &EngineJob) -> publisher::Result<(Vec<String>, u64)> {
+pub async fn run_counted(
+    engine: &dyn Engine,
+    job: &EngineJob,
+) -> publisher::Result<(Vec<String>, u64)> {
     let run = engine.execute(job).await?;
     let progress = Arc::clone(&run.progress);
     let mut batches = run.batches;
@@ -126,14 +185,28 @@ pub async fn run_counted(engine: &dyn Engine, job: &EngineJob) -> publisher::Res
         encoder.push(&batch?, &mut entries)?;
     }
     encoder.finish(&mut entries)?;
-    let lines = entries.iter().map(|e| format!("{} {}", String::from_utf8_lossy(&e.key), String::from_utf8_lossy(&e.value))).collect();
+    let lines = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(&e.key),
+                String::from_utf8_lossy(&e.value)
+            )
+        })
+        .collect();
     Ok((lines, progress.rows_in()))
 }
 
 /// Entries of the job folder under a staging dir (logs excluded): empty once cleaned.
 pub fn staged_leftovers(staging: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(staging)
-        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| !p.ends_with("logs")).collect())
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| !p.ends_with("logs"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -155,11 +228,14 @@ pub fn j_int(v: Option<i64>) -> String {
 }
 
 pub fn j_str(v: &Option<String>) -> String {
-    v.as_ref().map(|s| serde_json::to_string(s).unwrap()).unwrap_or_else(|| "null".into())
+    v.as_ref()
+        .map(|s| serde_json::to_string(s).unwrap())
+        .unwrap_or_else(|| "null".into())
 }
 
 pub fn j_f64(v: Option<f64>) -> String {
-    v.map(|v| serde_json::to_string(&v).unwrap()).unwrap_or_else(|| "null".into())
+    v.map(|v| serde_json::to_string(&v).unwrap())
+        .unwrap_or_else(|| "null".into())
 }
 
 /// A decimal as canonical JSON: a string with exactly `scale` decimals.

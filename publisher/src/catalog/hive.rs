@@ -35,7 +35,10 @@ pub struct HiveCatalog {
 
 impl std::fmt::Debug for HiveCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HiveCatalog").field("uri", &self.uri).field("socket", &self.socket).finish()
+        f.debug_struct("HiveCatalog")
+            .field("uri", &self.uri)
+            .field("socket", &self.socket)
+            .finish()
     }
 }
 
@@ -91,21 +94,37 @@ impl HiveCatalog {
     /// within the connect timeout; calls are made later, each under the call timeout.
     pub async fn connect(address: &str, config: &CatalogConfig) -> Result<Self> {
         let uri = format!("thrift://{address}");
-        if address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
             return Err(Error::BadCatalogUri(uri));
         }
-        let unreachable =
-            |message: String| Error::MetastoreUnreachable { address: address.to_string(), message };
+        let unreachable = |message: String| Error::MetastoreUnreachable {
+            address: address.to_string(),
+            message,
+        };
         let timeout = config.connect_timeout();
         let socket = tokio::time::timeout(timeout, first_reachable(address))
             .await
-            .map_err(|_| unreachable(format!("no TCP connection within {} ms", timeout.as_millis())))?
+            .map_err(|_| {
+                unreachable(format!(
+                    "no TCP connection within {} ms",
+                    timeout.as_millis()
+                ))
+            })?
             .map_err(unreachable)?;
         let client = ThriftHiveMetastoreClientBuilder::new("hms")
             .make_codec(volo_thrift::codec::default::DefaultMakeCodec::buffered())
             .address(socket)
             .build();
-        Ok(HiveCatalog { uri, address: address.to_string(), socket, config: config.clone(), client })
+        Ok(HiveCatalog {
+            uri,
+            address: address.to_string(),
+            socket,
+            config: config.clone(),
+            client,
+        })
     }
 
     /// The address as given to [`HiveCatalog::connect`] (`host:port`).
@@ -147,14 +166,22 @@ impl HiveCatalog {
                 address: self.address.clone(),
                 message: format!("{call}: {e}"),
             }),
-            Ok(Err(e)) => Err(Error::Catalog { uri: self.uri.clone(), message: format!("{call}: {e}") }),
+            Ok(Err(e)) => Err(Error::Catalog {
+                uri: self.uri.clone(),
+                message: format!("{call}: {e}"),
+            }),
             Ok(Ok(answer)) => Ok(answer),
         }
     }
 
     /// The one place where metastore exceptions become errors: "no such object" names the
     /// database or table the call was about; anything else keeps the metastore's message.
-    fn convert<T, E: HmsException>(&self, call: &str, subject: Subject<'_>, answer: MaybeException<T, E>) -> Result<T> {
+    fn convert<T, E: HmsException>(
+        &self,
+        call: &str,
+        subject: Subject<'_>,
+        answer: MaybeException<T, E>,
+    ) -> Result<T> {
         let exception = match answer {
             MaybeException::Ok(value) => return Ok(value),
             MaybeException::Exception(e) => e,
@@ -164,13 +191,20 @@ impl HiveCatalog {
             (ExceptionKind::NoSuchObject, Subject::Database(db)) => {
                 Err(Error::DatabaseNotFound(db.to_string(), self.uri.clone()))
             }
-            (ExceptionKind::NoSuchObject, Subject::Table(t)) => Err(Error::TableNotFound(t.to_string(), self.uri.clone())),
-            _ => Err(Error::Catalog { uri: self.uri.clone(), message: format!("{call}: {class}: {message}") }),
+            (ExceptionKind::NoSuchObject, Subject::Table(t)) => {
+                Err(Error::TableNotFound(t.to_string(), self.uri.clone()))
+            }
+            _ => Err(Error::Catalog {
+                uri: self.uri.clone(),
+                message: format!("{call}: {class}: {message}"),
+            }),
         }
     }
 
     async fn database_exists(&self, db: &str) -> Result<bool> {
-        let answer = self.call("get_database", self.client.get_database(FastStr::new(db))).await?;
+        let answer = self
+            .call("get_database", self.client.get_database(FastStr::new(db)))
+            .await?;
         match self.convert("get_database", Subject::Database(db), answer) {
             Ok(_) => Ok(true),
             Err(Error::DatabaseNotFound(..)) => Ok(false),
@@ -181,8 +215,10 @@ impl HiveCatalog {
 
 /// Connects to each address `host:port` resolves to, in order; the first that accepts wins.
 async fn first_reachable(address: &str) -> std::result::Result<SocketAddr, String> {
-    let candidates: Vec<SocketAddr> =
-        tokio::net::lookup_host(address).await.map_err(|e| format!("cannot resolve: {e}"))?.collect();
+    let candidates: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
     let mut last = format!("{address} resolves to no address");
     for socket in candidates {
         match tokio::net::TcpStream::connect(socket).await {
@@ -204,7 +240,9 @@ impl Catalog for HiveCatalog {
     }
 
     async fn databases(&self) -> Result<Vec<String>> {
-        let answer = self.call("get_all_databases", self.client.get_all_databases()).await?;
+        let answer = self
+            .call("get_all_databases", self.client.get_all_databases())
+            .await?;
         let mut names: Vec<String> = self
             .convert("get_all_databases", Subject::Nothing, answer)?
             .iter()
@@ -219,7 +257,12 @@ impl Catalog for HiveCatalog {
         if !self.database_exists(db).await? {
             return Err(Error::DatabaseNotFound(db.to_string(), self.uri.clone()));
         }
-        let answer = self.call("get_all_tables", self.client.get_all_tables(FastStr::new(db))).await?;
+        let answer = self
+            .call(
+                "get_all_tables",
+                self.client.get_all_tables(FastStr::new(db)),
+            )
+            .await?;
         let mut names: Vec<String> = self
             .convert("get_all_tables", Subject::Database(db), answer)?
             .iter()
@@ -231,7 +274,9 @@ impl Catalog for HiveCatalog {
 
     async fn table(&self, name: &TableName) -> Result<TableMeta> {
         let (db, tbl) = (FastStr::new(&name.db), FastStr::new(&name.table));
-        let answer = self.call("get_table", self.client.get_table(db.clone(), tbl.clone())).await?;
+        let answer = self
+            .call("get_table", self.client.get_table(db.clone(), tbl.clone()))
+            .await?;
         let table = match self.convert("get_table", Subject::Table(name), answer) {
             // Hive says "db.table table not found" either way; tell which one is missing.
             Err(Error::TableNotFound(..)) if !self.database_exists(&name.db).await? => {
@@ -239,18 +284,34 @@ impl Catalog for HiveCatalog {
             }
             other => other?,
         };
-        let partition_keys: Vec<Column> =
-            table.partition_keys.as_deref().unwrap_or_default().iter().map(field_column).collect();
+        let partition_keys: Vec<Column> = table
+            .partition_keys
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(field_column)
+            .collect();
         let partitions = if partition_keys.is_empty() {
             Vec::new()
         } else {
-            let answer = self.call("get_partitions", self.client.get_partitions(db, tbl, -1)).await?;
+            let answer = self
+                .call("get_partitions", self.client.get_partitions(db, tbl, -1))
+                .await?;
             let mut partitions: Vec<Partition> = self
                 .convert("get_partitions", Subject::Table(name), answer)?
                 .into_iter()
                 .map(|p| Partition {
-                    values: p.values.unwrap_or_default().iter().map(|v| v.to_string()).collect(),
-                    location: normalize_location(p.sd.as_ref().and_then(|sd| sd.location.as_deref()).unwrap_or("")),
+                    values: p
+                        .values
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect(),
+                    location: normalize_location(
+                        p.sd.as_ref()
+                            .and_then(|sd| sd.location.as_deref())
+                            .unwrap_or(""),
+                    ),
                     num_rows: stat(p.parameters.as_ref(), &["numRows"]),
                 })
                 .collect();
@@ -277,8 +338,17 @@ fn describe(
 
     // A Spark datasource table keeps its real location in the `path` serde parameter; its
     // storage descriptor's location may be a placeholder or absent.
-    let serde_path = serde.parameters.as_ref().and_then(|p| p.get("path")).filter(|p| !p.is_empty());
-    let location = normalize_location(serde_path.or(sd.location.as_ref()).map(|s| s.as_str()).unwrap_or(""));
+    let serde_path = serde
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("path"))
+        .filter(|p| !p.is_empty());
+    let location = normalize_location(
+        serde_path
+            .or(sd.location.as_ref())
+            .map(|s| s.as_str())
+            .unwrap_or(""),
+    );
 
     let format = StorageFormat::from_hive(
         sd.input_format.as_deref().unwrap_or(""),
@@ -292,21 +362,44 @@ fn describe(
     })? {
         Some(fields) => fields
             .into_iter()
-            .filter(|c| !partition_keys.iter().any(|k| k.name.eq_ignore_ascii_case(&c.name)))
+            .filter(|c| {
+                !partition_keys
+                    .iter()
+                    .any(|k| k.name.eq_ignore_ascii_case(&c.name))
+            })
             .collect(),
-        None => sd.cols.as_deref().unwrap_or_default().iter().map(field_column).collect(),
+        None => sd
+            .cols
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(field_column)
+            .collect(),
     };
 
     // Hive's own statistics describe the storage descriptor's location; when a Spark table
     // lives elsewhere (`path`), the metastore measured a placeholder folder.
-    let hive_measured_data =
-        serde_path.is_none() || sd.location.as_ref().is_some_and(|l| normalize_location(l) == location);
-    let hive = |key: &str| if hive_measured_data { stat(params, &[key]) } else { None };
+    let hive_measured_data = serde_path.is_none()
+        || sd
+            .location
+            .as_ref()
+            .is_some_and(|l| normalize_location(l) == location);
+    let hive = |key: &str| {
+        if hive_measured_data {
+            stat(params, &[key])
+        } else {
+            None
+        }
+    };
     let spark = |key: &str| stat(params, &[key]);
     // Spark keeps its tables' statistics up to date under its own keys; Hive's may be stale there.
     let spark_first = provider.is_some_and(|p| !p.eq_ignore_ascii_case("hive"));
     let pick = |hive_key: &str, spark_key: &str| {
-        if spark_first { spark(spark_key).or_else(|| hive(hive_key)) } else { hive(hive_key).or_else(|| spark(spark_key)) }
+        if spark_first {
+            spark(spark_key).or_else(|| hive(hive_key))
+        } else {
+            hive(hive_key).or_else(|| spark(spark_key))
+        }
     };
     let mut stats = TableStats {
         num_rows: pick("numRows", "spark.sql.statistics.numRows"),
@@ -323,18 +416,42 @@ fn describe(
         stats.num_rows = partitions.iter().map(|p| p.num_rows).sum();
     }
 
-    let parameters: BTreeMap<String, String> =
-        params.map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap_or_default();
-    Ok(TableMeta { name: name.clone(), location, format, columns, partition_keys, partitions, stats, parameters })
+    let parameters: BTreeMap<String, String> = params
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TableMeta {
+        name: name.clone(),
+        location,
+        format,
+        columns,
+        partition_keys,
+        partitions,
+        stats,
+        parameters,
+    })
 }
 
 fn field_column(f: &FieldSchema) -> Column {
-    Column::from_hive(f.name.as_deref().unwrap_or(""), f.r#type.as_deref().unwrap_or(""))
+    Column::from_hive(
+        f.name.as_deref().unwrap_or(""),
+        f.r#type.as_deref().unwrap_or(""),
+    )
 }
 
 /// The first of `keys` present with a usable value; `-1` (Hive's "unknown") counts as absent.
 fn stat(params: Option<&AHashMap<FastStr, FastStr>>, keys: &[&str]) -> Option<u64> {
-    keys.iter().find_map(|k| params?.get(*k)?.trim().parse::<i64>().ok().and_then(|v| u64::try_from(v).ok()))
+    keys.iter().find_map(|k| {
+        params?
+            .get(*k)?
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|v| u64::try_from(v).ok())
+    })
 }
 
 /// Metastore locations as URLs: `file:/x` (how Hive writes local paths) and bare `/x` become
@@ -356,28 +473,48 @@ fn normalize_location(location: &str) -> String {
 
 /// The Spark schema of a datasource table, when its properties carry one (whole, or split over
 /// `numParts` parts), as columns with Hive type spellings.
-fn spark_schema(params: Option<&AHashMap<FastStr, FastStr>>) -> std::result::Result<Option<Vec<Column>>, String> {
-    let Some(params) = params else { return Ok(None) };
+fn spark_schema(
+    params: Option<&AHashMap<FastStr, FastStr>>,
+) -> std::result::Result<Option<Vec<Column>>, String> {
+    let Some(params) = params else {
+        return Ok(None);
+    };
     let json = if let Some(whole) = params.get("spark.sql.sources.schema") {
         whole.to_string()
     } else if let Some(n) = params.get("spark.sql.sources.schema.numParts") {
-        let n: usize = n.trim().parse().map_err(|_| format!("numParts {n:?} is not a number"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("numParts {n:?} is not a number"))?;
         let mut json = String::new();
         for i in 0..n {
             let key = format!("spark.sql.sources.schema.part.{i}");
-            json.push_str(params.get(key.as_str()).ok_or_else(|| format!("{key} is missing"))?);
+            json.push_str(
+                params
+                    .get(key.as_str())
+                    .ok_or_else(|| format!("{key} is missing"))?,
+            );
         }
         json
     } else {
         return Ok(None);
     };
     let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-    let fields = value.get("fields").and_then(|f| f.as_array()).ok_or("no `fields` array")?;
+    let fields = value
+        .get("fields")
+        .and_then(|f| f.as_array())
+        .ok_or("no `fields` array")?;
     fields
         .iter()
         .map(|f| {
-            let name = f.get("name").and_then(|n| n.as_str()).ok_or("a field without a name")?;
-            let hive = spark_type_to_hive(f.get("type").ok_or_else(|| format!("field {name} has no type"))?)?;
+            let name = f
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or("a field without a name")?;
+            let hive = spark_type_to_hive(
+                f.get("type")
+                    .ok_or_else(|| format!("field {name} has no type"))?,
+            )?;
             Ok(Column::from_hive(name, &hive))
         })
         .collect::<std::result::Result<Vec<_>, String>>()
@@ -398,23 +535,46 @@ fn spark_type_to_hive(t: &serde_json::Value) -> std::result::Result<String, Stri
         };
         return Ok(hive.to_string());
     }
-    let kind = t.get("type").and_then(|k| k.as_str()).ok_or_else(|| format!("unknown Spark type {t}"))?;
-    let inner = |key: &str| t.get(key).ok_or_else(|| format!("{kind} type without {key}")).and_then(spark_type_to_hive);
+    let kind = t
+        .get("type")
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| format!("unknown Spark type {t}"))?;
+    let inner = |key: &str| {
+        t.get(key)
+            .ok_or_else(|| format!("{kind} type without {key}"))
+            .and_then(spark_type_to_hive)
+    };
     match kind {
         "array" => Ok(format!("array<{}>", inner("elementType")?)),
-        "map" => Ok(format!("map<{},{}>", inner("keyType")?, inner("valueType")?)),
+        "map" => Ok(format!(
+            "map<{},{}>",
+            inner("keyType")?,
+            inner("valueType")?
+        )),
         "struct" => {
-            let fields = t.get("fields").and_then(|f| f.as_array()).ok_or("struct type without fields")?;
+            let fields = t
+                .get("fields")
+                .and_then(|f| f.as_array())
+                .ok_or("struct type without fields")?;
             let parts = fields
                 .iter()
                 .map(|f| {
-                    let name = f.get("name").and_then(|n| n.as_str()).ok_or("a struct field without a name")?;
-                    Ok(format!("{name}:{}", spark_type_to_hive(f.get("type").ok_or("a struct field without a type")?)?))
+                    let name = f
+                        .get("name")
+                        .and_then(|n| n.as_str())
+                        .ok_or("a struct field without a name")?;
+                    Ok(format!(
+                        "{name}:{}",
+                        spark_type_to_hive(f.get("type").ok_or("a struct field without a type")?)?
+                    ))
                 })
                 .collect::<std::result::Result<Vec<String>, String>>()?;
             Ok(format!("struct<{}>", parts.join(",")))
         }
-        "udt" => t.get("sqlType").ok_or_else(|| "udt without sqlType".to_string()).and_then(spark_type_to_hive),
+        "udt" => t
+            .get("sqlType")
+            .ok_or_else(|| "udt without sqlType".to_string())
+            .and_then(spark_type_to_hive),
         other => Err(format!("unknown Spark type `{other}`")),
     }
 }
@@ -426,23 +586,42 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> AHashMap<FastStr, FastStr> {
-        pairs.iter().map(|(k, v)| (FastStr::new(*k), FastStr::new(*v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (FastStr::new(*k), FastStr::new(*v)))
+            .collect()
     }
 
     #[test]
     fn normalizes_locations() {
         assert_eq!(normalize_location("file:/tmp/w/db/t"), "file:///tmp/w/db/t");
-        assert_eq!(normalize_location("file:///tmp/w/db/t/"), "file:///tmp/w/db/t");
+        assert_eq!(
+            normalize_location("file:///tmp/w/db/t/"),
+            "file:///tmp/w/db/t"
+        );
         assert_eq!(normalize_location("/tmp/w"), "file:///tmp/w");
-        assert_eq!(normalize_location("hdfs://nn:8020/user/hive/warehouse/t"), "hdfs://nn:8020/user/hive/warehouse/t");
+        assert_eq!(
+            normalize_location("hdfs://nn:8020/user/hive/warehouse/t"),
+            "hdfs://nn:8020/user/hive/warehouse/t"
+        );
         assert_eq!(normalize_location(""), "");
     }
 
     #[test]
     fn reads_statistics_with_spark_fallback() {
-        let p = params(&[("numRows", "-1"), ("spark.sql.statistics.numRows", "42"), ("totalSize", "1000")]);
-        assert_eq!(stat(Some(&p), &["numRows", "spark.sql.statistics.numRows"]), Some(42));
-        assert_eq!(stat(Some(&p), &["totalSize", "spark.sql.statistics.totalSize"]), Some(1000));
+        let p = params(&[
+            ("numRows", "-1"),
+            ("spark.sql.statistics.numRows", "42"),
+            ("totalSize", "1000"),
+        ]);
+        assert_eq!(
+            stat(Some(&p), &["numRows", "spark.sql.statistics.numRows"]),
+            Some(42)
+        );
+        assert_eq!(
+            stat(Some(&p), &["totalSize", "spark.sql.statistics.totalSize"]),
+            Some(1000)
+        );
         assert_eq!(stat(Some(&p), &["numFiles"]), None);
         assert_eq!(stat(None, &["numFiles"]), None);
     }
@@ -465,7 +644,10 @@ mod tests {
             ("spark.sql.sources.schema.part.1", b),
         ]);
         let cols = spark_schema(Some(&p)).unwrap().unwrap();
-        let spelled: Vec<(&str, &str)> = cols.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
+        let spelled: Vec<(&str, &str)> = cols
+            .iter()
+            .map(|c| (c.name.as_str(), c.hive_type.as_str()))
+            .collect();
         assert_eq!(
             spelled,
             [
@@ -482,9 +664,15 @@ mod tests {
         assert_eq!(cols[0].data_type, Some(DataType::Int64));
         assert_eq!(cols[1].data_type, Some(DataType::Decimal128(12, 2)));
 
-        let broken = params(&[("spark.sql.sources.schema.numParts", "2"), ("spark.sql.sources.schema.part.0", a)]);
+        let broken = params(&[
+            ("spark.sql.sources.schema.numParts", "2"),
+            ("spark.sql.sources.schema.part.0", a),
+        ]);
         assert!(spark_schema(Some(&broken)).unwrap_err().contains("part.1"));
-        assert_eq!(spark_schema(Some(&params(&[("numRows", "1")]))).unwrap(), None);
+        assert_eq!(
+            spark_schema(Some(&params(&[("numRows", "1")]))).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -502,7 +690,9 @@ mod tests {
                 location: Some("file:/wh/db.db/t-__PLACEHOLDER__".into()),
                 input_format: Some("org.apache.hadoop.mapred.SequenceFileInputFormat".into()),
                 serde_info: Some(SerDeInfo {
-                    serialization_lib: Some("org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe".into()),
+                    serialization_lib: Some(
+                        "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe".into(),
+                    ),
                     parameters: Some(params(&[("path", "file:/data/t")])),
                     ..Default::default()
                 }),
@@ -518,18 +708,47 @@ mod tests {
         };
         let name = TableName::new("db", "t");
         let table_with_hive_quick_stats = table.clone();
-        let meta = describe(&name, "thrift://x:1", table, vec![Column::from_hive("dt", "string")], vec![]).unwrap();
+        let meta = describe(
+            &name,
+            "thrift://x:1",
+            table,
+            vec![Column::from_hive("dt", "string")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(meta.location, "file:///data/t");
         assert_eq!(meta.format, StorageFormat::Parquet);
-        let cols: Vec<_> = meta.columns.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
+        let cols: Vec<_> = meta
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.hive_type.as_str()))
+            .collect();
         assert_eq!(cols, [("k", "string"), ("v", "bigint")]);
-        assert_eq!(meta.stats, TableStats { num_rows: Some(7), total_size: Some(900), num_files: None });
+        assert_eq!(
+            meta.stats,
+            TableStats {
+                num_rows: Some(7),
+                total_size: Some(900),
+                num_files: None
+            }
+        );
 
         // Hive measured the placeholder folder: its zeros are not the table's.
         let mut table = table_with_hive_quick_stats;
-        table.parameters.as_mut().unwrap().extend(params(&[("numFiles", "0"), ("totalSize", "0")]));
+        table
+            .parameters
+            .as_mut()
+            .unwrap()
+            .extend(params(&[("numFiles", "0"), ("totalSize", "0")]));
         let meta = describe(&name, "thrift://x:1", table, vec![], vec![]).unwrap();
-        assert_eq!(meta.stats, TableStats { num_rows: Some(7), total_size: Some(900), num_files: None });
+        assert_eq!(
+            meta.stats,
+            TableStats {
+                num_rows: Some(7),
+                total_size: Some(900),
+                num_files: None
+            }
+        );
         assert_eq!(meta.parameters["spark.sql.sources.provider"], "parquet");
     }
 
@@ -539,12 +758,30 @@ mod tests {
             parameters: Some(params(&[("numRows", "0"), ("totalSize", "5000")])),
             ..Default::default()
         };
-        let part = |v: &str, rows| Partition { values: vec![v.into()], location: String::new(), num_rows: rows };
+        let part = |v: &str, rows| Partition {
+            values: vec![v.into()],
+            location: String::new(),
+            num_rows: rows,
+        };
         let name = TableName::new("db", "t");
         let keys = vec![Column::from_hive("dt", "string")];
-        let meta = describe(&name, "u", table.clone(), keys.clone(), vec![part("1", Some(3)), part("2", Some(4))]).unwrap();
+        let meta = describe(
+            &name,
+            "u",
+            table.clone(),
+            keys.clone(),
+            vec![part("1", Some(3)), part("2", Some(4))],
+        )
+        .unwrap();
         assert_eq!(meta.stats.num_rows, Some(7));
-        let meta = describe(&name, "u", table, keys, vec![part("1", Some(3)), part("2", None)]).unwrap();
+        let meta = describe(
+            &name,
+            "u",
+            table,
+            keys,
+            vec![part("1", Some(3)), part("2", None)],
+        )
+        .unwrap();
         assert_eq!(meta.stats.num_rows, None);
     }
 }

@@ -46,7 +46,9 @@ dir = "desc"
 fn problems(spec: &ApiSpec) -> Vec<String> {
     match validate(spec, &referrals()) {
         Ok(_) => vec![],
-        Err(Error::SpecInvalid { problems, .. }) => problems.iter().map(|p| p.to_string()).collect(),
+        Err(Error::SpecInvalid { problems, .. }) => {
+            problems.iter().map(|p| p.to_string()).collect()
+        }
         Err(e) => panic!("unexpected {e}"),
     }
 }
@@ -58,17 +60,38 @@ fn resolves_top_products() {
     assert_eq!(r.keys[0].name, "network");
     assert_eq!(r.outputs.len(), 3);
     assert_eq!(r.outputs[2].data_type, DataType::Int64);
-    assert_eq!(r.grouping.as_deref(), Some(&["network".to_string(), "product_id".into(), "product_name".into()][..]));
+    assert_eq!(
+        r.grouping.as_deref(),
+        Some(
+            &[
+                "network".to_string(),
+                "product_id".into(),
+                "product_name".into()
+            ][..]
+        )
+    );
     // referrals desc, then product_id and product_name ascending as tie-breakers.
     assert_eq!(
         r.order,
         vec![
-            SortField { output: 2, descending: true },
-            SortField { output: 0, descending: false },
-            SortField { output: 1, descending: false }
+            SortField {
+                output: 2,
+                descending: true
+            },
+            SortField {
+                output: 0,
+                descending: false
+            },
+            SortField {
+                output: 1,
+                descending: false
+            }
         ]
     );
-    assert_eq!(r.columns, vec!["network", "product_id", "product_name", "referrals"]);
+    assert_eq!(
+        r.columns,
+        vec!["network", "product_id", "product_name", "referrals"]
+    );
 }
 
 #[test]
@@ -81,7 +104,9 @@ fn json_and_toml_are_the_same_model() {
 
 #[test]
 fn unknown_fields_are_refused() {
-    let err = ApiSpec::from_toml(&format!("{TOP}\nlimt = 3")).unwrap_err().to_string();
+    let err = ApiSpec::from_toml(&format!("{TOP}\nlimt = 3"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("limt"), "{err}");
 }
 
@@ -90,18 +115,42 @@ fn reports_every_problem_by_field() {
     let mut spec = ApiSpec::from_toml(TOP).unwrap();
     spec.name = "bad name!".into();
     spec.key = vec!["netwrk".into()];
-    spec.values.push(ValueSpec { agg: Some(AggFn::Sum), column: Some("product_name".into()), alias: Some("s".into()) });
-    spec.values.push(ValueSpec { agg: None, column: Some("ts".into()), alias: None });
-    spec.values.push(ValueSpec { agg: None, column: Some("tags".into()), alias: None });
+    spec.values.push(ValueSpec {
+        agg: Some(AggFn::Sum),
+        column: Some("product_name".into()),
+        alias: Some("s".into()),
+    });
+    spec.values.push(ValueSpec {
+        agg: None,
+        column: Some("ts".into()),
+        alias: None,
+    });
+    spec.values.push(ValueSpec {
+        agg: None,
+        column: Some("tags".into()),
+        alias: None,
+    });
     spec.order_by[0].field = "nope".into();
     let p = problems(&spec);
     let all = p.join("\n");
     assert!(all.contains("name:"), "{all}");
     assert!(all.contains("key[0]: unknown column `netwrk`"), "{all}");
-    assert!(all.contains("values[3].agg: sum needs a numeric column, not string"), "{all}");
-    assert!(all.contains("values[4].column: value column `ts` is neither grouped"), "{all}");
-    assert!(all.contains("values[5].column: column `tags` has nested type array<string>"), "{all}");
-    assert!(all.contains("order_by[0].field: `nope` is not an output field"), "{all}");
+    assert!(
+        all.contains("values[3].agg: sum needs a numeric column, not string"),
+        "{all}"
+    );
+    assert!(
+        all.contains("values[4].column: value column `ts` is neither grouped"),
+        "{all}"
+    );
+    assert!(
+        all.contains("values[5].column: column `tags` has nested type array<string>"),
+        "{all}"
+    );
+    assert!(
+        all.contains("order_by[0].field: `nope` is not an output field"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -121,23 +170,65 @@ fn object_shape_needs_one_row_per_key() {
 fn filters_are_typed_literals_and_prune_partitions() {
     let mut spec = ApiSpec::from_toml(TOP).unwrap();
     spec.filter = vec![
-        Filter { column: "dt".into(), op: FilterOp::GtEq, value: Some("2026-11-05".into()) },
-        Filter { column: "revenue".into(), op: FilterOp::Gt, value: Some("10.5".into()) },
-        Filter { column: "network".into(), op: FilterOp::In, value: Some(serde_json::json!(["facebook", "x'; DROP TABLE t; --"])) },
-        Filter { column: "ts".into(), op: FilterOp::NotNull, value: None },
+        Filter {
+            column: "dt".into(),
+            op: FilterOp::GtEq,
+            value: Some("2026-11-05".into()),
+        },
+        Filter {
+            column: "revenue".into(),
+            op: FilterOp::Gt,
+            value: Some("10.5".into()),
+        },
+        Filter {
+            column: "network".into(),
+            op: FilterOp::In,
+            value: Some(serde_json::json!(["facebook", "x'; DROP TABLE t; --"])),
+        },
+        Filter {
+            column: "ts".into(),
+            op: FilterOp::NotNull,
+            value: None,
+        },
     ];
     let table = referrals();
     let r = validate(&spec, &table).unwrap();
-    assert_eq!(r.filters[1].literals, vec![Literal::Decimal { unscaled: 1050, precision: 12, scale: 2 }]);
-    assert_eq!(r.filters[2].literals[1], Literal::Str("x'; DROP TABLE t; --".into()));
+    assert_eq!(
+        r.filters[1].literals,
+        vec![Literal::Decimal {
+            unscaled: 1050,
+            precision: 12,
+            scale: 2
+        }]
+    );
+    assert_eq!(
+        r.filters[2].literals[1],
+        Literal::Str("x'; DROP TABLE t; --".into())
+    );
     assert!(r.keeps_partition(&table, &["2026-11-05".into()]));
     assert!(!r.keeps_partition(&table, &["2026-11-04".into()]));
 
     spec.filter = vec![
-        Filter { column: "referrals".into(), op: FilterOp::Eq, value: Some("ten".into()) },
-        Filter { column: "revenue".into(), op: FilterOp::Eq, value: Some("1.234".into()) },
-        Filter { column: "network".into(), op: FilterOp::In, value: Some(serde_json::json!([])) },
-        Filter { column: "ts".into(), op: FilterOp::IsNull, value: Some(1.into()) },
+        Filter {
+            column: "referrals".into(),
+            op: FilterOp::Eq,
+            value: Some("ten".into()),
+        },
+        Filter {
+            column: "revenue".into(),
+            op: FilterOp::Eq,
+            value: Some("1.234".into()),
+        },
+        Filter {
+            column: "network".into(),
+            op: FilterOp::In,
+            value: Some(serde_json::json!([])),
+        },
+        Filter {
+            column: "ts".into(),
+            op: FilterOp::IsNull,
+            value: Some(1.into()),
+        },
     ];
     let p = problems(&spec);
     assert_eq!(p.len(), 4, "{p:?}");
