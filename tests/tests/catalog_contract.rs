@@ -508,6 +508,10 @@ async fn localhost_is_a_valid_metastore_host() {
     );
 }
 
+/// One catalog call, boxed so that several can be checked in a loop.
+type CatalogCall<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = publisher::Result<()>> + Send + 'a>>;
+
 #[tokio::test]
 async fn a_stalled_metastore_fails_within_the_call_timeout() {
     let stalled = StalledListener::start();
@@ -518,10 +522,7 @@ async fn a_stalled_metastore_fails_within_the_call_timeout() {
     let catalog = catalog::open(&stalled.thrift_uri(), &config)
         .await
         .expect("it accepts TCP");
-    let calls: [(
-        &str,
-        std::pin::Pin<Box<dyn std::future::Future<Output = publisher::Result<()>> + Send + '_>>,
-    ); 3] = [
+    let calls: [(&str, CatalogCall<'_>); 3] = [
         (
             "get_all_databases",
             Box::pin(async { catalog.databases().await.map(drop) }),
