@@ -62,7 +62,7 @@ impl Default for EdgeOptions {
             stale_staging: Duration::from_secs(3600),
             delete_slice: 256,
             deep_verify: false,
-            write_chunk: 500,
+            write_chunk: 2000,
         }
     }
 }
