@@ -594,6 +594,7 @@ impl Publisher {
             edges: &state.edges,
             api: &spec.name,
             version,
+            snapshots: self.snapshots.as_deref(),
             snapshot,
             staging: &staging,
             push_ms: 0,
@@ -712,6 +713,7 @@ struct EdgeFanout<'a> {
     edges: &'a [Arc<dyn EdgeSink>],
     api: &'a str,
     version: u64,
+    snapshots: Option<&'a SnapshotStore>,
     snapshot: Option<crate::snapshot::SnapshotWriter>,
     staging: &'a VersionManifest,
     push_ms: u64,
@@ -746,8 +748,10 @@ impl EntrySink for EdgeFanout<'_> {
             edge.discard(self.api, self.version).await?;
             edge.begin(self.staging).await?;
         }
-        if let Some(store_writer) = self.snapshot.take() {
-            drop(store_writer);
+        // Dropping the old writer removes its temporary file; the new attempt starts afresh.
+        self.snapshot = None;
+        if let Some(store) = self.snapshots {
+            self.snapshot = Some(store.writer(self.staging)?);
         }
         Ok(())
     }

@@ -54,7 +54,6 @@ impl SnapshotStore {
             encoder: Some(encoder),
             tmp_path,
             final_path,
-            manifest: manifest.clone(),
             checksum: Checksum::default(),
         })
     }
@@ -158,7 +157,6 @@ pub struct SnapshotWriter {
     encoder: Option<zstd::Encoder<'static, BufWriter<File>>>,
     tmp_path: PathBuf,
     final_path: PathBuf,
-    manifest: VersionManifest,
     checksum: Checksum,
 }
 
@@ -200,7 +198,6 @@ impl SnapshotWriter {
             .and_then(|_| f.sync_all())
             .map_err(|e| snap_err(&tmp_manifest, e))?;
         fs::rename(&tmp_manifest, &manifest_path).map_err(|e| snap_err(&manifest_path, e))?;
-        let _ = &self.manifest;
         Ok(self.final_path.clone())
     }
 }
