@@ -394,6 +394,41 @@ impl RedisEdge {
             .next_power_of_two())
     }
 
+    /// Sends `command bucket` for every bucket of a version, `slice` buckets per round trip, and
+    /// hands each reply to `each` in bucket order. Yields between slices so that a long walk
+    /// (GC of a big version) never starves the other tasks on this connection.
+    async fn for_each_bucket(
+        &self,
+        step: &'static str,
+        (api, version, buckets): (&str, u64, u32),
+        (command, slice): (&str, u32),
+        mut each: impl FnMut(Value) -> Result<()>,
+    ) -> Result<()> {
+        let slice = slice.max(1);
+        let mut start = 0;
+        while start < buckets {
+            let end = (start + slice).min(buckets);
+            let mut cmds = Grouped::with_capacity((end - start) as usize);
+            for b in start..end {
+                cmds.push(
+                    u64::from(b),
+                    cmd(command).arg(layout::bucket(api, version, b)).clone(),
+                );
+            }
+            for reply in self
+                .conn
+                .grouped(cmds)
+                .await
+                .map_err(self.redis_err(step))?
+            {
+                each(reply)?;
+            }
+            start = end;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
     /// UNLINKs every bucket of a version, `delete_slice` keys per round trip.
     async fn unlink_buckets(
         &self,
@@ -402,25 +437,9 @@ impl RedisEdge {
         version: u64,
         buckets: u32,
     ) -> Result<()> {
-        let slice = self.options.delete_slice.max(1) as u32;
-        let mut start = 0;
-        while start < buckets {
-            let end = (start + slice).min(buckets);
-            let mut cmds = Grouped::with_capacity((end - start) as usize);
-            for b in start..end {
-                cmds.push(
-                    u64::from(b),
-                    cmd("UNLINK").arg(layout::bucket(api, version, b)).clone(),
-                );
-            }
-            self.conn
-                .grouped(cmds)
-                .await
-                .map_err(self.redis_err(step))?;
-            start = end;
-            tokio::task::yield_now().await;
-        }
-        Ok(())
+        let slice = self.options.delete_slice as u32;
+        self.for_each_bucket(step, (api, version, buckets), ("UNLINK", slice), |_| Ok(()))
+            .await
     }
 
     /// Removes a version's metadata (refused for the serving one), then its data.
@@ -659,30 +678,12 @@ impl RedisEdge {
     /// Reads every entry of a version back and checksums it.
     pub async fn read_back(&self, api: &str, version: u64, buckets: u32) -> Result<Checksum> {
         let mut sum = Checksum::default();
-        let slice = 64u32;
-        let mut start = 0;
-        while start < buckets {
-            let end = (start + slice).min(buckets);
-            let mut cmds = Grouped::with_capacity((end - start) as usize);
-            for b in start..end {
-                cmds.push(
-                    u64::from(b),
-                    cmd("HGETALL").arg(layout::bucket(api, version, b)).clone(),
-                );
-            }
-            for r in self
-                .conn
-                .grouped(cmds)
-                .await
-                .map_err(self.redis_err("seal"))?
-            {
-                let fields: HashMap<Vec<u8>, Vec<u8>> = value(r).map_err(self.redis_err("seal"))?;
-                for (k, v) in &fields {
-                    sum.add(k, v);
-                }
-            }
-            start = end;
-        }
+        self.for_each_bucket("seal", (api, version, buckets), ("HGETALL", 64), |reply| {
+            let fields: HashMap<Vec<u8>, Vec<u8>> = value(reply).map_err(self.redis_err("seal"))?;
+            fields.iter().for_each(|(k, v)| sum.add(k, v));
+            Ok(())
+        })
+        .await?;
         Ok(sum)
     }
 
@@ -717,27 +718,11 @@ impl RedisEdge {
         }
         // What the edge holds now, whatever happened behind the writer's back.
         let mut held = 0u64;
-        let slice = 1024u32;
-        let mut start = 0;
-        while start < stage.buckets {
-            let end = (start + slice).min(stage.buckets);
-            let mut cmds = Grouped::with_capacity((end - start) as usize);
-            for b in start..end {
-                cmds.push(
-                    u64::from(b),
-                    cmd("HLEN").arg(layout::bucket(api, version, b)).clone(),
-                );
-            }
-            for r in self
-                .conn
-                .grouped(cmds)
-                .await
-                .map_err(self.redis_err("seal"))?
-            {
-                held += value::<u64>(r).map_err(self.redis_err("seal"))?;
-            }
-            start = end;
-        }
+        self.for_each_bucket("seal", (api, version, stage.buckets), ("HLEN", 1024), |reply| {
+            held += value::<u64>(reply).map_err(self.redis_err("seal"))?;
+            Ok(())
+        })
+        .await?;
         if held != expected.keys {
             return Err(self.err(
                 "seal",
