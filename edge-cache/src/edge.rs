@@ -718,10 +718,15 @@ impl RedisEdge {
         }
         // What the edge holds now, whatever happened behind the writer's back.
         let mut held = 0u64;
-        self.for_each_bucket("seal", (api, version, stage.buckets), ("HLEN", 1024), |reply| {
-            held += value::<u64>(reply).map_err(self.redis_err("seal"))?;
-            Ok(())
-        })
+        self.for_each_bucket(
+            "seal",
+            (api, version, stage.buckets),
+            ("HLEN", 1024),
+            |reply| {
+                held += value::<u64>(reply).map_err(self.redis_err("seal"))?;
+                Ok(())
+            },
+        )
         .await?;
         if held != expected.keys {
             return Err(self.err(
