@@ -1,6 +1,8 @@
 //! Publish to two real edges with the `tablecast` binary, then answer every golden key over HTTP
 //! from a real lookup service; an edge killed before a publish leaves every edge serving the old
-//! version, and after a restart (empty) and a rehydrate, a retry commits.
+//! version, and after a restart (empty) and a rehydrate, a retry commits. An edge killed in the
+//! middle of a push fails the publish naming it, leaves every edge on the old version with no
+//! staged keys, and a retry after restart commits.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +44,17 @@ impl Stack {
     }
 
     fn publish(&self, spec: &str) -> (bool, serde_json::Value) {
+        let out = self.publish_command(spec).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "report of {spec}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), report)
+    }
+
+    fn publish_command(&self, spec: &str) -> Command {
         let spec_path = fixtures::specs_dir().join(format!("{spec}.toml"));
         let mut c = self.command();
         c.args(["publish", "--json", "--spec", spec_path.to_str().unwrap()]);
@@ -52,14 +65,25 @@ impl Stack {
         for e in &self.edges {
             c.args(["--edge", &e.url()]);
         }
+        c
+    }
+
+    fn rehydrate(&self, api: &str, edge: usize) {
+        let mut c = self.command();
+        c.args([
+            "edge",
+            "rehydrate",
+            "--api",
+            api,
+            "--redis",
+            &self.edges[edge].url(),
+        ]);
         let out = c.output().unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "report of {spec}: {e}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.success(), report)
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn lookup_service(&self, edge: usize, log: &Path) -> (ChildProcess, String) {
@@ -164,21 +188,7 @@ async fn every_golden_key_answers_from_an_edge_and_a_dead_edge_changes_nothing()
 
     // Restart it empty, refill it from the snapshot, and a retry commits v2 on both edges.
     stack.edges[1].restart();
-    let mut c = stack.command();
-    c.args([
-        "edge",
-        "rehydrate",
-        "--api",
-        "top_products_by_network",
-        "--redis",
-        &stack.edges[1].url(),
-    ]);
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stack.rehydrate("top_products_by_network", 1);
     let (ok, report) = stack.publish("top_products_by_network");
     assert!(ok, "{report}");
     assert_eq!(report["previous_version"], 1);
@@ -199,5 +209,145 @@ async fn every_golden_key_answers_from_an_edge_and_a_dead_edge_changes_nothing()
             "edge 0 never switched to v{version}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn serving(conn: &mut redis::aio::MultiplexedConnection, api: &str) -> Option<u64> {
+    redis::cmd("GET")
+        .arg(format!("tc:{{{api}}}:current"))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Keys of version `version`'s data buckets still in a Redis.
+async fn bucket_keys(
+    conn: &mut redis::aio::MultiplexedConnection,
+    api: &str,
+    version: u64,
+) -> usize {
+    let mut cursor = 0u64;
+    let mut found = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("tc:{{{api}:v{version}:b*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        found += keys.len();
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_commits() {
+    const API: &str = "recent_activity";
+    let mut stack = Stack::start();
+    let (ok, report) = stack.publish(API);
+    assert!(ok, "{report}");
+    let v1 = report["version"].as_u64().unwrap();
+    let mut watch = redis(&stack.edges[1].url()).await;
+    let baseline: u64 = redis::cmd("DBSIZE").query_async(&mut watch).await.unwrap();
+
+    // Start a publish and catch it while its data is landing on edge 1: as soon as bucket keys
+    // of the new version appear, pause writes there (the push blocks mid-way), make sure nothing
+    // was committed yet, and kill that redis-server.
+    let mut attempts = 0;
+    let (child, caught_at) = loop {
+        attempts += 1;
+        assert!(attempts <= 5, "never caught a publish mid-push in 5 tries");
+        let mut command = stack.publish_command(API);
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = command.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut caught = None;
+        while std::time::Instant::now() < deadline {
+            let size: u64 = redis::cmd("DBSIZE").query_async(&mut watch).await.unwrap();
+            if size > baseline + 2 {
+                let _: () = redis::cmd("CLIENT")
+                    .arg("PAUSE")
+                    .arg(60_000)
+                    .arg("WRITE")
+                    .query_async(&mut watch)
+                    .await
+                    .unwrap();
+                caught = Some(size - baseline);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let caught = caught.expect("the publish never wrote to edge 1");
+        if serving(&mut watch, API).await == Some(v1) {
+            break (child, caught);
+        }
+        // Too late: it committed before the pause. Let it go and try again.
+        let _: () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async(&mut watch)
+            .await
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    stack.edges[1].kill();
+    let out = child.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(!out.status.success(), "{report}");
+    assert_eq!(report["committed"], false, "{report}");
+    assert_eq!(report["error"]["edge"], stack.edges[1].url(), "{report}");
+    assert!(
+        ["push", "verify"].contains(&report["error"]["step"].as_str().unwrap()),
+        "killed with {caught_at} keys of the new version on edge 1: {report}"
+    );
+    let failed = report["version"].as_u64().unwrap();
+    assert!(failed > v1, "{report}");
+
+    // Edge 0 still serves v1 and holds nothing of the failed version.
+    let mut edge0 = redis(&stack.edges[0].url()).await;
+    assert_eq!(serving(&mut edge0, API).await, Some(v1));
+    assert_eq!(bucket_keys(&mut edge0, API, failed).await, 0);
+    let staged: Vec<u64> = redis::cmd("ZRANGE")
+        .arg(format!("tc:{{{API}}}:staged"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut edge0)
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "staged after the failure: {staged:?}");
+
+    // Restart edge 1 (empty), refill it with v1 from the snapshot, and a retry commits on both.
+    stack.edges[1].restart();
+    stack.rehydrate(API, 1);
+    let mut edge1 = redis(&stack.edges[1].url()).await;
+    assert_eq!(serving(&mut edge1, API).await, Some(v1));
+    let (ok, report) = stack.publish(API);
+    assert!(ok, "{report}");
+    let v = report["version"].as_u64().unwrap();
+    assert!(v > failed, "{report}");
+    for conn in [&mut edge0, &mut edge1] {
+        assert_eq!(serving(conn, API).await, Some(v));
+        assert_eq!(bucket_keys(conn, API, failed).await, 0);
     }
 }
