@@ -74,6 +74,10 @@ impl Config {
     /// the environment.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with(path, &env)
+    }
+
+    fn load_with(path: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
         let explicit = path.map(Path::to_path_buf).or_else(|| {
             env.iter()
                 .find(|(k, _)| k == "TABLECAST_CONFIG")
@@ -91,7 +95,11 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        apply_env(&mut table, &env)?;
+        apply_env(&mut table, env)?;
+        let staging_given = table
+            .get("fallback")
+            .and_then(|f| f.get("staging_dir"))
+            .is_some();
         let mut config: Config = toml::Value::Table(table).try_into().with_context(|| {
             format!(
                 "config {} (with TABLECAST_* overrides)",
@@ -103,6 +111,10 @@ impl Config {
         // The documented short name for the dashboard's admin token.
         if let Some((_, token)) = env.iter().find(|(k, _)| k == "TABLECAST_ADMIN_TOKEN") {
             config.dashboard.admin_token = Some(token.clone());
+        }
+        // Fallback staging belongs with the rest of the state unless placed elsewhere on purpose.
+        if !staging_given {
+            config.fallback.staging_dir = config.state_dir.join("fallback");
         }
         Ok(config)
     }
@@ -207,5 +219,20 @@ mod tests {
         let text = include_str!("../tablecast.example.toml");
         let c: Config = toml::from_str(text).unwrap();
         assert_eq!(c.publish.keep_versions, 2);
+    }
+
+    #[test]
+    fn fallback_staging_lives_in_the_state_dir_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tablecast.toml");
+        std::fs::write(&file, "state_dir = \"/srv/tc\"\n").unwrap();
+        let c = Config::load_with(Some(&file), &[]).unwrap();
+        assert_eq!(c.fallback.staging_dir, PathBuf::from("/srv/tc/fallback"));
+        let env = [(
+            "TABLECAST_FALLBACK__STAGING_DIR".to_string(),
+            "/scratch/spark".to_string(),
+        )];
+        let c = Config::load_with(Some(&file), &env).unwrap();
+        assert_eq!(c.fallback.staging_dir, PathBuf::from("/scratch/spark"));
     }
 }

@@ -4,122 +4,10 @@
 //! middle of a push fails the publish naming it, leaves every edge on the old version with no
 //! staged keys, and a retry after restart commits.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tablecast_e2e::{ChildProcess, Redis, free_port, loopback, run_tablecast, tablecast_command};
-
-struct Stack {
-    warehouse: tempfile::TempDir,
-    state: tempfile::TempDir,
-    edges: Vec<Redis>,
-}
-
-impl Stack {
-    fn start() -> Stack {
-        let warehouse = tempfile::tempdir().unwrap();
-        let out = run_tablecast([
-            "fixtures",
-            "generate",
-            "--out",
-            warehouse.path().to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Stack {
-            warehouse,
-            state: tempfile::tempdir().unwrap(),
-            edges: vec![Redis::start(), Redis::start()],
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut c = tablecast_command();
-        c.env("TABLECAST_STATE_DIR", self.state.path());
-        c
-    }
-
-    fn publish(&self, spec: &str) -> (bool, serde_json::Value) {
-        let out = self.publish_command(spec).output().unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "report of {spec}: {e}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.success(), report)
-    }
-
-    fn publish_command(&self, spec: &str) -> Command {
-        let spec_path = fixtures::specs_dir().join(format!("{spec}.toml"));
-        let mut c = self.command();
-        c.args(["publish", "--json", "--spec", spec_path.to_str().unwrap()]);
-        c.args([
-            "--metastore",
-            &format!("file://{}", self.warehouse.path().display()),
-        ]);
-        for e in &self.edges {
-            c.args(["--edge", &e.url()]);
-        }
-        c
-    }
-
-    fn rehydrate(&self, api: &str, edge: usize) {
-        let mut c = self.command();
-        c.args([
-            "edge",
-            "rehydrate",
-            "--api",
-            api,
-            "--redis",
-            &self.edges[edge].url(),
-        ]);
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn lookup_service(&self, edge: usize, log: &Path) -> (ChildProcess, String) {
-        let port = free_port();
-        let mut c = self.command();
-        c.args([
-            "edge",
-            "serve",
-            "--redis",
-            &self.edges[edge].url(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]);
-        let mut child = ChildProcess::spawn("lookup", c, log).unwrap();
-        child
-            .wait_for_port(loopback(port), Duration::from_secs(20))
-            .unwrap();
-        (child, format!("http://127.0.0.1:{port}"))
-    }
-}
-
-fn golden(spec: &str) -> Vec<(String, String)> {
-    let text =
-        std::fs::read_to_string(fixtures::golden_dir().join(format!("{spec}.jsonl"))).unwrap();
-    text.lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            // The value's exact bytes: everything after `"value":` up to the final `}`.
-            let start = line.find(",\"value\":").unwrap() + ",\"value\":".len();
-            (
-                v["key"].to_string(),
-                line[start..line.len() - 1].to_string(),
-            )
-        })
-        .collect()
-}
+use tablecast_e2e::{Deployment, assert_answers_golden};
 
 fn log_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(format!("{name}.log"))
@@ -127,7 +15,7 @@ fn log_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_golden_key_answers_from_an_edge_and_a_dead_edge_changes_nothing() {
-    let stack = Stack::start();
+    let stack = Deployment::start(2);
     for spec in fixtures::SAMPLE_SPECS {
         let (ok, report) = stack.publish(spec);
         assert!(ok, "{spec}: {report}");
@@ -142,24 +30,15 @@ async fn every_golden_key_answers_from_an_edge_and_a_dead_edge_changes_nothing()
 
     let logs = tempfile::tempdir().unwrap();
     let (_lookup, base) = stack.lookup_service(0, &log_path(&logs, "lookup0"));
-    let http = reqwest::Client::new();
     for spec in fixtures::SAMPLE_SPECS {
-        let entries = golden(spec);
         // Every key of the small APIs, every 13th of the big ones.
-        let step = if entries.len() > 100 { 13 } else { 1 };
-        for (key, value) in entries.iter().step_by(step) {
-            let path = publisher::keypath::encode_key(key.as_bytes()).unwrap();
-            let url = if path.is_empty() {
-                format!("{base}/v1/{spec}")
-            } else {
-                format!("{base}/v1/{spec}/{path}")
-            };
-            let resp = http.get(&url).send().await.unwrap();
-            assert_eq!(resp.status(), 200, "{url}");
-            assert_eq!(resp.headers()["content-type"], "application/json");
-            assert_eq!(resp.text().await.unwrap(), *value, "{url}");
-        }
+        assert_eq!(
+            assert_answers_golden(&base, spec, 13).await,
+            ["1"],
+            "{spec}"
+        );
     }
+    let http = reqwest::Client::new();
     let missing = http
         .get(format!("{base}/v1/recent_activity/999999999"))
         .send()
@@ -257,7 +136,7 @@ async fn bucket_keys(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_commits() {
     const API: &str = "recent_activity";
-    let mut stack = Stack::start();
+    let mut stack = Deployment::start(2);
     let (ok, report) = stack.publish(API);
     assert!(ok, "{report}");
     let v1 = report["version"].as_u64().unwrap();
