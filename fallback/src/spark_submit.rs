@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::config::SparkConfig;
+use crate::config::{SparkConfig, SubmitterKind};
 use crate::submit::{JobHandle, JobStatus, StagedJob, SubmitError, Submitter, tail_lines};
 
 /// How much of the end of a driver log is read for an excerpt.
@@ -117,9 +117,26 @@ impl SparkSubmit {
     }
 }
 
-/// Every `--conf`: the log level, what the job needs (metastore access), then the configured ones.
+/// Settings for `local[…]` masters (tests, small machines): no web UI to start, and a handful of
+/// shuffle partitions instead of 200 tiny tasks. A configured value wins.
+const LOCAL_DEFAULTS: [(&str, &str); 3] = [
+    ("spark.ui.enabled", "false"),
+    ("spark.sql.shuffle.partitions", "4"),
+    ("spark.driver.host", "127.0.0.1"),
+];
+
+/// Every `--conf`: the log level, local-mode defaults, what the job needs (metastore access),
+/// then the configured ones.
 pub(crate) fn spark_conf(config: &SparkConfig, job: &StagedJob) -> Vec<(String, String)> {
     let mut conf = vec![("spark.log.level".to_string(), config.log_level.clone())];
+    if config.submitter == SubmitterKind::SparkSubmit && config.master.starts_with("local") {
+        conf.extend(
+            LOCAL_DEFAULTS
+                .iter()
+                .filter(|(k, _)| !config.conf.contains_key(*k))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    }
     conf.extend(job.job_conf.iter().cloned());
     conf.extend(config.conf.iter().map(|(k, v)| (k.clone(), v.clone())));
     conf
