@@ -84,24 +84,71 @@ fn percent_encode(text: &str, out: &mut String) {
 
 /// The URL path (segments joined by `/`, no leading slash) of a canonical key JSON array.
 /// `None` if `key_json` is not a JSON array of scalars.
+///
+/// Numbers keep the exact text of the key JSON: re-printing a parsed float could change its
+/// spelling (`1e+25` for `1e25`) or, with a parser that is not correctly rounded, its digits.
 pub fn encode_key(key_json: &[u8]) -> Option<String> {
-    let values: Vec<serde_json::Value> = serde_json::from_slice(key_json).ok()?;
+    let text = std::str::from_utf8(key_json).ok()?;
     let mut out = String::new();
-    for (i, v) in values.iter().enumerate() {
+    for (i, element) in array_elements(text)?.into_iter().enumerate() {
         if i > 0 {
             out.push('/');
         }
-        match v {
-            serde_json::Value::Null => out.push_str(NULL_SEGMENT),
-            serde_json::Value::String(s) if s.is_empty() => out.push_str(EMPTY_SEGMENT),
-            serde_json::Value::String(s) => percent_encode(s, &mut out),
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
-                percent_encode(&v.to_string(), &mut out)
+        match element {
+            "null" => out.push_str(NULL_SEGMENT),
+            "true" | "false" => out.push_str(element),
+            s if s.starts_with('"') => match serde_json::from_str::<String>(s).ok()? {
+                s if s.is_empty() => out.push_str(EMPTY_SEGMENT),
+                s => percent_encode(&s, &mut out),
+            },
+            number => {
+                // Only a JSON number may be passed through as is.
+                if !matches!(
+                    serde_json::from_str::<serde_json::Value>(number),
+                    Ok(serde_json::Value::Number(_))
+                ) {
+                    return None;
+                }
+                percent_encode(number, &mut out)
             }
-            _ => return None,
         }
     }
     Some(out)
+}
+
+/// The top-level elements of a JSON array, as text (whitespace trimmed), without parsing them.
+fn array_elements(text: &str) -> Option<Vec<&str>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    if inner.trim().is_empty() {
+        return Some(vec![]);
+    }
+    let bytes = inner.as_bytes();
+    let mut elements = Vec::new();
+    let (mut start, mut in_string, mut escaped, mut depth) = (0, false, false, 0u32);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'[' | b'{' if !in_string => depth += 1,
+            b']' | b'}' if !in_string => depth = depth.checked_sub(1)?,
+            b',' if !in_string && depth == 0 => {
+                elements.push(inner[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    elements.push(inner[start..].trim());
+    // Nested arrays and objects are not key values.
+    if in_string
+        || elements
+            .iter()
+            .any(|e| e.starts_with('[') || e.starts_with('{'))
+    {
+        return None;
+    }
+    Some(elements)
 }
 
 fn percent_decode(segment: &str) -> Result<String, String> {
@@ -236,6 +283,23 @@ mod tests {
         let back = decode_key(&segments, types).unwrap();
         assert_eq!(String::from_utf8(back).unwrap(), key_json, "via {path}");
         path
+    }
+
+    #[test]
+    fn floats_keep_their_canonical_spelling() {
+        // Found by the property test: serde_json re-printed these as `…e+25` and `…995e-236`.
+        let f = [KeyType::Float];
+        assert_eq!(
+            round_trip("[-2.6198508033543223e25]", &f),
+            "-2.6198508033543223e25"
+        );
+        assert_eq!(
+            round_trip("[9.069072160233997e-236]", &f),
+            "9.069072160233997e-236"
+        );
+        assert_eq!(encode_key(b"[[1]]"), None);
+        assert_eq!(encode_key(b"[1,]"), None);
+        assert_eq!(encode_key(br#"["a\"b,c"]"#).as_deref(), Some("a%22b%2Cc"));
     }
 
     #[test]
