@@ -193,20 +193,26 @@ impl SnapshotWriter {
         let manifest_path = self.final_path.with_extension("json");
         let tmp_manifest = self.final_path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(manifest).map_err(|e| snap_err(&manifest_path, e))?;
-        let mut f = File::create(&tmp_manifest).map_err(|e| snap_err(&tmp_manifest, e))?;
-        f.write_all(&body)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| snap_err(&tmp_manifest, e))?;
+        let written = File::create(&tmp_manifest).and_then(|mut f| {
+            f.write_all(&body)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // Data without a manifest is never read; do not leave it behind either.
+            let _ = fs::remove_file(&tmp_manifest);
+            let _ = fs::remove_file(&self.final_path);
+            return Err(snap_err(&tmp_manifest, e));
+        }
         fs::rename(&tmp_manifest, &manifest_path).map_err(|e| snap_err(&manifest_path, e))?;
         Ok(self.final_path.clone())
     }
 }
 
 impl Drop for SnapshotWriter {
+    /// Whatever ended the writer early (an error in `write` or `finish`, a re-route, a failed
+    /// publish), its temporary file goes; after a successful `finish` it no longer exists.
     fn drop(&mut self) {
-        if self.encoder.is_some() {
-            let _ = fs::remove_file(&self.tmp_path);
-        }
+        let _ = fs::remove_file(&self.tmp_path);
     }
 }
 
@@ -275,5 +281,7 @@ mod tests {
         // Checksum mismatch: nothing is renamed into place.
         assert!(w.finish(&m).is_err());
         assert!(store.latest("demo").unwrap().is_none());
+        let left: Vec<_> = fs::read_dir(dir.path().join("demo")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -230,3 +230,61 @@ async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_com
         assert_eq!(bucket_keys(conn, API, failed).await, 0);
     }
 }
+
+/// The snapshot directory runs out of space (a file size limit stands in for a full disk; the
+/// write fails with EFBIG): the publish fails at the snapshot step before any edge commits, every
+/// edge keeps serving the old version, and nothing of the failed version stays staged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_snapshot_disk_fails_the_publish_before_any_edge_commits() {
+    use std::os::unix::process::CommandExt;
+    const API: &str = "recent_activity";
+    let deployment = Deployment::start(2);
+    let (ok, report) = deployment.publish(API);
+    assert!(ok, "{report}");
+    let v1 = report["version"].as_u64().unwrap();
+
+    let mut command = deployment.publish_command(API);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(!out.status.success(), "{report}");
+    assert_eq!(report["committed"], false, "{report}");
+    assert_eq!(report["error"]["step"], "snapshot", "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(".snap"),
+        "the error names the snapshot file: {report}"
+    );
+    let failed = report["version"].as_u64().unwrap();
+    for edge in &deployment.edges {
+        let mut conn = redis(&edge.url()).await;
+        assert_eq!(serving(&mut conn, API).await, Some(v1));
+        assert_eq!(bucket_keys(&mut conn, API, failed).await, 0);
+    }
+    // No partial snapshot is left behind, and the kept one still rehydrates.
+    let dir = deployment.state.path().join("snapshots").join(API);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(&format!("v{failed}"))),
+        "{names:?}"
+    );
+}
