@@ -15,7 +15,7 @@ use publisher::Error;
 use publisher::engine::EngineJob;
 use publisher::files::{DataFile, locate};
 use publisher::spec::{
-    AggFn, FilterOp, HIVE_NULL_PARTITION, Literal, ResolvedFilter, ResolvedSpec, Source,
+    AggFn, FilterOp, HIVE_NULL_PARTITION, Literal, ResolvedFilter, ResolvedSpec, Shape, Source,
 };
 
 fn plan_error(job: &EngineJob, e: impl std::fmt::Display) -> Error {
@@ -53,15 +53,24 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         .collect();
     let mut outputs = Vec::with_capacity(spec.outputs.len());
     if let Some(grouping) = &spec.grouping {
-        let mut aggregates = Vec::new();
-        for (i, o) in spec.outputs.iter().enumerate() {
-            if let Source::Aggregate { func, column } = &o.source {
-                aggregates.push(aggregate_expr(*func, column.as_deref()).alias(format!("__a{i}")));
+        df = match two_phase_distinct(spec) {
+            Some(distinct) => aggregate_two_phase(df, grouping, spec, distinct),
+            None => {
+                let aggregates = spec
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, o)| match &o.source {
+                        Source::Aggregate { func, column } => {
+                            Some(aggregate_expr(*func, column.as_deref()).alias(format!("__a{i}")))
+                        }
+                        Source::Column(_) => None,
+                    })
+                    .collect();
+                df.aggregate(grouping.iter().map(ident).collect(), aggregates)
             }
         }
-        df = df
-            .aggregate(grouping.iter().map(ident).collect(), aggregates)
-            .map_err(err)?;
+        .map_err(err)?;
         for (i, o) in spec.outputs.iter().enumerate() {
             let source = match &o.source {
                 Source::Column(c) => ident(c),
@@ -117,6 +126,9 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
                 .sort(key_order.into_iter().chain(within_key).collect())
                 .map_err(err)?;
         }
+        // One row per key (validation guarantees it): nothing to cluster, and order within a
+        // key is moot. Output order is not part of the engine contract (`run` sorts by key).
+        None if spec.shape() == Shape::Object => {}
         None => {
             df = df
                 .sort(key_order.into_iter().chain(within_key).collect())
@@ -128,6 +140,75 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         .chain((0..spec.outputs.len()).map(|i| ident(value_col(i))))
         .collect();
     df.select(columns).map_err(err)
+}
+
+/// The column of the spec's COUNT(DISTINCT), when the aggregation can run in two phases:
+/// exactly one distinct column, and every other aggregate decomposable (count, sum, min, max).
+///
+/// DataFusion keeps a hash set per group for COUNT(DISTINCT) next to other aggregates, which is
+/// several times slower than grouping by (keys, column) first and counting the groups after,
+/// the rewrite its own optimizer only makes when no other aggregate is present.
+fn two_phase_distinct(spec: &ResolvedSpec) -> Option<&str> {
+    let mut distinct = None;
+    for o in &spec.outputs {
+        match &o.source {
+            Source::Aggregate {
+                func: AggFn::CountDistinct,
+                column: Some(c),
+            } => match distinct {
+                None => distinct = Some(c.as_str()),
+                Some(d) if d == c => {}
+                Some(_) => return None,
+            },
+            Source::Aggregate {
+                func: AggFn::Avg, ..
+            } => return None,
+            _ => {}
+        }
+    }
+    distinct
+}
+
+/// GROUP BY (grouping, distinct) with partial aggregates, then GROUP BY grouping combining them:
+/// counts and sums are summed, minima and maxima taken again, and the distinct count is the
+/// count of non-null distinct values among the first phase's groups.
+fn aggregate_two_phase(
+    df: DataFrame,
+    grouping: &[String],
+    spec: &ResolvedSpec,
+    distinct: &str,
+) -> datafusion::error::Result<DataFrame> {
+    let mut inner_group: Vec<Expr> = grouping.iter().map(ident).collect();
+    if !grouping.iter().any(|g| g == distinct) {
+        inner_group.push(ident(distinct).alias("__d"));
+    }
+    let distinct_col = if grouping.iter().any(|g| g == distinct) {
+        ident(distinct)
+    } else {
+        ident("__d")
+    };
+    let mut partial = Vec::new();
+    let mut combined = Vec::new();
+    for (i, o) in spec.outputs.iter().enumerate() {
+        let Source::Aggregate { func, column } = &o.source else {
+            continue;
+        };
+        let (name, out) = (format!("__p{i}"), format!("__a{i}"));
+        let combine = match func {
+            AggFn::CountDistinct => {
+                combined.push(count(distinct_col.clone()).alias(out));
+                continue;
+            }
+            AggFn::Count | AggFn::Sum => sum(ident(&name)),
+            AggFn::Min => min(ident(&name)),
+            AggFn::Max => max(ident(&name)),
+            AggFn::Avg => unreachable!("two_phase_distinct refuses avg"),
+        };
+        partial.push(aggregate_expr(*func, column.as_deref()).alias(name));
+        combined.push(combine.alias(out));
+    }
+    df.aggregate(inner_group, partial)?
+        .aggregate(grouping.iter().map(ident).collect(), combined)
 }
 
 fn aggregate_expr(func: AggFn, column: Option<&str>) -> Expr {
