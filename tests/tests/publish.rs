@@ -288,3 +288,149 @@ async fn a_full_snapshot_disk_fails_the_publish_before_any_edge_commits() {
         "{names:?}"
     );
 }
+
+fn run_ok(mut command: std::process::Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        command,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The operator's CLI end to end: `versions` lists what each edge keeps, `rollback` switches
+/// every edge back at once, `token create`/`revoke` protect an API in place (401 without a
+/// token, 403 with a wrong one, 200 with its own; revoked tokens stop working), and the next
+/// publish carries the token set with the version.
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_rollback_and_tokens_from_the_cli() {
+    const API: &str = "top_products_by_network";
+    let deployment = Deployment::start(2);
+    for _ in 0..2 {
+        let (ok, report) = deployment.publish(API);
+        assert!(ok, "{report}");
+    }
+    let edges: Vec<String> = deployment.edges.iter().map(|e| e.url()).collect();
+    let with_edges = |args: &[&str]| {
+        let mut c = deployment.command();
+        c.args(args);
+        for e in &edges {
+            c.args(["--edge", e]);
+        }
+        c
+    };
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&run_ok(with_edges(&["versions", "--api", API, "--json"]))).unwrap();
+    for edge in listed.as_array().unwrap() {
+        assert_eq!(edge["serving"], 2, "{listed}");
+        let kept: Vec<u64> = edge["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(kept, [2, 1], "{listed}");
+    }
+
+    let logs = tempfile::tempdir().unwrap();
+    let (_lookup, base) = deployment.lookup_service(1, &logs.path().join("lookup.log"));
+    let url = format!("{base}/v1/{API}/facebook");
+
+    // The service caches the serving version and the token set for `version_cache_ms`, so
+    // each switch is awaited (bounded), never slept on.
+    run_ok(with_edges(&["rollback", "--api", API]));
+    for e in &deployment.edges {
+        assert_eq!(serving(&mut redis(&e.url()).await, API).await, Some(1));
+    }
+    assert_eq!(
+        answer_until(&url, None, 200, Some("1")).await,
+        (200, "1".into())
+    );
+    run_ok(with_edges(&["rollback", "--api", API, "--to", "2"]));
+    answer_until(&url, None, 200, Some("2")).await;
+
+    // Protect it in place: no republish needed.
+    let token = run_ok(with_edges(&["token", "create", "--api", API]))
+        .trim()
+        .to_string();
+    assert!(token.len() >= 32, "{token:?}");
+    answer_until(&url, None, 401, None).await;
+    answer_until(&url, Some(&format!("{token}x")), 403, None).await;
+    answer_until(&url, Some(&token), 200, None).await;
+
+    // The next publish carries the hashes with the version; the token still works.
+    let (ok, report) = deployment.publish(API);
+    assert!(ok, "{report}");
+    answer_until(&url, Some(&token), 200, Some("3")).await;
+    answer_until(&url, None, 401, None).await;
+
+    // Only hashes at rest.
+    for file in walk(deployment.state.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token appears in {}",
+            file.display()
+        );
+    }
+
+    let tokens = run_ok({
+        let mut c = deployment.command();
+        c.args(["token", "list", "--api", API]);
+        c
+    });
+    let id = tokens.split_whitespace().next().unwrap().to_string();
+    run_ok(with_edges(&["token", "revoke", "--api", API, "--id", &id]));
+    answer_until(&url, Some(&token), 403, None).await;
+}
+
+/// GETs `url` until it answers `status` (and, if given, from `version`), for at most 5 s;
+/// returns the last status and version.
+async fn answer_until(
+    url: &str,
+    token: Option<&str>,
+    status: u16,
+    version: Option<&str>,
+) -> (u16, String) {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut request = http.get(url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let resp = request.send().await.unwrap();
+        let got = (
+            resp.status().as_u16(),
+            resp.headers()
+                .get("x-tablecast-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
+        if got.0 == status && version.is_none_or(|v| got.1 == v) {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} still answers {got:?}, expected {status} {version:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
