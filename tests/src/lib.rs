@@ -7,10 +7,12 @@
 //! - [`ChildProcess`]: any other server (e.g. `tablecast edge serve`), with its log tail in errors;
 //! - [`free_port`], [`wait_for_port`], [`StalledListener`] (accepts, never answers);
 //! - [`Deployment`]: fixtures, state and N edges, driven through the binary;
+//! - [`Dashboard`]: `tablecast serve` over the shared metastore, driven over its REST API;
 //! - [`sample::write_warehouse`]: a small partitioned Parquet warehouse in a database of its own.
 //!
 //! Waits poll the port and are bounded; nothing sleeps blindly.
 
+pub mod dashboard;
 pub mod deployment;
 pub mod metastore;
 pub mod net;
@@ -21,6 +23,7 @@ pub mod tablecast;
 
 use std::path::PathBuf;
 
+pub use dashboard::{Dashboard, DashboardSettings};
 pub use deployment::{Deployment, assert_answers_golden, golden, lookup_url};
 pub use metastore::Metastore;
 pub use net::{StalledListener, free_port, loopback, wait_for_port};

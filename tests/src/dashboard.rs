@@ -1,0 +1,334 @@
+//! The analysts' dashboard (`tablecast serve`) as a real process over the shared Hive metastore
+//! and real Redis edges, configured only through `TABLECAST_*` variables, driven over HTTP.
+//!
+//! - [`fixtures_metastore`]: scale-1 fixtures registered once per test binary in
+//!   [`Metastore::shared`];
+//! - [`Dashboard`]: one `tablecast serve` with a REST client holding the admin token, SSE
+//!   following ([`Dashboard::follow`]) and job polling ([`Dashboard::wait_job`]);
+//! - [`lookup_service`]: `tablecast edge serve` in front of one Redis;
+//! - [`sample_spec_json`]: a sample spec of `fixtures/specs` as the API's JSON model.
+//!
+//! Every wait has a deadline and fails with what it saw and the server's log tail.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{ChildProcess, Metastore, free_port, loopback, run_tablecast, tablecast_command};
+
+/// The admin token every test dashboard is started with (at least 16 characters).
+pub const ADMIN_TOKEN: &str = "e2e-dashboard-admin-token-0123";
+
+/// How long `tablecast serve` may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shared metastore's URI, with the scale-1 fixtures (generated once per test binary into
+/// a folder that lives as long as it) registered in it.
+pub fn fixtures_metastore() -> String {
+    static WAREHOUSE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let metastore = Metastore::shared();
+    WAREHOUSE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("tablecast-dashboard-fixtures-")
+            .tempdir()
+            .expect("temp dir");
+        let warehouse = dir.path().to_str().expect("UTF-8 temp path");
+        let out = run_tablecast(["fixtures", "generate", "--out", warehouse]);
+        assert!(
+            out.status.success(),
+            "fixtures generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run_tablecast([
+            "fixtures",
+            "load",
+            "--metastore",
+            &metastore.uri(),
+            "--warehouse",
+            warehouse,
+        ]);
+        assert!(
+            out.status.success(),
+            "fixtures load: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            metastore.log_tail(20)
+        );
+        dir
+    });
+    metastore.uri()
+}
+
+/// A sample spec of `fixtures/specs` as the JSON model the REST API takes.
+pub fn sample_spec_json(spec: &str) -> Value {
+    let path = fixtures::specs_dir().join(format!("{spec}.toml"));
+    let spec = publisher::spec::ApiSpec::from_path(&path)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+    serde_json::to_value(spec).expect("a spec encodes as JSON")
+}
+
+/// How to start a dashboard; kept so that it can be started again on the same state.
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    pub state_dir: PathBuf,
+    /// `thrift://…` or `file://…`: the `default` catalog.
+    pub metastore: String,
+    /// The `default` edge group.
+    pub edges: Vec<String>,
+    /// More `TABLECAST_*` settings (short leases, backoffs…).
+    pub env: Vec<(String, String)>,
+}
+
+impl DashboardSettings {
+    pub fn new(state_dir: &Path, metastore: &str, edges: &[String]) -> Self {
+        DashboardSettings {
+            state_dir: state_dir.to_path_buf(),
+            metastore: metastore.to_string(),
+            edges: edges.to_vec(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// `tablecast` with this configuration in its environment, for any subcommand.
+    pub fn command(&self) -> std::process::Command {
+        let mut c = tablecast_command();
+        c.env("TABLECAST_STATE_DIR", &self.state_dir)
+            .env("TABLECAST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TABLECAST_METASTORE", &self.metastore)
+            .env(
+                "TABLECAST_EDGES",
+                serde_json::to_string(&self.edges).expect("edges encode"),
+            );
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+}
+
+/// A running `tablecast serve` and a client for its REST API.
+pub struct Dashboard {
+    pub base: String,
+    pub process: ChildProcess,
+    http: reqwest::Client,
+}
+
+impl Dashboard {
+    /// Starts `tablecast serve --listen 127.0.0.1:PORT` and waits until it listens.
+    pub fn start(settings: &DashboardSettings, log: &Path) -> Dashboard {
+        let port = free_port();
+        let mut c = settings.command();
+        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        let mut process = ChildProcess::spawn("tablecast serve", c, log)
+            .unwrap_or_else(|e| panic!("starting tablecast serve: {e:#}"));
+        process
+            .wait_for_port(loopback(port), START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Dashboard {
+            base: format!("http://127.0.0.1:{port}"),
+            process,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// A request with the admin token (or `token`, or none): status and JSON body (`null` when
+    /// the body is empty, `{"text": …}` when it is not JSON).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method.clone(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail(30)));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }))
+        };
+        (status, value)
+    }
+
+    /// GET with the admin token; panics unless 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self
+            .request(reqwest::Method::GET, path, Some(ADMIN_TOKEN), None)
+            .await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// POST with the admin token.
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(ADMIN_TOKEN), body)
+            .await
+    }
+
+    /// Creates an API from a sample spec (default catalog and edge group); panics unless 201.
+    pub async fn create_sample_api(&self, spec: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/apis",
+                Some(&json!({ "spec": sample_spec_json(spec) })),
+            )
+            .await;
+        assert_eq!(status, 201, "creating {spec}: {body}");
+        body
+    }
+
+    /// Queues a publish; panics unless 202; returns the job id.
+    pub async fn publish(&self, api: &str) -> String {
+        self.start_job(&format!("/api/apis/{api}/publish"), None)
+            .await
+    }
+
+    /// Queues a rollback (to the previous kept version unless `to`); returns the job id.
+    pub async fn rollback(&self, api: &str, to: Option<u64>) -> String {
+        let body = to.map(|v| json!({ "to": v }));
+        self.start_job(&format!("/api/apis/{api}/rollback"), body.as_ref())
+            .await
+    }
+
+    async fn start_job(&self, path: &str, body: Option<&Value>) -> String {
+        let (status, job) = self.post(path, body).await;
+        assert_eq!(status, 202, "POST {path}: {job}");
+        job["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job id in {job}"))
+            .to_string()
+    }
+
+    /// Follows `GET /api/jobs/{id}/events` (Server-Sent Events) until the stream ends after the
+    /// `finished` event; returns every event's data. Panics past `timeout`.
+    pub async fn follow(&self, job: &str, timeout: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let path = format!("/api/jobs/{job}/events");
+        let mut resp = self
+            .http
+            .get(self.url(&path))
+            .bearer_auth(ADMIN_TOKEN)
+            .timeout(timeout)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "GET {path}");
+        let content_type = resp.headers()["content-type"].to_str().unwrap_or_default();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        let mut buf = String::new();
+        let mut events: Vec<Value> = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "job {job}: no end of its event stream within {} s; events so far: {}\n{}",
+                        timeout.as_secs(),
+                        Value::from(events.clone()),
+                        self.log_tail(30)
+                    )
+                })
+                .unwrap_or_else(|e| panic!("reading {path}: {e}"));
+            let Some(chunk) = chunk else { break };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                    .collect();
+                if !data.is_empty() {
+                    let event = serde_json::from_str(&data.join("\n"))
+                        .unwrap_or_else(|e| panic!("event data {data:?}: {e}"));
+                    events.push(event);
+                }
+            }
+        }
+        assert_eq!(
+            events.last().map(|e| e["event"].clone()),
+            Some(json!("finished")),
+            "job {job}: the stream ended without a `finished` event: {}",
+            Value::from(events.clone())
+        );
+        events
+    }
+
+    /// Polls `GET /api/jobs/{id}` until the job is succeeded, failed or cancelled.
+    pub async fn wait_job(&self, job: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let view = self.get(&format!("/api/jobs/{job}")).await;
+            if ["succeeded", "failed", "cancelled"].contains(&view["state"].as_str().unwrap_or(""))
+            {
+                return view;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "job {job} not finished within {} s: {view}\n{}",
+                timeout.as_secs(),
+                self.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `tablecast edge serve` in front of one Redis (with an empty state folder of its own, so it
+/// never refills anything); returns it and its base URL.
+pub fn lookup_service(redis_url: &str, state_dir: &Path, log: &Path) -> (ChildProcess, String) {
+    let port = free_port();
+    let mut c = tablecast_command();
+    c.env("TABLECAST_STATE_DIR", state_dir).args([
+        "edge",
+        "serve",
+        "--redis",
+        redis_url,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut child = ChildProcess::spawn("lookup", c, log).unwrap_or_else(|e| panic!("{e:#}"));
+    child
+        .wait_for_port(loopback(port), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// The names of the events, in order.
+pub fn event_names(events: &[Value]) -> Vec<&str> {
+    events.iter().filter_map(|e| e["event"].as_str()).collect()
+}
