@@ -25,6 +25,7 @@ machine = {
     "kernel": platform.release(),
     "rustc": sh("rustc --version"),
     "redis": sh("redis-server --version | cut -d' ' -f3"),
+    "load average (1, 5, 15 min) at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     "duckdb": sh(f"{sys.executable} -c 'import duckdb; print(duckdb.__version__)'"),
 }
 json.dump({"machine": machine, "results": results}, open(sys.argv[3], "w"), indent=2)
