@@ -125,23 +125,24 @@ impl SnapshotStore {
         Ok(checksum)
     }
 
-    /// Keeps the newest `keep` snapshots of an API.
+    /// Keeps the newest `keep` snapshots of an API, and removes the temporary files of writers
+    /// that died before finishing (a crashed publish). Called by the publisher that holds the
+    /// API's lease, after its own snapshot is in place, so no live writer owns a `.tmp` here.
     pub fn prune(&self, api: &str, keep: usize) -> Result<()> {
         let dir = self.api_dir(api)?;
         let Ok(read) = fs::read_dir(&dir) else {
             return Ok(());
         };
-        let mut versions: Vec<u64> = read
+        let names: Vec<String> = read
             .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .into_string()
-                    .ok()?
-                    .strip_prefix('v')?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        for stale in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let _ = fs::remove_file(dir.join(stale));
+        }
+        let mut versions: Vec<u64> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix('v')?.strip_suffix(".json")?.parse().ok())
             .collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
         for v in versions.into_iter().skip(keep) {
@@ -259,8 +260,12 @@ mod tests {
         });
         assert_eq!(read.unwrap(), sum);
         assert_eq!(seen, 1000);
+        // A writer that died mid-way (a killed publish) left its temporary file.
+        let crashed = dir.path().join("demo").join(".v4.snap.tmp");
+        fs::write(&crashed, b"partial").unwrap();
         store.prune("demo", 2).unwrap();
         assert!(store.manifest("demo", 1).is_err());
+        assert!(!crashed.exists());
         assert!(store.manifest("demo", 2).is_ok());
     }
 
