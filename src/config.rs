@@ -21,6 +21,8 @@ pub struct Config {
     pub publish: publisher::publish::PublishConfig,
     /// The Spark fallback (spark-submit or Oozie).
     pub fallback: fallback::SparkConfig,
+    /// How commands and the dashboard talk to edge Redis servers (timeouts, GC, pipelines).
+    pub edge: edge_cache::EdgeConfig,
     /// The lookup service an edge node runs (`tablecast edge serve`).
     pub lookup: edge_cache::LookupConfig,
     /// The analysts' dashboard and job runner (`tablecast serve`).
@@ -59,6 +61,7 @@ impl Default for Config {
             guards: Default::default(),
             publish: Default::default(),
             fallback: Default::default(),
+            edge: Default::default(),
             lookup: Default::default(),
             dashboard: Default::default(),
             log: Default::default(),
@@ -219,6 +222,8 @@ mod tests {
         let text = include_str!("../tablecast.example.toml");
         let c: Config = toml::from_str(text).unwrap();
         assert_eq!(c.publish.keep_versions, 2);
+        // The example spells out the defaults.
+        assert_eq!(c.edge, edge_cache::EdgeConfig::default());
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub async fn publisher(config: &Config, metastore: &str) -> Result<Publisher> {
     })
 }
 
-pub async fn edge(address: &str) -> Result<Arc<edge_cache::RedisEdge>> {
-    let edge = edge_cache::RedisEdge::connect(address)
+pub async fn edge(address: &str, config: &Config) -> Result<Arc<edge_cache::RedisEdge>> {
+    let edge = edge_cache::RedisEdge::connect_with(address, config.edge.options())
         .await
         .with_context(|| format!("connecting to edge {address}"))?;
     Ok(Arc::new(edge))
@@ -56,7 +56,10 @@ impl AppStack {
         if let Some(e) = edges.get(url) {
             return Ok(Arc::clone(e));
         }
-        let edge = Arc::new(edge_cache::RedisEdge::lazy(url, Default::default())?);
+        let edge = Arc::new(edge_cache::RedisEdge::lazy(
+            url,
+            self.config.edge.options(),
+        )?);
         edges.insert(url.to_string(), Arc::clone(&edge));
         Ok(edge)
     }

@@ -67,6 +67,56 @@ impl Default for EdgeOptions {
     }
 }
 
+/// The `[edge]` section of the configuration: how publishers and operators' commands talk to
+/// edge Redis servers. Plain numbers (milliseconds) for TOML and environment overrides.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    pub connect_timeout_ms: u64,
+    /// Deadline of one Redis reply.
+    pub response_timeout_ms: u64,
+    /// See [`EdgeOptions::retire_grace`].
+    pub retire_grace_ms: u64,
+    /// See [`EdgeOptions::stale_staging`]: how long the staged keys of a crashed publish may
+    /// stay before GC collects them.
+    pub stale_staging_ms: u64,
+    pub delete_slice: usize,
+    pub deep_verify: bool,
+    pub write_chunk: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        let o = EdgeOptions::default();
+        EdgeConfig {
+            connect_timeout_ms: o.timeouts.connect.as_millis() as u64,
+            response_timeout_ms: o.timeouts.response.as_millis() as u64,
+            retire_grace_ms: o.retire_grace.as_millis() as u64,
+            stale_staging_ms: o.stale_staging.as_millis() as u64,
+            delete_slice: o.delete_slice,
+            deep_verify: o.deep_verify,
+            write_chunk: o.write_chunk,
+        }
+    }
+}
+
+impl EdgeConfig {
+    pub fn options(&self) -> EdgeOptions {
+        EdgeOptions {
+            timeouts: Timeouts {
+                connect: Duration::from_millis(self.connect_timeout_ms),
+                response: Duration::from_millis(self.response_timeout_ms),
+            },
+            retire_grace: Duration::from_millis(self.retire_grace_ms),
+            stale_staging: Duration::from_millis(self.stale_staging_ms),
+            delete_slice: self.delete_slice.max(1),
+            deep_verify: self.deep_verify,
+            write_chunk: self.write_chunk.max(1),
+            ..EdgeOptions::default()
+        }
+    }
+}
+
 /// What this process wrote of a staged version.
 #[derive(Debug, Clone, Copy)]
 struct Tracker {

@@ -14,7 +14,7 @@ pub mod layout;
 pub mod lookup;
 pub mod rehydrate;
 
-pub use edge::{EdgeOptions, RedisEdge, Resolved};
+pub use edge::{EdgeConfig, EdgeOptions, RedisEdge, Resolved};
 pub use error::{Error, Result};
 pub use lookup::{LookupConfig, LookupError, LookupState, router, serve, serve_on};
 pub use rehydrate::{RehydrateOutcome, missing_apis, rehydrate, rehydrate_missing, snapshot_apis};

@@ -105,7 +105,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
     let publisher = crate::stack::publisher(&demo_config, &catalog).await?;
     let mut edges: Vec<Arc<dyn EdgeSink>> = Vec::new();
     for r in &redis {
-        edges.push(crate::stack::edge(&r.url()).await?);
+        edges.push(crate::stack::edge(&r.url(), config).await?);
     }
     for (api, _) in SAMPLES {
         let spec = ApiSpec::from_path(&fixtures::specs_dir().join(format!("{api}.toml")))?;

@@ -42,7 +42,7 @@ pub async fn run(command: EdgeCommand, config: &Config) -> Result<ExitCode> {
             edge_cache::serve(lookup, shutdown_signal()).await?;
         }
         EdgeCommand::Rehydrate { api, redis } => {
-            let edge = crate::stack::edge(&redis).await?;
+            let edge = crate::stack::edge(&redis, config).await?;
             let snapshots = Arc::new(SnapshotStore::new(config.snapshot_dir()));
             let outcome = edge_cache::rehydrate(&edge, &snapshots, &api).await?;
             println!("{api} on {redis}: {outcome:?}");

@@ -39,7 +39,7 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     for address in config.edges(&args.edges)? {
         edges.push(Arc::new(edge_cache::RedisEdge::lazy(
             address,
-            Default::default(),
+            config.edge.options(),
         )?));
     }
     let tokens = Tokens {

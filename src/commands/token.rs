@@ -74,7 +74,7 @@ async fn push(store: &TokenStore, api: &str, flags: &[String], config: &Config) 
     };
     let hashes = store.active_hashes(api)?;
     for address in addresses {
-        let edge = crate::stack::edge(address).await?;
+        let edge = crate::stack::edge(address, config).await?;
         edge.set_token_hashes(api, &hashes, true).await?;
         eprintln!("edge {address}: {} token hash(es) for {api}", hashes.len());
     }

@@ -30,7 +30,7 @@ pub struct RollbackArgs {
 pub async fn versions(args: VersionsArgs, config: &Config) -> Result<ExitCode> {
     let mut all = Vec::new();
     for address in config.edges(&args.edges)? {
-        let edge = crate::stack::edge(address).await?;
+        let edge = crate::stack::edge(address, config).await?;
         let v = edge.versions(&args.api).await?;
         all.push(serde_json::json!({ "edge": address, "serving": v.serving, "highest": v.highest, "kept": v.kept }));
         if !args.json {
@@ -69,7 +69,7 @@ pub async fn rollback(args: RollbackArgs, config: &Config) -> Result<ExitCode> {
     let addresses = config.edges(&args.edges)?;
     let mut edges = Vec::new();
     for a in addresses {
-        edges.push(crate::stack::edge(a).await?);
+        edges.push(crate::stack::edge(a, config).await?);
     }
     let first = edges[0].versions(&args.api).await?;
     let serving = first
