@@ -350,3 +350,83 @@ async fn encoder_sees_the_engine_contract() {
     let explained = p.fasttrack.explain(&plan.job("file:///")).await.unwrap();
     assert!(explained.contains("physical plan"), "{explained}");
 }
+
+const PER_NETWORK: &str = r#"
+    name = "per_network"
+    table = "social.sales"
+    key = ["network"]
+    shape = "object"
+    [[values]]
+    agg = "sum"
+    column = "referrals"
+    as = "referrals"
+"#;
+
+async fn run_to_error(p: &Publisher, plan: &publisher::publish::Plan) -> String {
+    let mut sink = Collect(Vec::new());
+    let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
+    let err = p
+        .run(plan, Route::Auto, &mut sink, &progress)
+        .await
+        .expect_err("the run must fail");
+    assert!(sink.0.is_empty(), "entries reached the sink before: {err}");
+    err.to_string()
+}
+
+/// A file listed at planning time and deleted before the engine reads it: the run fails naming
+/// the file, with nothing returned.
+#[tokio::test]
+async fn a_file_deleted_after_planning_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    let p = publisher_over(dir.path(), GuardLimits::default()).await;
+    let plan = p
+        .plan(&ApiSpec::from_toml(PER_NETWORK).unwrap(), Route::Auto)
+        .await
+        .unwrap();
+    let gone = dir.path().join("social/sales/dt=2026-11-02/part-0.parquet");
+    std::fs::remove_file(&gone).unwrap();
+    let err = run_to_error(&p, &plan).await;
+    assert!(
+        err.contains("dt=2026-11-02/part-0.parquet"),
+        "the error names the missing file: {err}"
+    );
+}
+
+/// A file rewritten after planning with a column type that drifted from the catalog's (a string
+/// where the table says bigint): the run refuses it naming the file, rather than reading it
+/// against the schema the plan checked.
+#[tokio::test]
+async fn a_file_rewritten_with_a_drifted_schema_after_planning_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    let p = publisher_over(dir.path(), GuardLimits::default()).await;
+    let plan = p
+        .plan(&ApiSpec::from_toml(PER_NETWORK).unwrap(), Route::Auto)
+        .await
+        .unwrap();
+    // Rewrite one partition with `referrals` as text, after the plan fixed the table's schema.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("product_id", DataType::Int64, true),
+        Field::new("network", DataType::Utf8, true),
+        Field::new("referrals", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["fb"])),
+            Arc::new(StringArray::from(vec!["many"])),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("social/sales/dt=2026-11-02/part-0.parquet");
+    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = run_to_error(&p, &plan).await;
+    assert!(
+        err.contains("dt=2026-11-02/part-0.parquet") && err.contains("changed since"),
+        "the error names the file: {err}"
+    );
+}

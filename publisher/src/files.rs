@@ -193,6 +193,36 @@ pub async fn read_footer(file: &DataFile) -> Result<Footer> {
     })
 }
 
+/// Checks that every planned file is still there with the size it was listed with, so that an
+/// engine never reads a table that changed under the plan: a file deleted since planning would
+/// otherwise read as an empty listing (a silent partial answer), and a rewritten one would be
+/// read against a schema checked for another file. The error names the file.
+pub async fn verify_unchanged(files: &[DataFile]) -> Result<()> {
+    use futures::StreamExt;
+    futures::stream::iter(files.iter().map(|file| async move {
+        let err = |message: String| Error::ParquetFile {
+            path: file.url.clone(),
+            message,
+        };
+        let located = locate(&file.url)?;
+        match located.store.head(&located.path).await {
+            Ok(meta) if meta.size == file.size => Ok(()),
+            Ok(meta) => Err(err(format!(
+                "changed since the table was listed: {} bytes then, {} now",
+                file.size, meta.size
+            ))),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(err("deleted since the table was listed".into()))
+            }
+            Err(e) => Err(err(e.to_string())),
+        }
+    }))
+    .buffer_unordered(32)
+    .try_collect::<Vec<()>>()
+    .await
+    .map(|_| ())
+}
+
 /// Sums the row counts of many footers, a few at a time.
 pub async fn footer_rows(files: &[DataFile]) -> Result<u64> {
     use futures::StreamExt;

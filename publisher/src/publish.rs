@@ -283,6 +283,7 @@ impl Publisher {
         let mut stats = RunStats::default();
         let mut path = plan.path;
         loop {
+            files::verify_unchanged(&plan.inspection.files).await?;
             let started = Instant::now();
             let outcome = self.run_once(plan, path, sink, progress).await;
             let (rows_in, peak, result) = outcome;
