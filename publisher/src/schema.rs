@@ -232,7 +232,18 @@ mod tests {
     fn parses_table_names() {
         let t: TableName = "Social.Referrals".parse().unwrap();
         assert_eq!(t.to_string(), "social.referrals");
-        for bad in ["nodot", "a.b.c", ".t", "d.", "d.t; drop", "d.`t`"] {
+        for bad in [
+            "nodot",
+            "a.b.c",
+            ".t",
+            "d.",
+            "d.t; drop",
+            "d.`t`",
+            "../etc.passwd",
+            "d.t/../../x",
+            "d.t\\..",
+            "..",
+        ] {
             assert!(bad.parse::<TableName>().is_err(), "{bad}");
         }
     }

@@ -115,6 +115,11 @@ impl Catalog for DirectoryCatalog {
     }
 
     async fn table(&self, name: &TableName) -> Result<TableMeta> {
+        // Names become folder names here: only identifiers, never `..` or a separator, whoever
+        // built the name.
+        if !is_identifier(&name.db) || !is_identifier(&name.table) {
+            return Err(Error::BadTableName(name.to_string()));
+        }
         if !self.root.join(&name.db).is_dir() {
             return Err(Error::DatabaseNotFound(name.db.clone(), self.uri.clone()));
         }
@@ -180,5 +185,30 @@ impl Catalog for DirectoryCatalog {
             },
             parameters: BTreeMap::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod traversal_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_that_would_leave_the_root_are_refused() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("warehouse");
+        std::fs::create_dir_all(root.join("db/t")).unwrap();
+        // A table outside the root that `..` would reach.
+        std::fs::create_dir_all(outer.path().join("secret/t")).unwrap();
+        let catalog = DirectoryCatalog::open(root).unwrap();
+        for (db, table) in [
+            ("..", "secret"),
+            ("db", ".."),
+            ("../secret", "t"),
+            ("db", "t/.."),
+        ] {
+            let err = catalog.table(&TableName::new(db, table)).await.unwrap_err();
+            assert!(matches!(err, Error::BadTableName(_)), "{db}.{table}: {err}");
+        }
+        assert!(catalog.tables("..").await.is_err());
     }
 }
