@@ -199,28 +199,32 @@ pub async fn read_footer(file: &DataFile) -> Result<Footer> {
 /// read against a schema checked for another file. The error names the file.
 pub async fn verify_unchanged(files: &[DataFile]) -> Result<()> {
     use futures::StreamExt;
-    futures::stream::iter(files.iter().map(|file| async move {
-        let err = |message: String| Error::ParquetFile {
-            path: file.url.clone(),
-            message,
-        };
-        let located = locate(&file.url)?;
-        match located.store.head(&located.path).await {
-            Ok(meta) if meta.size == file.size => Ok(()),
-            Ok(meta) => Err(err(format!(
-                "changed since the table was listed: {} bytes then, {} now",
-                file.size, meta.size
-            ))),
-            Err(object_store::Error::NotFound { .. }) => {
-                Err(err("deleted since the table was listed".into()))
-            }
-            Err(e) => Err(err(e.to_string())),
+    // A named async fn, not a closure: the future must stay `Send` for every lifetime, since the
+    // dashboard's runner spawns publishes onto the runtime.
+    futures::stream::iter(files.iter().map(verify_one))
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
+}
+
+async fn verify_one(file: &DataFile) -> Result<()> {
+    let err = |message: String| Error::ParquetFile {
+        path: file.url.clone(),
+        message,
+    };
+    let located = locate(&file.url)?;
+    match located.store.head(&located.path).await {
+        Ok(meta) if meta.size == file.size => Ok(()),
+        Ok(meta) => Err(err(format!(
+            "changed since the table was listed: {} bytes then, {} now",
+            file.size, meta.size
+        ))),
+        Err(object_store::Error::NotFound { .. }) => {
+            Err(err("deleted since the table was listed".into()))
         }
-    }))
-    .buffer_unordered(32)
-    .try_collect::<Vec<()>>()
-    .await
-    .map(|_| ())
+        Err(e) => Err(err(e.to_string())),
+    }
 }
 
 /// Sums the row counts of many footers, a few at a time.
