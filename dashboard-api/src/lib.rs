@@ -113,9 +113,10 @@ impl AppState {
     }
 }
 
-/// The HTTP routes: `/api/…` (bearer token required), `/healthz`, `/metrics` and `/`.
+/// The HTTP routes: `/api/…` (bearer token required), `/healthz`, `/metrics`, and the web UI
+/// at `/` (assets under `/ui/`).
 pub fn router(state: AppState) -> Router {
-    use routes::{apis, catalogs, jobs, tokens};
+    use routes::{apis, catalogs, jobs, tokens, ui};
     let api = Router::new()
         .route("/catalogs", get(catalogs::list_catalogs))
         .route(
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/{name}/publish", post(apis::publish_api))
         .route("/apis/{name}/rollback", post(apis::rollback_api))
         .route("/apis/{name}/versions", get(apis::api_versions))
+        .route("/apis/{name}/try", post(ui::try_lookup))
         .route(
             "/apis/{name}/tokens",
             get(tokens::list_api_tokens).post(tokens::create_api_token),
@@ -168,7 +170,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
-        .route("/", get(routes::index))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(state)
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{self, apis, catalogs, jobs, tokens};
+use crate::routes::{self, apis, catalogs, jobs, tokens, ui};
 
 struct BearerAuth;
 
@@ -44,6 +44,7 @@ impl Modify for BearerAuth {
         apis::publish_api,
         apis::rollback_api,
         apis::api_versions,
+        ui::try_lookup,
         tokens::create_api_token,
         tokens::list_api_tokens,
         tokens::revoke_token,

@@ -4,10 +4,11 @@ pub mod apis;
 pub mod catalogs;
 pub mod jobs;
 pub mod tokens;
+pub mod ui;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -85,14 +86,4 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, Error> {
     let text = state.metrics.render(&state.store).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
-}
-
-/// A placeholder until the web UI lands.
-pub async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tablecast</title></head>\
-         <body><h1>Tablecast dashboard</h1><p>The web UI is not built yet. The REST API is under \
-         <code>/api</code> (bearer token required); its description is at \
-         <code>/api/openapi.json</code>.</p></body></html>",
-    )
 }
