@@ -1,0 +1,927 @@
+//! The web dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver,
+//! with fantoccini) against real processes — a Hive metastore holding the fixture tables, two
+//! redis-server edges, a `tablecast edge serve` lookup service and `tablecast serve`.
+//!
+//! An analyst signs in with a token, browses to `social.referrals`, defines
+//! `top_products_by_network` in the form (a wrong column first: the error shows next to the
+//! field, then is fixed), plans, publishes and watches the progress reach "committed", and looks
+//! up the facebook top 10 in the try-it box, which must equal the golden answer. Every page is
+//! saved as a screenshot under `<target>/browser-artifacts` (or `$TABLECAST_ARTIFACTS`), and any
+//! browser console error (uncaught exceptions, console.error, CSP violations, failed loads)
+//! fails the test.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/test installs them). Without them
+//! the test fails, unless `TABLECAST_SKIP_BROWSER=1`, when it says so and skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tablecast_e2e::{
+    ChildProcess, Metastore, Redis, free_port, loopback, run_tablecast, tablecast_command,
+};
+
+const ADMIN_TOKEN: &str = "browser-test-admin-token-0123456789";
+const API: &str = "top_products_by_network";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A program from `$var`, else the first of `names` on `PATH`.
+fn find_program(var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// `$TABLECAST_ARTIFACTS`, else `<target>/browser-artifacts` next to this test binary's profile.
+fn artifacts_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TABLECAST_ARTIFACTS") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("locating the test binary");
+    // <target>/<profile>/deps/browser-… → <target>
+    exe.ancestors()
+        .nth(3)
+        .map(|target| target.join("browser-artifacts"))
+        .unwrap_or_else(|| std::env::temp_dir().join("tablecast-browser-artifacts"))
+}
+
+/// chromedriver's log endpoint: the browser's console and network errors since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+/// Everything the page runs against, stopped on drop.
+struct Stack {
+    _dir: tempfile::TempDir,
+    _edges: Vec<Redis>,
+    lookup: ChildProcess,
+    dashboard: ChildProcess,
+    base: String,
+}
+
+impl Stack {
+    fn start(metastore: &Metastore) -> Result<Stack> {
+        let dir = tempfile::Builder::new()
+            .prefix("tablecast-browser-")
+            .tempdir()?;
+        let warehouse = dir.path().join("warehouse");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state)?;
+
+        let generate = run_tablecast([
+            "fixtures",
+            "generate",
+            "--out",
+            warehouse.to_str().context("warehouse path")?,
+        ]);
+        ensure!(
+            generate.status.success(),
+            "fixtures generate: {}",
+            String::from_utf8_lossy(&generate.stderr)
+        );
+        let load = run_tablecast([
+            "fixtures",
+            "load",
+            "--metastore",
+            &metastore.uri(),
+            "--warehouse",
+            warehouse.to_str().context("warehouse path")?,
+        ]);
+        ensure!(
+            load.status.success(),
+            "fixtures load: {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+
+        let edges = vec![Redis::try_start()?, Redis::try_start()?];
+        let lookup_port = free_port();
+        let mut command = tablecast_command();
+        command.env("TABLECAST_STATE_DIR", &state).args([
+            "edge",
+            "serve",
+            "--redis",
+            &edges[0].url(),
+            "--listen",
+            &format!("127.0.0.1:{lookup_port}"),
+        ]);
+        let mut lookup =
+            ChildProcess::spawn("lookup service", command, &dir.path().join("lookup.log"))?;
+        lookup.wait_for_port(loopback(lookup_port), WAIT)?;
+
+        let port = free_port();
+        let config = dir.path().join("tablecast.toml");
+        let edge_urls: Vec<String> = edges.iter().map(Redis::url).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {state}\n\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n\
+                 runners = 2\npreview_rows = 12\n\n[[dashboard.catalogs]]\nname = \"hive\"\n\
+                 uri = {uri}\n\n[dashboard.edge_groups]\ndefault = {edges}\n\n\
+                 [dashboard.lookup_base_urls]\ndefault = \"http://127.0.0.1:{lookup_port}\"\n",
+                state = json!(state.to_str().context("state path")?),
+                uri = json!(metastore.uri()),
+                edges = json!(edge_urls),
+            ),
+        )?;
+        let mut command = tablecast_command();
+        command
+            .env("TABLECAST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve");
+        let mut dashboard = ChildProcess::spawn(
+            "tablecast serve",
+            command,
+            &dir.path().join("dashboard.log"),
+        )?;
+        dashboard.wait_for_port(loopback(port), WAIT)?;
+        Ok(Stack {
+            _dir: dir,
+            _edges: edges,
+            lookup,
+            dashboard,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "── tablecast serve log:\n{}\n── lookup service log:\n{}",
+            self.dashboard.log_tail(40),
+            self.lookup.log_tail(15)
+        )
+    }
+}
+
+/// A WebDriver session on headless Chromium, with helpers that wait for what they need.
+struct Browser {
+    client: Client,
+    artifacts: PathBuf,
+    shots: usize,
+    console: Vec<Value>,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(chromium: &Path, driver_url: &str, artifacts: PathBuf) -> Result<Browser> {
+        let profile = tempfile::Builder::new()
+            .prefix("tablecast-chromium-")
+            .tempdir()?;
+        let args = [
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--no-default-browser-check".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            "--hide-scrollbars".into(),
+            "--force-color-profile=srgb".into(),
+            "--lang=en-US".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(driver_url)
+            .await
+            .with_context(|| format!("starting a Chromium session through {driver_url}"))?;
+        Ok(Browser {
+            client,
+            artifacts,
+            shots: 0,
+            console: Vec::new(),
+            _profile: profile,
+        })
+    }
+
+    /// Reads the browser log; keeps entries at SEVERE level (errors) for the final check.
+    async fn collect_console(&mut self) -> Result<()> {
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .context("reading the browser log (goog:loggingPrefs)")?;
+        for e in entries.as_array().into_iter().flatten() {
+            if e["level"] == "SEVERE" {
+                self.console.push(e.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves a screenshot of the whole page (the window is stretched to the page's height for
+    /// it, then restored) as `NN-name.png`.
+    async fn shot(&mut self, name: &str) -> Result<PathBuf> {
+        let (width, height) = self.client.get_window_size().await?;
+        let sizes = self
+            .js(
+                "return [window.outerHeight - window.innerHeight, document.documentElement.scrollHeight]",
+                vec![],
+            )
+            .await?;
+        let chrome = sizes[0].as_u64().unwrap_or(0);
+        let page = sizes[1].as_u64().unwrap_or(height);
+        let full = (chrome + page).clamp(height, 6000);
+        self.client
+            .set_window_size(width as u32, full as u32)
+            .await?;
+        let taken = self
+            .client
+            .screenshot()
+            .await
+            .context("taking a screenshot");
+        self.client
+            .set_window_size(width as u32, height as u32)
+            .await?;
+        self.save(name, taken?).await
+    }
+
+    /// Saves what the window shows, scrolled to the top, at `width`×`height` (the window).
+    async fn shot_window(&mut self, name: &str, width: u32, height: u32) -> Result<PathBuf> {
+        let (w, h) = self.client.get_window_size().await?;
+        self.client.set_window_size(width, height).await?;
+        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let taken = self
+            .client
+            .screenshot()
+            .await
+            .context("taking a screenshot");
+        self.client.set_window_size(w as u32, h as u32).await?;
+        self.save(name, taken?).await
+    }
+
+    async fn save(&mut self, name: &str, png: Vec<u8>) -> Result<PathBuf> {
+        self.shots += 1;
+        let path = self.artifacts.join(format!("{:02}-{name}.png", self.shots));
+        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+        self.collect_console().await?;
+        Ok(path)
+    }
+
+    async fn js(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.client
+            .execute(script, args)
+            .await
+            .with_context(|| format!("running {script}"))
+    }
+
+    /// Waits until `expression` (JavaScript) is truthy; returns its value.
+    async fn until(&self, what: &str, timeout: Duration, expression: &str) -> Result<Value> {
+        let started = Instant::now();
+        let script = format!("try {{ return ({expression}); }} catch (e) {{ return null; }}");
+        loop {
+            let v = self.js(&script, vec![]).await?;
+            let truthy =
+                !matches!(&v, Value::Null | Value::Bool(false)) && v != json!("") && v != json!(0);
+            if truthy {
+                return Ok(v);
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "waited {} s for {what} ({expression}); the page says: {}",
+                    timeout.as_secs(),
+                    self.main_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn main_text(&self) -> String {
+        self.js(
+            "const m = document.querySelector('main'); return m ? m.innerText.slice(0, 1500) : ''",
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+    }
+
+    async fn find(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        match self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(el) => Ok(el),
+            Err(e) => Err(anyhow!(e).context(format!(
+                "no `{css}` on the page: {}",
+                self.main_text().await
+            ))),
+        }
+    }
+
+    async fn click(&self, css: &str) -> Result<()> {
+        let el = self.find(css).await?;
+        self.js(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![serde_json::to_value(&el)?],
+        )
+        .await?;
+        el.click()
+            .await
+            .with_context(|| format!("clicking `{css}`"))?;
+        Ok(())
+    }
+
+    async fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let el = self.find(css).await?;
+        el.clear()
+            .await
+            .with_context(|| format!("clearing `{css}`"))?;
+        el.send_keys(text)
+            .await
+            .with_context(|| format!("typing into `{css}`"))?;
+        // Close the suggestions a datalist may have opened, which would swallow the next click.
+        el.send_keys(&fantoccini::key::Key::Escape.to_string())
+            .await
+            .with_context(|| format!("pressing Escape in `{css}`"))?;
+        Ok(())
+    }
+
+    async fn select(&self, css: &str, value: &str) -> Result<()> {
+        self.find(css)
+            .await?
+            .select_by_value(value)
+            .await
+            .with_context(|| format!("choosing {value} in `{css}`"))
+    }
+
+    /// The text content of an element (waits for it).
+    async fn text(&self, css: &str) -> Result<String> {
+        let el = self.find(css).await?;
+        let v = self
+            .js(
+                "return arguments[0].textContent",
+                vec![serde_json::to_value(&el)?],
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// The golden value of `key` for the API (fixtures/golden, computed independently with DuckDB).
+fn golden(key: &Value) -> Result<Value> {
+    let path = fixtures::golden_dir().join(format!("{API}.jsonl"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for line in text.lines() {
+        let entry: Value = serde_json::from_str(line)?;
+        if &entry["key"] == key {
+            return Ok(entry["value"].clone());
+        }
+    }
+    Err(anyhow!("no golden entry for {key} in {}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_analyst_defines_plans_publishes_and_tries_an_api_in_the_browser() {
+    let chromium = find_program(
+        "TABLECAST_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let driver = find_program("TABLECAST_CHROMEDRIVER", &["chromedriver"]);
+    let (Some(chromium), Some(driver)) = (chromium, driver) else {
+        if std::env::var("TABLECAST_SKIP_BROWSER").as_deref() == Ok("1") {
+            eprintln!(
+                "SKIPPED: the browser test needs chromium and chromedriver (Debian packages \
+                 `chromium` and `chromium-driver`), and TABLECAST_SKIP_BROWSER=1 says to skip \
+                 without them"
+            );
+            return;
+        }
+        panic!(
+            "the browser test needs chromium and chromedriver: install Debian's `chromium` and \
+             `chromium-driver` (scripts/test does), point TABLECAST_CHROMIUM / \
+             TABLECAST_CHROMEDRIVER at them, or set TABLECAST_SKIP_BROWSER=1 to skip this test"
+        );
+    };
+
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("creating the artifacts folder");
+    for entry in std::fs::read_dir(&artifacts)
+        .expect("listing artifacts")
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "png") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    eprintln!(
+        "browser test artifacts (screenshots): {}",
+        artifacts.display()
+    );
+
+    let started = Instant::now();
+    let stack = Stack::start(Metastore::shared()).unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "stack up in {:.1} s: dashboard {}",
+        started.elapsed().as_secs_f64(),
+        stack.base
+    );
+
+    let driver_port = free_port();
+    let mut command = Command::new(&driver);
+    command.arg(format!("--port={driver_port}"));
+    let mut chromedriver =
+        ChildProcess::spawn("chromedriver", command, &artifacts.join("chromedriver.log"))
+            .expect("starting chromedriver");
+    chromedriver
+        .wait_for_port(loopback(driver_port), WAIT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut browser = Browser::start(
+        &chromium,
+        &format!("http://127.0.0.1:{driver_port}"),
+        artifacts.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let outcome = walk_through(&mut browser, &stack).await;
+    if outcome.is_err() {
+        let _ = browser.shot("failure").await;
+    }
+    let _ = browser.collect_console().await;
+    let console = std::mem::take(&mut browser.console);
+    let _ = browser.client.close().await;
+    chromedriver.terminate(Duration::from_secs(5));
+
+    if let Err(e) = outcome {
+        panic!(
+            "{e:#}\nscreenshots in {}\nbrowser console errors: {console:#?}\n{}",
+            artifacts.display(),
+            stack.logs()
+        );
+    }
+    assert!(
+        console.is_empty(),
+        "the browser logged errors (screenshots in {}):\n{console:#?}",
+        artifacts.display()
+    );
+    eprintln!(
+        "browser walk-through passed in {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+}
+
+async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
+    // Sign in.
+    b.client.goto(&stack.base).await?;
+    b.find("#login-token").await?;
+    b.shot("login").await?;
+    b.fill("#login-token", ADMIN_TOKEN).await?;
+    b.click("#login-submit").await?;
+    b.find("#db-tree").await?;
+    ensure!(
+        b.text("#whoami").await?.contains("admin"),
+        "the top bar does not show who is signed in"
+    );
+
+    // Browse to social.referrals: schema, statistics, partitions, preview.
+    b.click("[data-test='db-social']").await?;
+    b.click("[data-test='table-social.referrals']").await?;
+    b.until(
+        "the table's preview",
+        WAIT,
+        "document.querySelectorAll('#preview-table tbody tr').length",
+    )
+    .await?;
+    ensure!(b.text("#page-title").await? == "social.referrals");
+    let columns = b
+        .js(
+            "return [...document.querySelectorAll('#schema-table tbody tr')].map(r => r.dataset.column)",
+            vec![],
+        )
+        .await?;
+    for c in ["network", "product_id", "product_name", "referrals"] {
+        ensure!(
+            columns.as_array().is_some_and(|a| a.contains(&json!(c))),
+            "column {c} missing from the schema table: {columns}"
+        );
+    }
+    ensure!(
+        b.text("[data-test='stat-rows'] .value").await? != "—",
+        "no row count"
+    );
+    b.shot("table").await?;
+
+    // Define the API in the form, with a wrong column first.
+    b.click("#new-api-from-table").await?;
+    b.find("#api-form").await?;
+    let table = b
+        .js("return document.querySelector('#f-table').value", vec![])
+        .await?;
+    ensure!(
+        table == json!("social.referrals"),
+        "table not prefilled: {table}"
+    );
+    b.until(
+        "the table's columns",
+        WAIT,
+        "document.querySelectorAll('#columns-table tr').length",
+    )
+    .await?;
+    b.fill("#f-name", API).await?;
+    b.fill("#f-key-0", "network").await?;
+    b.fill("#f-values-0-column", "product_id").await?;
+    b.click("#add-values").await?;
+    b.fill("#f-values-1-column", "product_name").await?;
+    b.click("#add-values").await?;
+    b.select("#f-values-2-agg", "sum").await?;
+    b.fill("#f-values-2-column", "referals").await?;
+    b.fill("#f-values-2-as", "referrals").await?;
+    b.click("#add-group_by").await?;
+    b.fill("#f-group_by-0", "product_id").await?;
+    b.click("#add-group_by").await?;
+    b.fill("#f-group_by-1", "product_name").await?;
+    b.click("#add-order_by").await?;
+    b.fill("#f-order_by-0-field", "referrals").await?;
+    b.select("#f-order_by-0-dir", "desc").await?;
+    b.fill("#f-limit", "10").await?;
+
+    let error = b
+        .until(
+            "the wrong column's error next to its field",
+            WAIT,
+            "document.querySelector('[data-error-for=\"values[2].column\"]').textContent",
+        )
+        .await?;
+    ensure!(
+        error
+            .as_str()
+            .is_some_and(|e| e.contains("unknown column `referals`")),
+        "unexpected error text: {error}"
+    );
+    let invalid = b
+        .js(
+            "return document.querySelector('#f-values-2-column').getAttribute('aria-invalid')",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        invalid == json!("true"),
+        "the wrong field is not marked invalid: {invalid}"
+    );
+    b.find("[data-test='validation-problems']").await?;
+    b.shot("validation-error").await?;
+
+    b.fill("#f-values-2-column", "referrals").await?;
+    b.until(
+        "the form to be valid",
+        WAIT,
+        "document.querySelector('[data-test=\"validation-valid\"]')",
+    )
+    .await?;
+    let leftover = b
+        .js(
+            "return document.querySelector('[data-error-for=\"values[2].column\"]').textContent",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        leftover == json!(""),
+        "the fixed field still shows an error: {leftover}"
+    );
+
+    // The spec the form shows is the fixture's spec, as TOML and as JSON.
+    let fixture =
+        publisher::spec::ApiSpec::from_path(&fixtures::specs_dir().join(format!("{API}.toml")))?;
+    let toml_text = b.text("#spec-preview").await?;
+    let from_toml = publisher::spec::ApiSpec::from_toml(&toml_text)
+        .with_context(|| format!("the form's TOML does not parse:\n{toml_text}"))?;
+    ensure!(
+        from_toml == fixture,
+        "the form's TOML differs from the fixture:\n{toml_text}"
+    );
+    b.click("#spec-preview-json").await?;
+    let json_text = b.text("#spec-preview").await?;
+    let from_json = publisher::spec::ApiSpec::from_json(&json_text)
+        .with_context(|| format!("the form's JSON does not parse:\n{json_text}"))?;
+    ensure!(
+        from_json == fixture,
+        "the form's JSON differs from the fixture:\n{json_text}"
+    );
+    b.shot("form-valid").await?;
+
+    // Save, plan.
+    b.click("#save-api").await?;
+    b.find("#plan-button").await?;
+    ensure!(b.text("#page-title").await? == API);
+    b.click("#plan-button").await?;
+    b.find("#guards-table").await?;
+    let path = b
+        .js(
+            "return document.querySelector('#plan-verdict').dataset.path",
+            vec![],
+        )
+        .await?;
+    ensure!(path == json!("fasttrack"), "planned path {path}");
+    let guards = b
+        .js(
+            "return [...document.querySelectorAll('#guards-table tbody tr')].map(r => [r.dataset.guard, r.dataset.tripped])",
+            vec![],
+        )
+        .await?;
+    let guards = guards.as_array().context("guard rows")?;
+    for name in [
+        "format",
+        "row_count",
+        "file_count",
+        "total_bytes",
+        "memory_pool",
+    ] {
+        ensure!(
+            guards.contains(&json!([name, "false"])),
+            "guard {name} missing or tripped: {guards:?}"
+        );
+    }
+    b.shot("plan").await?;
+
+    // Publish and follow the progress to the commit.
+    b.click("#publish-button").await?;
+    let phase = b
+        .until(
+            "the publish to finish",
+            Duration::from_secs(180),
+            "['committed', 'failed', 'cancelled'].includes(document.querySelector('#publish-progress').dataset.phase) && document.querySelector('#publish-progress').dataset.phase",
+        )
+        .await?;
+    let status = b.text("#publish-status").await?;
+    ensure!(
+        phase == json!("committed"),
+        "the publish ended {phase}: {status}\n{}",
+        b.text("#publish-error").await.unwrap_or_default()
+    );
+    ensure!(
+        status.contains("Committed version 1"),
+        "status says {status:?}"
+    );
+    let steps = b
+        .js(
+            "return [...document.querySelectorAll('#publish-steps li')].filter(l => l.className === 'done').map(l => l.dataset.step)",
+            vec![],
+        )
+        .await?;
+    for step in ["plan", "guards", "engine", "push", "verify", "commit"] {
+        ensure!(
+            steps.as_array().is_some_and(|s| s.contains(&json!(step))),
+            "step {step} not shown done: {steps}"
+        );
+    }
+    b.until(
+        "the serving version",
+        WAIT,
+        "document.querySelector('#serving-version')",
+    )
+    .await?;
+    b.shot("published").await?;
+
+    // The key URL rule, live in the try-it box.
+    let lookup_base = format!("/v1/{API}/");
+    for (typed, segment) in [
+        ("a/b ~null", "a%2Fb%20%7Enull"),
+        ("..", "~.."),
+        ("日本", "%E6%97%A5%E6%9C%AC"),
+        ("", "~empty"),
+    ] {
+        b.fill("#try-key-0", typed).await?;
+        let url = b.text("#try-url").await?;
+        ensure!(
+            url.ends_with(&format!("{lookup_base}{segment}")),
+            "{typed:?} gives {url}, expected …{lookup_base}{segment}"
+        );
+    }
+    b.click("#try-null-0").await?;
+    ensure!(
+        b.text("#try-url")
+            .await?
+            .ends_with(&format!("{lookup_base}~null"))
+    );
+    b.click("#try-null-0").await?;
+
+    // A key nobody has: the lookup's 404, shown as such.
+    b.fill("#try-key-0", "myspace").await?;
+    b.click("#try-send").await?;
+    b.until(
+        "the 404 answer",
+        WAIT,
+        "document.querySelector('#try-status[data-status=\"404\"]')",
+    )
+    .await?;
+
+    // The facebook top 10 equals the golden answer.
+    b.fill("#try-key-0", "facebook").await?;
+    b.click("#try-send").await?;
+    b.until(
+        "the lookup's answer",
+        WAIT,
+        "document.querySelector('#try-status[data-status=\"200\"]')",
+    )
+    .await?;
+    let body = b.text("#try-body").await?;
+    let answer: Value = serde_json::from_str(&body)
+        .with_context(|| format!("the try-it body is not JSON: {body}"))?;
+    let expected = golden(&json!(["facebook"]))?;
+    ensure!(
+        answer == expected,
+        "facebook top 10 differs from the golden answer:\n got {answer}\nwant {expected}"
+    );
+    ensure!(
+        answer.as_array().map(Vec::len) == Some(10),
+        "not a top 10: {answer}"
+    );
+    let called = b.text("#try-called-url").await?;
+    let shown = b.text("#try-url").await?;
+    ensure!(
+        called == shown,
+        "the relay called {called}, the page shows {shown}"
+    );
+    ensure!(
+        b.text("#try-version").await? == "v1",
+        "the answer is not from version 1"
+    );
+    b.shot("try-it").await?;
+
+    // The other pages: APIs, jobs, tokens.
+    b.click("#nav-apis").await?;
+    b.until(
+        "the API list's serving version",
+        WAIT,
+        &format!("document.querySelector('#apis-table tr[data-api=\"{API}\"] .pill.ok')"),
+    )
+    .await?;
+    b.shot("apis").await?;
+
+    b.click("#nav-jobs").await?;
+    b.until(
+        "the jobs table",
+        WAIT,
+        "document.querySelector('#jobs-table .pill.succeeded')",
+    )
+    .await?;
+    b.shot("jobs").await?;
+
+    b.click("#nav-tokens").await?;
+    b.fill("#analyst-token-name", "ana").await?;
+    b.click("#analyst-token-create").await?;
+    let secret = b.text("#new-token-secret").await?;
+    ensure!(secret.starts_with("tcu_"), "analyst token {secret:?}");
+    b.until(
+        "the token list",
+        WAIT,
+        "document.querySelector('#analyst-tokens tbody tr')",
+    )
+    .await?;
+    b.shot("tokens").await?;
+
+    // The published API's page, as the README shows it.
+    b.client
+        .goto(&format!("{}/#/apis/{API}", stack.base))
+        .await?;
+    b.until(
+        "the serving version",
+        WAIT,
+        "document.querySelector('#serving-version')",
+    )
+    .await?;
+    b.until(
+        "the last publish replayed",
+        WAIT,
+        "document.querySelector('#publish-progress').dataset.phase === 'committed'",
+    )
+    .await?;
+    b.fill("#try-key-0", "facebook").await?;
+    b.click("#try-send").await?;
+    b.until(
+        "the lookup's answer",
+        WAIT,
+        "document.querySelector('#try-status[data-status=\"200\"]')",
+    )
+    .await?;
+    b.shot("api-page").await?;
+    // The README's picture of the dashboard (docs/dashboard.png is a copy of it).
+    b.js(
+        "document.querySelectorAll('.toast').forEach(t => t.remove())",
+        vec![],
+    )
+    .await?;
+    let picture = b.shot_window("dashboard", 1280, 1180).await?;
+    eprintln!("dashboard picture: {}", picture.display());
+
+    // Publish again, then roll back to version 1 from the versions list.
+    b.click("#publish-button").await?;
+    b.until(
+        "the second publish to commit",
+        Duration::from_secs(180),
+        "document.querySelector('#publish-status').textContent.includes('Committed version 2')",
+    )
+    .await?;
+    b.until(
+        "version 2 serving",
+        WAIT,
+        "document.querySelector('#serving-version')?.textContent === 'v2'",
+    )
+    .await?;
+    b.click("[data-test='rollback-1']").await?;
+    b.until(
+        "the confirmation",
+        WAIT,
+        "document.querySelector('#confirm-dialog').open",
+    )
+    .await?;
+    b.shot("rollback-confirm").await?;
+    b.click("#confirm-ok").await?;
+    let phase = b
+        .until(
+            "the rollback to finish",
+            Duration::from_secs(120),
+            "['committed', 'failed', 'cancelled'].includes(document.querySelector('#rollback-progress').dataset.phase) && document.querySelector('#rollback-progress').dataset.phase",
+        )
+        .await?;
+    ensure!(
+        phase == json!("committed"),
+        "the rollback ended {phase}: {}",
+        b.text("#rollback-error").await.unwrap_or_default()
+    );
+    b.until(
+        "version 1 serving again",
+        WAIT,
+        "document.querySelector('#serving-version')?.textContent === 'v1'",
+    )
+    .await?;
+
+    // An API read token, shown once.
+    b.fill("#api-token-name", "checkout-service").await?;
+    b.click("#api-token-create").await?;
+    let secret = b.text("#new-token-secret").await?;
+    ensure!(secret.starts_with("tca_"), "API token {secret:?}");
+    b.until(
+        "the API's token list",
+        WAIT,
+        "document.querySelector('#api-tokens tbody tr')",
+    )
+    .await?;
+    b.shot("rolled-back").await?;
+
+    // The rollback's job page: its events, replayed.
+    b.click("#nav-jobs").await?;
+    b.click("#jobs-table tbody tr:first-child td:first-child a")
+        .await?;
+    b.until(
+        "the job's final event",
+        WAIT,
+        "[...document.querySelectorAll('#job-events li strong')].some(s => s.textContent === 'finished')",
+    )
+    .await?;
+    ensure!(
+        b.text("#page-title").await? == format!("rollback of {API}"),
+        "the newest job is not the rollback"
+    );
+    b.shot("job").await?;
+    Ok(())
+}
