@@ -130,10 +130,43 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         }
     }
 
+    // The dashboard over the same catalog and edges, its "try it" box pointed at edge 0.
+    let mut dashboard = super::serve::dashboard_config(&demo_config);
+    dashboard.catalogs = vec![dashboard_api::config::NamedCatalog {
+        name: "demo".into(),
+        uri: catalog.clone(),
+    }];
+    dashboard.edge_groups = [(
+        dashboard_api::config::DEFAULT_EDGE_GROUP.to_string(),
+        redis.iter().map(|r| r.url()).collect(),
+    )]
+    .into();
+    dashboard.lookup_base_urls = [(
+        dashboard_api::config::DEFAULT_EDGE_GROUP.to_string(),
+        format!("http://{}", lookups[0].0),
+    )]
+    .into();
+    let admin_token = dashboard.admin_token.clone().unwrap_or_else(|| {
+        let mut secret = [0u8; 18];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        format!("demo-{}", hex::encode(secret))
+    });
+    dashboard.admin_token = Some(admin_token.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let dashboard_addr = listener.local_addr()?;
+    let stack = Arc::new(crate::stack::AppStack::new(demo_config.clone()));
+    let dashboard_task = tokio::spawn(dashboard_api::serve_on(
+        listener,
+        dashboard,
+        stack,
+        super::edge::shutdown_signal(),
+    ));
+
     println!(
         "\nTablecast demo is up ({} s). Catalog: {catalog}",
         started.elapsed().as_secs()
     );
+    println!("dashboard: http://{dashboard_addr}  (sign in with the admin token {admin_token})");
     for (i, (addr, _)) in lookups.iter().enumerate() {
         println!("edge {i} lookup service: http://{addr}  (metrics: http://{addr}/metrics)");
     }
@@ -156,6 +189,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
     for (_, task) in lookups {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), dashboard_task).await;
     drop(redis);
     Ok(ExitCode::SUCCESS)
 }
