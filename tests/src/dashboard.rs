@@ -4,7 +4,9 @@
 //! - [`fixtures_metastore`]: scale-1 fixtures registered once per test binary in
 //!   [`Metastore::shared`];
 //! - [`Dashboard`]: one `tablecast serve` with a REST client holding the admin token, SSE
-//!   following ([`Dashboard::follow`]) and job polling ([`Dashboard::wait_job`]);
+//!   following ([`Dashboard::follow`] to the end, [`Dashboard::wait_event`] to one event) and
+//!   job polling ([`Dashboard::wait_job`]);
+//! - [`DashboardSettings::publish_command`]: `tablecast publish` with the same configuration;
 //! - [`lookup_service`]: `tablecast edge serve` in front of one Redis;
 //! - [`sample_spec_json`]: a sample spec of `fixtures/specs` as the API's JSON model.
 //!
@@ -106,6 +108,21 @@ impl DashboardSettings {
                 serde_json::to_string(&self.edges).expect("edges encode"),
             );
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    /// `tablecast publish --json` of a sample spec with this configuration (same metastore,
+    /// state folder and `[publish]` settings) to its edges, as an operator would run it beside
+    /// the dashboard; not yet run.
+    pub fn publish_command(&self, spec: &str) -> std::process::Command {
+        let path = fixtures::specs_dir().join(format!("{spec}.toml"));
+        let mut c = self.command();
+        c.args(["publish", "--json", "--spec"])
+            .arg(path)
+            .args(["--metastore", &self.metastore]);
+        for edge in &self.edges {
+            c.args(["--edge", edge]);
+        }
         c
     }
 }
@@ -233,6 +250,45 @@ impl Dashboard {
     /// Follows `GET /api/jobs/{id}/events` (Server-Sent Events) until the stream ends after the
     /// `finished` event; returns every event's data. Panics past `timeout`.
     pub async fn follow(&self, job: &str, timeout: Duration) -> Vec<Value> {
+        let events = self
+            .stream_events(job, timeout, "end of its event stream", |_| false)
+            .await;
+        assert_eq!(
+            events.last().map(|e| e["event"].clone()),
+            Some(json!("finished")),
+            "job {job}: the stream ended without a `finished` event: {}",
+            Value::from(events.clone())
+        );
+        events
+    }
+
+    /// Follows the job's event stream until an event named `name` arrives (stored or live);
+    /// returns it. Panics if the stream ends first, or past `timeout`.
+    pub async fn wait_event(&self, job: &str, name: &str, timeout: Duration) -> Value {
+        let events = self
+            .stream_events(job, timeout, &format!("`{name}` event"), |e| {
+                e["event"] == name
+            })
+            .await;
+        match events.last() {
+            Some(e) if e["event"] == name => e.clone(),
+            _ => panic!(
+                "job {job}: the stream ended without a `{name}` event: {}\n{}",
+                Value::from(events),
+                self.log_tail(30)
+            ),
+        }
+    }
+
+    /// The job's events in order until `stop` holds for one (included) or the stream ends;
+    /// panics past `timeout`, saying it waited for `what`.
+    async fn stream_events(
+        &self,
+        job: &str,
+        timeout: Duration,
+        what: &str,
+        stop: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         let path = format!("/api/jobs/{job}/events");
         let mut resp = self
@@ -256,7 +312,7 @@ impl Dashboard {
                 .await
                 .unwrap_or_else(|_| {
                     panic!(
-                        "job {job}: no end of its event stream within {} s; events so far: {}\n{}",
+                        "job {job}: no {what} within {} s; events so far: {}\n{}",
                         timeout.as_secs(),
                         Value::from(events.clone()),
                         self.log_tail(30)
@@ -273,18 +329,16 @@ impl Dashboard {
                     .map(|l| l.strip_prefix(' ').unwrap_or(l))
                     .collect();
                 if !data.is_empty() {
-                    let event = serde_json::from_str(&data.join("\n"))
+                    let event: Value = serde_json::from_str(&data.join("\n"))
                         .unwrap_or_else(|e| panic!("event data {data:?}: {e}"));
+                    let done = stop(&event);
                     events.push(event);
+                    if done {
+                        return events;
+                    }
                 }
             }
         }
-        assert_eq!(
-            events.last().map(|e| e["event"].clone()),
-            Some(json!("finished")),
-            "job {job}: the stream ended without a `finished` event: {}",
-            Value::from(events.clone())
-        );
         events
     }
 

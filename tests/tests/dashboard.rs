@@ -10,18 +10,28 @@
 //! - The edge's Redis down when a publish starts and back within the retry window: the job
 //!   succeeds after retries.
 //! - Two publishes of one API requested at once run one after the other; versions increase.
+//! - A dashboard job and `tablecast publish` of the same API at once: the edge lease serializes
+//!   them (freely started, and held at the door until both wait for it); versions increase in
+//!   commit order and the edge serves the highest, with the golden answers.
+//! - `tablecast serve` killed the moment the edge's pointer switches (after the commit, before
+//!   the job is recorded as finished) and started again: one complete version, nothing staged.
 //! - The job overhead: a publish through the dashboard (POST → final event) against
 //!   `tablecast publish` of the same spec to the same edge (printed; run alone for clean numbers).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{event_names, fixtures_metastore, lookup_service, sample_spec_json};
+use tablecast_e2e::process::log_tail;
 use tablecast_e2e::{
-    Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url,
+    Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url, spawn_tied,
 };
 
 /// The four sample APIs over the two main fixture tables.
@@ -638,6 +648,582 @@ async fn a_publish_while_the_edge_is_down_succeeds_after_retries() {
         assert_answers_golden(&base, API, 1).await,
         [version.to_string()]
     );
+}
+
+/// `tablecast publish --json` running in the background: its stdout (the JSON report) and
+/// stderr (logs, with the publisher's progress at debug level) in files of their own; killed if
+/// still running when dropped.
+struct CliPublish {
+    child: std::process::Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl CliPublish {
+    fn spawn(settings: &DashboardSettings, api: &str, logs: &Path, name: &str) -> CliPublish {
+        let stdout = logs.join(format!("{name}.json"));
+        let stderr = logs.join(format!("{name}.log"));
+        let mut c = settings.publish_command(api);
+        // `progress p=Guards { … }` on stderr (with colour codes around `=`): the publish has
+        // planned and goes for the lease next.
+        c.env("TABLECAST_LOG__FILTER", "info,tablecast=debug")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap());
+        let child = spawn_tied(c).unwrap_or_else(|e| panic!("starting tablecast publish: {e}"));
+        CliPublish {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_tail(&self) -> String {
+        log_tail(&self.stderr, 30)
+    }
+
+    /// Waits until its stderr contains `needle`; panics if it exits first, or past `timeout`.
+    async fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if text.contains(needle) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "tablecast publish exited ({status}) before logging {needle:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tablecast publish logged no {needle:?} within {} s:\n{}",
+                timeout.as_secs(),
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for it to exit; returns whether it exited 0, and its report.
+    async fn wait(&mut self, timeout: Duration) -> (bool, Value) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "tablecast publish did not finish within {} s:\n{}",
+                    timeout.as_secs(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let out = std::fs::read(&self.stdout).unwrap();
+        let report = serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!(
+                "the report of tablecast publish ({status}): {e}: {}\n{}",
+                String::from_utf8_lossy(&out),
+                self.log_tail()
+            )
+        });
+        (status.success(), report)
+    }
+}
+
+impl Drop for CliPublish {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One holder's tenure of an API's edge lease, as seen by polling it (ms since the watch began).
+#[derive(Debug, Clone)]
+struct Tenure {
+    holder: String,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+impl Tenure {
+    /// The process id in a publisher's holder name (`{host}-{pid}-{micros}`).
+    fn pid(&self) -> Option<u32> {
+        self.holder.rsplit('-').nth(1)?.parse().ok()
+    }
+}
+
+/// Polls `tc:{api}:lease` every millisecond on a connection of its own, recording who held it.
+struct LeaseWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Tenure>>,
+}
+
+impl LeaseWatch {
+    async fn start(url: &str, api: &str) -> LeaseWatch {
+        let mut conn = redis_conn(url).await;
+        let key = format!("tc:{{{api}}}:lease");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let began = Instant::now();
+            let mut tenures: Vec<Tenure> = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                let holder: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let now = began.elapsed().as_millis() as u64;
+                if let Some(holder) = holder {
+                    match tenures.last_mut() {
+                        Some(t) if t.holder == holder => t.to_ms = now,
+                        _ => tenures.push(Tenure {
+                            holder,
+                            from_ms: now,
+                            to_ms: now,
+                        }),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tenures
+        });
+        LeaseWatch { stop, task }
+    }
+
+    async fn stop(self) -> Vec<Tenure> {
+        self.stop.store(true, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the lease watch did not stop within 10 s")
+            .expect("the lease watch failed")
+    }
+}
+
+/// One side of a race between the CLI and the dashboard.
+struct Side {
+    who: &'static str,
+    pid: u32,
+    report: Value,
+}
+
+impl Side {
+    fn version(&self) -> u64 {
+        self.report["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no version in {}", self.who, self.report))
+    }
+
+    /// From the lease request to the start of the engine: the wait for the lease, plus the
+    /// version reading and `begin` (a few ms). The lease is re-tried every 100 ms, so 100 ms or
+    /// more means the lease was held by another publish at least once.
+    fn lease_and_stage_ms(&self) -> u64 {
+        self.report["timings_ms"]["lease_and_stage"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no lease_and_stage in {}", self.who, self.report))
+    }
+}
+
+/// The holder the test itself puts on the lease, to hold both publishes at the door.
+const GATE: &str = "e2e-gate";
+
+/// Starts a dashboard publish job and `tablecast publish` of the same spec to the same edge at
+/// the same moment, and follows both to their end. With `gate`, the test holds the API's edge
+/// lease itself until both have planned and wait for it, then lets go: both certainly contend.
+/// Checks that both commit one after the other (the lease goes to one, then to the other; the
+/// later one's version is the next one, on top of the earlier's); returns them in commit order
+/// with the lease tenures seen.
+async fn race_cli_and_dashboard(
+    dash: &Dashboard,
+    settings: &DashboardSettings,
+    api: &str,
+    logs: &Path,
+    round: &str,
+    gate: bool,
+) -> ([Side; 2], Vec<Tenure>) {
+    let edge = &settings.edges[0];
+    let mut conn = redis_conn(edge).await;
+    let lease = format!("tc:{{{api}}}:lease");
+    if gate {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&lease)
+            .arg(GATE)
+            .arg("NX")
+            .arg("PX")
+            .arg(JOB_TIMEOUT.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            set.as_deref(),
+            Some("OK"),
+            "the lease was taken before the race"
+        );
+    }
+    let watch = LeaseWatch::start(edge, api).await;
+    let started = Instant::now();
+    let mut cli = CliPublish::spawn(settings, api, logs, &format!("cli-{round}"));
+    let job = dash.publish(api).await;
+    if gate {
+        tokio::join!(
+            dash.wait_event(&job, "guards", JOB_TIMEOUT),
+            cli.wait_log("Guards {", JOB_TIMEOUT)
+        );
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&lease)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            holder.as_deref(),
+            Some(GATE),
+            "the gate was taken from the test"
+        );
+        eprintln!(
+            "{round}: both planned and wait at the lease {} ms after the start; opening it",
+            started.elapsed().as_millis()
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(&lease)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (view, (cli_ok, cli_report)) =
+        tokio::join!(dash.wait_job(&job, JOB_TIMEOUT), cli.wait(JOB_TIMEOUT));
+    let wall = started.elapsed().as_millis();
+    let tenures = watch.stop().await;
+    assert_eq!(
+        view["state"],
+        "succeeded",
+        "{round}: dashboard job {view}\n{}",
+        dash.log_tail(30)
+    );
+    assert!(
+        cli_ok && cli_report["committed"] == true,
+        "{round}: tablecast publish {cli_report}\n{}",
+        cli.log_tail()
+    );
+    let mut sides = [
+        Side {
+            who: "dashboard",
+            pid: dash.process.pid(),
+            report: view["report"].clone(),
+        },
+        Side {
+            who: "cli",
+            pid: cli.pid(),
+            report: cli_report,
+        },
+    ];
+    for side in &sides {
+        assert_eq!(
+            side.report["committed"], true,
+            "{}: {}",
+            side.who, side.report
+        );
+        assert_eq!(
+            side.report["keys_out"],
+            golden(api).len(),
+            "{}: {}",
+            side.who,
+            side.report
+        );
+    }
+    sides.sort_by_key(Side::version);
+    let [first, second] = &sides;
+    assert_ne!(first.version(), second.version(), "one version for both");
+
+    // Serialized: each held the lease once, the earlier committer first, never at once; the
+    // later one allocated its version after the earlier one's commit.
+    let who = |t: &Tenure| match t.pid() {
+        Some(pid) if pid == first.pid => first.who,
+        Some(pid) if pid == second.pid => second.who,
+        _ if t.holder == GATE => "gate",
+        _ => "someone else",
+    };
+    let holders: Vec<&str> = tenures.iter().map(who).collect();
+    let expected: &[&str] = if gate {
+        &["gate", first.who, second.who]
+    } else {
+        &[first.who, second.who]
+    };
+    assert_eq!(holders, expected, "{round}: lease tenures {tenures:?}");
+    assert_eq!(
+        second.report["previous_version"],
+        first.version(),
+        "{round}: the later publish did not see the earlier one's commit: {}",
+        second.report
+    );
+    assert_eq!(second.version(), first.version() + 1, "{}", second.report);
+    assert_eq!(serving(&mut conn, api).await, Some(second.version()));
+
+    // Did they truly overlap: was the later one waiting at the lease while the earlier held it?
+    let held = &tenures[tenures.len() - 2];
+    let held_ms = held.to_ms - held.from_ms;
+    let waited = second.lease_and_stage_ms();
+    if gate {
+        // It asked before the gate opened and got the lease only after the earlier let go.
+        assert!(
+            waited + 5 >= held_ms,
+            "{round}: {} waited {waited} ms at the lease, but {} held it for {held_ms} ms",
+            second.who,
+            first.who
+        );
+    }
+    let handover_ms = tenures[tenures.len() - 1].from_ms - held.to_ms;
+    let overlapped = waited >= 100;
+    eprintln!(
+        "{round}: {} committed v{} (publish {} ms, lease+stage {} ms), then {} v{} (publish {} ms, lease+stage {waited} ms); \
+         {} held the lease {held_ms} ms, {} had it {handover_ms} ms later; {wall} ms in all; overlapped: {}",
+        first.who,
+        first.version(),
+        first.report["total_ms"],
+        first.lease_and_stage_ms(),
+        second.who,
+        second.version(),
+        second.report["total_ms"],
+        first.who,
+        second.who,
+        if gate {
+            format!(
+                "yes, both waited at the closed lease; {} then waited for {}",
+                second.who, first.who
+            )
+        } else if overlapped {
+            format!("yes, {} waited {waited} ms for the lease", second.who)
+        } else {
+            format!(
+                "no, {} found the lease free ({waited} ms); serialized all the same",
+                second.who
+            )
+        }
+    );
+    (sides, tenures)
+}
+
+/// The CLI and the dashboard publish one API to one edge at the same moment: the edge lease
+/// (shared by both) serializes them. Both commit, with consecutive versions in commit order,
+/// the later on top of the earlier; the edge serves the highest, with the golden answers. A
+/// first race starts both freely (whether they met at the lease is printed); a second holds
+/// the lease at the door until both wait for it, so that they certainly contend.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_and_dashboard_publishes_of_one_api_are_serialized() {
+    // 4724 keys: a publish holds the lease long enough for the other side to arrive.
+    const API: &str = "product_stats";
+    let metastore = fixtures_metastore();
+    let edge = Redis::start();
+    let state = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()]);
+    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    dash.create_sample_api(API).await;
+
+    let mut highest = 0;
+    for (round, gate) in [("free race", false), ("gated race", true)] {
+        let ([first, second], _) =
+            race_cli_and_dashboard(&dash, &settings, API, logs.path(), round, gate).await;
+        assert_eq!(first.version(), highest + 1, "{round}: {}", first.report);
+        highest = second.version();
+    }
+
+    let mut conn = redis_conn(&edge.url()).await;
+    assert_eq!(serving(&mut conn, API).await, Some(highest));
+    let staged = zrange(&mut conn, &format!("tc:{{{API}}}:staged")).await;
+    assert!(staged.is_empty(), "still staged: {staged:?}");
+    let lease: Option<String> = redis::cmd("GET")
+        .arg(format!("tc:{{{API}}}:lease"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(lease, None, "the lease was not released");
+    assert_eq!(
+        version_fields(&mut conn, API, highest).await,
+        golden(API).len() as u64
+    );
+    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+    assert_eq!(
+        assert_answers_golden(&base, API, 1).await,
+        [highest.to_string()]
+    );
+}
+
+/// `tablecast serve` SIGKILLed the moment the edge's `current` pointer moves to the new version:
+/// after the commit, before the job is recorded as finished (if the job was faster than the
+/// kill, that is printed and the try repeated, up to 3 times). Started again on the same state,
+/// the job ends: re-run on top (a further version) or already finished. Either way the edge
+/// serves exactly one complete version with the golden answers, nothing is staged, and versions
+/// only went up.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_serve_after_the_commit_leaves_one_complete_version() {
+    const API: &str = "product_stats";
+    const TRIES: usize = 3;
+    let metastore = fixtures_metastore();
+    let edge = Redis::start();
+    let state = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    // Short leases, so that a dead runner's job and edge lease are taken over within seconds.
+    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()])
+        .with("TABLECAST_DASHBOARD__LEASE_MS", 2000)
+        .with("TABLECAST_DASHBOARD__POLL_MS", 200)
+        .with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 500)
+        .with("TABLECAST_DASHBOARD__BACKOFF_MAX_MS", 2000)
+        .with("TABLECAST_PUBLISH__LEASE_TTL_MS", 3000);
+    let mut starts = 1;
+    let mut dash = Dashboard::start(&settings, &log(&logs, "serve-1"));
+    dash.create_sample_api(API).await;
+    let first = dash.publish(API).await;
+    follow_to_success(&dash, &first).await;
+    let mut watch = redis_conn(&edge.url()).await;
+    let mut old = serving(&mut watch, API).await.expect("a first version");
+    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+
+    let mut landed_before_finish = false;
+    for attempt in 1..=TRIES {
+        let job = dash.publish(API).await;
+        // Poll the pointer every millisecond; SIGKILL the moment it moves.
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        let committed = loop {
+            match serving(&mut watch, API).await {
+                Some(v) if v != old => {
+                    dash.kill();
+                    break v;
+                }
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "v{old} still serves {} s after the publish was queued\n{}",
+                JOB_TIMEOUT.as_secs(),
+                dash.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert!(committed > old, "v{committed} after v{old}");
+        let staged_at_kill = zrange(&mut watch, &format!("tc:{{{API}}}:staged")).await;
+
+        starts += 1;
+        dash = Dashboard::start(&settings, &log(&logs, &format!("serve-{starts}")));
+        let events = dash.follow(&job, JOB_TIMEOUT).await;
+        let names = event_names(&events);
+        let view = dash.get(&format!("/api/jobs/{job}")).await;
+        assert_eq!(
+            view["state"],
+            "succeeded",
+            "try {attempt}: {view}\nevents: {names:?}\n{}",
+            dash.log_tail(30)
+        );
+        let reported = view["report"]["version"].as_u64().unwrap();
+        let attempts = view["attempts"].as_u64().unwrap();
+        let rerun = names.contains(&"lease_expired");
+        if rerun {
+            // The kill landed between the commit and the job's end: the restarted dashboard
+            // took the job over and ran it again, on top of the version the dead one committed.
+            assert!(reported > committed, "try {attempt}: {view}");
+            assert!(attempts >= 2, "try {attempt}: {view}");
+            eprintln!(
+                "try {attempt}: killed serve after v{committed} was committed, before the job ended \
+                 (staged at the kill: {staged_at_kill:?}); re-run committed v{reported} in {attempts} attempts; events: {names:?}"
+            );
+        } else {
+            assert_eq!(
+                reported, committed,
+                "try {attempt}: {view}\nevents: {names:?}"
+            );
+            assert_eq!(attempts, 1, "try {attempt}: {view}");
+            eprintln!(
+                "try {attempt}: the job had already finished when the kill landed (v{committed}); \
+                 staged at the kill: {staged_at_kill:?}"
+            );
+        }
+
+        // Exactly one complete version serves: the job's, sealed, with every key, and nothing
+        // was begun after it.
+        assert_eq!(serving(&mut watch, API).await, Some(reported));
+        let highest: Option<u64> = redis::cmd("GET")
+            .arg(format!("tc:{{{API}}}:highest"))
+            .query_async(&mut watch)
+            .await
+            .unwrap();
+        assert_eq!(
+            highest,
+            Some(reported),
+            "a version was begun after v{reported}"
+        );
+        let kept: BTreeSet<u64> = zrange(&mut watch, &format!("tc:{{{API}}}:versions"))
+            .await
+            .into_iter()
+            .collect();
+        for v in [committed, reported] {
+            if !kept.contains(&v) {
+                assert_ne!(v, reported, "the serving v{v} is not kept: {kept:?}");
+                continue;
+            }
+            let manifest: bool = redis::cmd("EXISTS")
+                .arg(format!("tc:{{{API}}}:v{v}:manifest"))
+                .query_async(&mut watch)
+                .await
+                .unwrap();
+            assert!(manifest, "v{v} has no manifest");
+            assert_eq!(
+                version_fields(&mut watch, API, v).await,
+                golden(API).len() as u64,
+                "v{v} is not complete"
+            );
+        }
+        let staged = zrange(&mut watch, &format!("tc:{{{API}}}:staged")).await;
+        assert!(staged.is_empty(), "try {attempt}: still staged: {staged:?}");
+        let with_buckets = bucket_versions(&mut watch, API).await;
+        assert!(
+            with_buckets.is_subset(&kept),
+            "buckets of versions {with_buckets:?}, kept {kept:?}"
+        );
+        wait_answered_version(&base, API, reported).await;
+        assert_eq!(
+            assert_answers_golden(&base, API, 7).await,
+            [reported.to_string()]
+        );
+
+        // The dashboard's view: the same serving version; its history (versions its jobs
+        // recorded) newest first.
+        let versions = dash.get(&format!("/api/apis/{API}/versions")).await;
+        assert_eq!(versions["serving"], reported, "{versions}");
+        let history: Vec<u64> = versions["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["version"].as_u64().unwrap())
+            .collect();
+        assert!(
+            history.windows(2).all(|w| w[0] > w[1]),
+            "history not newest first: {history:?}"
+        );
+        assert_eq!(history.first(), Some(&reported), "{versions}");
+        eprintln!("try {attempt}: kept on the edge {kept:?}; dashboard history {history:?}");
+
+        old = reported;
+        if rerun {
+            landed_before_finish = true;
+            break;
+        }
+    }
+    if !landed_before_finish {
+        eprintln!(
+            "note: in {TRIES} tries every job finished before the kill landed; the invariants held each time"
+        );
+    }
 }
 
 fn median(xs: &[u64]) -> u64 {
