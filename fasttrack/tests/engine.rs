@@ -406,6 +406,16 @@ async fn a_file_rewritten_with_a_drifted_schema_after_planning_is_refused_naming
         .await
         .unwrap();
     // Rewrite one partition with `referrals` as text, after the plan fixed the table's schema.
+    write_drifted_partition(dir.path());
+    let err = run_to_error(&p, &plan).await;
+    assert!(
+        err.contains("dt=2026-11-02/part-0.parquet") && err.contains("changed since"),
+        "the error names the file: {err}"
+    );
+}
+
+/// Rewrites the 2026-11-02 partition with `referrals` as text instead of bigint.
+fn write_drifted_partition(root: &Path) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("product_id", DataType::Int64, true),
         Field::new("network", DataType::Utf8, true),
@@ -420,13 +430,31 @@ async fn a_file_rewritten_with_a_drifted_schema_after_planning_is_refused_naming
         ],
     )
     .unwrap();
-    let path = dir.path().join("social/sales/dt=2026-11-02/part-0.parquet");
+    let path = root.join("social/sales/dt=2026-11-02/part-0.parquet");
     let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    let err = run_to_error(&p, &plan).await;
+}
+
+/// A table whose files disagree with its schema before anyone plans (a column's type altered in
+/// the catalog, or a partition rewritten with another type): the run refuses, naming the file and
+/// the column, before the engine reads a row.
+#[tokio::test]
+async fn schema_drift_between_files_and_table_names_the_file_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write_table(dir.path());
+    write_drifted_partition(dir.path());
+    let p = publisher_over(dir.path(), GuardLimits::default()).await;
+    let err = match p
+        .plan(&ApiSpec::from_toml(PER_NETWORK).unwrap(), Route::Auto)
+        .await
+    {
+        // The directory catalog may already refuse to describe such a table.
+        Err(e) => e.to_string(),
+        Ok(plan) => run_to_error(&p, &plan).await,
+    };
     assert!(
-        err.contains("dt=2026-11-02/part-0.parquet") && err.contains("changed since"),
-        "the error names the file: {err}"
+        err.contains("referrals") && err.contains("part-0.parquet"),
+        "the error names the column and the file: {err}"
     );
 }

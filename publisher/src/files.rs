@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
@@ -193,37 +193,83 @@ pub async fn read_footer(file: &DataFile) -> Result<Footer> {
     })
 }
 
-/// Checks that every planned file is still there with the size it was listed with, so that an
-/// engine never reads a table that changed under the plan: a file deleted since planning would
-/// otherwise read as an empty listing (a silent partial answer), and a rewritten one would be
-/// read against a schema checked for another file. The error names the file.
-pub async fn verify_unchanged(files: &[DataFile]) -> Result<()> {
-    use futures::StreamExt;
-    // A named async fn, not a closure: the future must stay `Send` for every lifetime, since the
-    // dashboard's runner spawns publishes onto the runtime.
-    futures::stream::iter(files.iter().map(verify_one))
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await
-        .map(|_| ())
+/// Checks that every planned file is still there with the size it was listed with, and that
+/// each column the spec reads has, in the file, a type of the same kind as the table's, so that
+/// an engine never reads a table that changed under the plan or a file that disagrees with the
+/// catalog: a file deleted since planning would otherwise read as an empty listing (a silent
+/// partial answer), and a drifted column fails deep in the engine as a cast error naming neither
+/// the column nor the file. `columns` are the data columns the spec reads, with the table's
+/// types. The error names the file (and the column).
+pub async fn verify_files(files: &[DataFile], columns: &[(String, DataType)]) -> Result<()> {
+    // Chunks joined eagerly rather than a lazy stream of closures: the future must stay `Send`
+    // for every lifetime, since the dashboard's runner spawns publishes onto the runtime.
+    for chunk in files.chunks(16) {
+        let checks: Vec<_> = chunk.iter().map(|f| verify_one(f, columns)).collect();
+        futures::future::try_join_all(checks).await?;
+    }
+    Ok(())
 }
 
-async fn verify_one(file: &DataFile) -> Result<()> {
+async fn verify_one(file: &DataFile, columns: &[(String, DataType)]) -> Result<()> {
     let err = |message: String| Error::ParquetFile {
         path: file.url.clone(),
         message,
     };
     let located = locate(&file.url)?;
     match located.store.head(&located.path).await {
-        Ok(meta) if meta.size == file.size => Ok(()),
-        Ok(meta) => Err(err(format!(
-            "changed since the table was listed: {} bytes then, {} now",
-            file.size, meta.size
-        ))),
-        Err(object_store::Error::NotFound { .. }) => {
-            Err(err("deleted since the table was listed".into()))
+        Ok(meta) if meta.size == file.size => {}
+        Ok(meta) => {
+            return Err(err(format!(
+                "changed since the table was listed: {} bytes then, {} now",
+                file.size, meta.size
+            )));
         }
-        Err(e) => Err(err(e.to_string())),
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(err("deleted since the table was listed".into()));
+        }
+        Err(e) => return Err(err(e.to_string())),
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let footer = read_footer(file).await?;
+    for (name, table_type) in columns {
+        // Hive matches columns by name, case-insensitively; a missing column reads as NULL.
+        let Some(field) = footer
+            .schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+        else {
+            continue;
+        };
+        if type_kind(field.data_type()) != type_kind(table_type) {
+            return Err(err(format!(
+                "column `{name}` is {} in the file but {table_type} in the table (schema drift)",
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Types an engine may convert between without parsing text or losing the kind of value.
+fn type_kind(t: &DataType) -> &'static str {
+    use DataType::*;
+    match t {
+        t if t.is_integer() => "number",
+        t if t.is_floating() => "number",
+        Decimal128(..) | Decimal256(..) => "number",
+        Utf8 | LargeUtf8 | Utf8View => "string",
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => "binary",
+        Boolean => "boolean",
+        Date32 | Date64 => "date",
+        Timestamp(..) => "timestamp",
+        List(_) | LargeList(_) | ListView(_) | FixedSizeList(..) => "list",
+        Struct(_) => "struct",
+        Map(..) => "map",
+        Dictionary(_, v) => type_kind(v),
+        _ => "other",
     }
 }
 

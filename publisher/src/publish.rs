@@ -282,8 +282,15 @@ impl Publisher {
     ) -> Result<RunStats> {
         let mut stats = RunStats::default();
         let mut path = plan.path;
+        let read_columns: Vec<(String, arrow::datatypes::DataType)> = plan
+            .spec
+            .columns
+            .iter()
+            .filter(|c| !plan.table.is_partition_key(c))
+            .filter_map(|c| Some((c.clone(), plan.table.column(c)?.data_type.clone()?)))
+            .collect();
         loop {
-            files::verify_unchanged(&plan.inspection.files).await?;
+            files::verify_files(&plan.inspection.files, &read_columns).await?;
             let started = Instant::now();
             let outcome = self.run_once(plan, path, sink, progress).await;
             let (rows_in, peak, result) = outcome;
