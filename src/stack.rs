@@ -80,6 +80,10 @@ impl dashboard_api::Stack for AppStack {
         Ok(self.redis_edge(url).await?)
     }
 
+    fn publish_config(&self) -> publisher::publish::PublishConfig {
+        self.config.publish.clone()
+    }
+
     async fn push_tokens(
         &self,
         url: &str,

@@ -47,6 +47,10 @@ pub trait Stack: Send + Sync + 'static {
     ) -> publisher::Result<publisher::publish::Publisher>;
     /// An edge sink for a Redis URL.
     async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn publisher::sink::EdgeSink>>;
+    /// Lease and version settings of publishes, which rollbacks follow too.
+    fn publish_config(&self) -> publisher::publish::PublishConfig {
+        publisher::publish::PublishConfig::default()
+    }
     /// Replaces the token hashes an edge checks for an API (protected = require a token).
     async fn push_tokens(
         &self,

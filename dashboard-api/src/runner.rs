@@ -342,7 +342,7 @@ async fn execute(state: &AppState, job: &JobRow, progress: ProgressFn) -> Attemp
     match job.kind {
         JobKind::Publish => publish(state, job, &edges, progress).await,
         JobKind::Rollback => {
-            let attempt = rollback(job, &edges, progress).await;
+            let attempt = rollback(job, &edges, &state.stack.publish_config(), progress).await;
             if attempt.result.is_ok() {
                 // A rolled-back version's manifest carries the token set of its day: push
                 // today's, so that revoked tokens stay revoked.
@@ -460,9 +460,13 @@ async fn publish(
 
 /// Switches every edge back to an older kept version, under the same per-edge publish lease
 /// as a publish (and, being a job, under the same per-API lock in the queue).
-async fn rollback(job: &JobRow, edges: &[Arc<dyn EdgeSink>], progress: ProgressFn) -> Attempt {
+async fn rollback(
+    job: &JobRow,
+    edges: &[Arc<dyn EdgeSink>],
+    config: &publisher::publish::PublishConfig,
+    progress: ProgressFn,
+) -> Attempt {
     let started = Instant::now();
-    let config = publisher::publish::PublishConfig::default();
     let holder = format!("dashboard-rollback-{}", job.id);
     let api = job.api.as_str();
     let mut report = json!({"api": api, "from": null, "to": null, "edges": [], "committed": false, "total_ms": 0});
@@ -472,7 +476,7 @@ async fn rollback(job: &JobRow, edges: &[Arc<dyn EdgeSink>], progress: ProgressF
         job.params.to,
         edges,
         &holder,
-        &config,
+        config,
         &progress,
         &mut report,
         &mut leased,
