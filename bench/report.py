@@ -49,3 +49,7 @@ with open(sys.argv[2], "w") as f:
         met = {True: "yes", False: "**no**", None: "–"}[r["met"]]
         f.write(f"| {r['row']} | {r['name']} | {fmt(r['value'])} | {fmt(r['baseline'])} | {r['unit']} | "
                 f"{fmt(r['ratio'])} | {r['target']} | {met} | {r['note']} |\n")
+    # Hand-kept notes: before/after figures of optimizations and the reasons for missed targets.
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "history.md")
+    if os.path.exists(notes):
+        f.write("\n" + open(notes).read())
