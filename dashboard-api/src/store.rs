@@ -535,12 +535,15 @@ impl Store {
     }
 
     /// Atomically claims the oldest due job whose API has no running job and no older queued
-    /// job, for `owner` until `lease_until`. The partial unique index makes a concurrent second
+    /// job, for `owner` until `lease_until`. Its start time is never before the end of the API's
+    /// previous job: `now` is read before the write lock is had, and a job finishing meanwhile
+    /// may record a later time. The partial unique index makes a concurrent second
     /// claim for the same API fail instead of running two jobs of one API.
     pub async fn claim(&self, owner: &str, lease_ms: i64) -> Result<Option<JobRow>> {
         let now = now_ms();
         let claimed = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, started_at = $3 \
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
+                 started_at = (SELECT max($3, coalesce(max(f.finished_at), 0)) FROM jobs f WHERE f.api = jobs.api) \
              WHERE id = ( \
                  SELECT j.id FROM jobs j \
                  WHERE j.state = 'queued' AND j.not_before <= $3 \
