@@ -44,6 +44,9 @@ enum Command {
     Versions(commands::versions::VersionsArgs),
     /// Serve a kept older version again, on every edge.
     Rollback(commands::versions::RollbackArgs),
+    /// Bring every edge of an API (or of all APIs) to what the control plane's store says:
+    /// the serving version (refilling an empty edge from its snapshot) and who may read it.
+    Reconcile(commands::versions::ReconcileArgs),
     /// Access tokens of protected APIs.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -51,7 +54,7 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Start a local stack on loopback, publish the sample APIs and print where to look.
     Demo(commands::demo::DemoArgs),
-    /// Edge node: the lookup service, and refilling a Redis from snapshots.
+    /// Edge node: the lookup service, and refilling a Redis with what it must serve.
     #[command(subcommand)]
     Edge(commands::edge::EdgeCommand),
 }
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             Command::Publish(a) => commands::publish::run(a, &config).await,
             Command::Versions(a) => commands::versions::versions(a, &config).await,
             Command::Rollback(a) => commands::versions::rollback(a, &config).await,
+            Command::Reconcile(a) => commands::versions::reconcile(a, &config).await,
             Command::Token(c) => commands::token::run(c, &config).await,
             Command::Edge(c) => commands::edge::run(c, &config).await,
             Command::Demo(a) => commands::demo::run(a, &config).await,

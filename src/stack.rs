@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use dashboard_api::control::ControlPlane;
+use dashboard_api::store::{ApiRow, Store};
 use publisher::publish::Publisher;
 use publisher::snapshot::SnapshotStore;
+use publisher::spec::ApiSpec;
 
 use crate::config::Config;
 
@@ -83,18 +86,85 @@ impl dashboard_api::Stack for AppStack {
     fn publish_config(&self) -> publisher::publish::PublishConfig {
         self.config.publish.clone()
     }
+}
 
-    async fn push_tokens(
-        &self,
-        url: &str,
-        api: &str,
-        hashes: &[String],
-        protected: bool,
-    ) -> publisher::Result<()> {
-        Ok(self
-            .redis_edge(url)
-            .await?
-            .set_token_hashes(api, hashes, protected)
-            .await?)
+/// The control plane over the state directory's store (the one `tablecast serve` uses), for a
+/// CLI command. Imports, once, the token files earlier CLIs kept in the state directory.
+pub async fn control(config: &Config) -> Result<ControlPlane> {
+    let dashboard = crate::commands::serve::dashboard_config(config);
+    let store = Store::open(&dashboard.database_url())
+        .await
+        .with_context(|| {
+            format!(
+                "opening the control-plane store {}",
+                dashboard.database_url()
+            )
+        })?;
+    crate::tokens::import_legacy(&store, &config.tokens_dir()).await?;
+    Ok(ControlPlane::new(
+        store,
+        Arc::new(AppStack::new(config.clone())),
+        Arc::new(SnapshotStore::new(config.snapshot_dir())),
+        config.publish.clone(),
+    ))
+}
+
+/// Records a spec published from the CLI as the API's definition in the store, so that the
+/// dashboard lists it (owner `cli`). Its catalog and edge group are the dashboard's ones with
+/// the same URI and edges, else the URI and `cli`. Publishing never un-protects an API: the
+/// store's protection stays on even if the spec file says otherwise.
+pub async fn register_api(
+    store: &Store,
+    dashboard: &dashboard_api::ServerConfig,
+    spec: &ApiSpec,
+    catalog_uri: &str,
+    edges: &[String],
+) -> Result<()> {
+    let catalog = dashboard
+        .catalogs
+        .iter()
+        .find(|c| c.uri == catalog_uri)
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| catalog_uri.to_string());
+    let mut wanted: Vec<&String> = edges.iter().collect();
+    wanted.sort();
+    let group = dashboard
+        .edge_groups
+        .iter()
+        .find(|(_, urls)| {
+            let mut urls: Vec<&String> = urls.iter().collect();
+            urls.sort();
+            urls == wanted
+        })
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| "cli".to_string());
+    match store.api(&spec.name).await {
+        Ok(existing) => {
+            let mut spec = spec.clone();
+            spec.protected |= existing.protected;
+            if spec != existing.spec || catalog != existing.catalog {
+                store
+                    .update_api(&spec.name, &spec, &catalog, &existing.edge_group, "cli")
+                    .await?;
+            }
+        }
+        Err(dashboard_api::Error::NotFound { .. }) => {
+            let now = dashboard_api::store::now_ms();
+            store
+                .create_api(&ApiRow {
+                    name: spec.name.clone(),
+                    spec: spec.clone(),
+                    catalog,
+                    owner: "cli".into(),
+                    protected: spec.protected,
+                    edge_group: group,
+                    revision: 1,
+                    created_at: now,
+                    updated_at: now,
+                })
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
     }
+    Ok(())
 }

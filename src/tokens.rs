@@ -1,117 +1,101 @@
-//! API access tokens kept by the CLI in the state directory: only SHA-256 hashes are stored,
-//! and the hashes of live tokens are what edges receive. A token is shown once, at creation.
+//! API read tokens from the CLI's side. Tokens live in the control plane's store (hashes only,
+//! shared with the dashboard); a token is shown once, at creation. Earlier CLIs kept them in
+//! JSON files under `{state_dir}/tokens`: those are imported into the store once, then removed.
 
-use std::path::PathBuf;
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use anyhow::{Context, Result};
+use dashboard_api::store::Store;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenRecord {
-    pub id: String,
-    pub sha256: String,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
+/// A token as earlier CLIs kept it (`{state_dir}/tokens/{api}.json`, a list of these).
+#[derive(Debug, Deserialize)]
+struct LegacyToken {
+    id: String,
+    sha256: String,
+    created_at: String,
+    #[serde(default)]
+    revoked_at: Option<String>,
 }
 
-pub struct TokenStore {
-    dir: PathBuf,
+fn millis(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|_| dashboard_api::store::now_ms())
 }
 
-pub fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-impl TokenStore {
-    pub fn new(dir: PathBuf) -> Self {
-        TokenStore { dir }
-    }
-
-    fn file(&self, api: &str) -> Result<PathBuf> {
-        if !publisher::spec::is_api_name(api) {
-            bail!("{api:?} is not an API name");
-        }
-        Ok(self.dir.join(format!("{api}.json")))
-    }
-
-    pub fn list(&self, api: &str) -> Result<Vec<TokenRecord>> {
-        let path = self.file(api)?;
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
-    fn save(&self, api: &str, records: &[TokenRecord]) -> Result<()> {
-        let path = self.file(api)?;
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(records)?)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
-    }
-
-    /// Creates a token; returns its record and the secret, which is not stored.
-    pub fn create(&self, api: &str) -> Result<(TokenRecord, String)> {
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = format!("tc_{}", hex::encode(secret));
-        let record = TokenRecord {
-            id: hex::encode(&secret[..4]),
-            sha256: hash(&token),
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            revoked_at: None,
+/// Moves the token files of earlier CLIs into the store (idempotent: a hash already there is
+/// skipped) and removes each file once its tokens are in.
+pub async fn import_legacy(store: &Store, dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(api) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .filter(|a| publisher::spec::is_api_name(a))
+        else {
+            continue;
         };
-        let mut records = self.list(api)?;
-        records.push(record.clone());
-        self.save(api, &records)?;
-        Ok((record, token))
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let tokens: Vec<LegacyToken> = serde_json::from_str(&text)
+            .with_context(|| format!("reading {} (a CLI token file)", path.display()))?;
+        for t in &tokens {
+            store
+                .import_api_token(
+                    api,
+                    &format!("tok_cli_{}", t.id),
+                    &t.sha256,
+                    millis(&t.created_at),
+                    t.revoked_at.as_deref().map(millis),
+                )
+                .await?;
+        }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        tracing::info!(api, tokens = tokens.len(), file = %path.display(), "imported the CLI's token file into the control-plane store");
     }
-
-    pub fn revoke(&self, api: &str, id: &str) -> Result<()> {
-        let mut records = self.list(api)?;
-        let record = records
-            .iter_mut()
-            .find(|r| r.id == id)
-            .with_context(|| format!("no token {id} for API {api}"))?;
-        record.revoked_at =
-            Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        self.save(api, &records)
-    }
-
-    pub fn active_hashes(&self, api: &str) -> Result<Vec<String>> {
-        Ok(self
-            .list(api)?
-            .into_iter()
-            .filter(|r| r.revoked_at.is_none())
-            .map(|r| r.sha256)
-            .collect())
-    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn stores_only_hashes_and_revokes() {
+    #[tokio::test]
+    async fn legacy_token_files_are_imported_once_and_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TokenStore::new(dir.path().to_path_buf());
-        let (record, token) = store.create("demo").unwrap();
-        assert!(token.starts_with("tc_") && token.len() == 67);
-        let text = std::fs::read_to_string(dir.path().join("demo.json")).unwrap();
-        assert!(!text.contains(&token) && text.contains(&hash(&token)));
-        assert_eq!(
-            store.active_hashes("demo").unwrap(),
-            vec![record.sha256.clone()]
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        let live = "a".repeat(64);
+        let revoked = "b".repeat(64);
+        std::fs::write(
+            tokens.join("demo.json"),
+            format!(
+                r#"[{{"id":"0001","sha256":"{live}","created_at":"2026-11-01T00:00:00Z"}},
+                    {{"id":"0002","sha256":"{revoked}","created_at":"2026-11-01T00:00:00Z","revoked_at":"2026-11-02T00:00:00Z"}}]"#
+            ),
+        )
+        .unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = Store::open(&url).await.unwrap();
+        import_legacy(&store, &tokens).await.unwrap();
+        assert!(
+            !tokens.exists(),
+            "the token files are gone after the import"
         );
-        store.revoke("demo", &record.id).unwrap();
-        assert!(store.active_hashes("demo").unwrap().is_empty());
-        assert!(store.create("../x").is_err());
+        let access = store.access("demo").await.unwrap();
+        assert!(
+            access.protected,
+            "tokens made by the CLI protected their API"
+        );
+        assert_eq!(access.token_hashes, vec![live]);
+        // A second run finds nothing to import and changes nothing.
+        import_legacy(&store, &tokens).await.unwrap();
+        assert_eq!(store.access("demo").await.unwrap(), access);
     }
 }

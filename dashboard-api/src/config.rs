@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub lookup_base_urls: BTreeMap<String, String>,
     /// Most rows a table preview shows.
     pub preview_rows: usize,
+    /// How often `tablecast serve` converges every API's edges to the store (0: never).
+    pub reconcile_ms: u64,
 }
 
 pub const DEFAULT_EDGE_GROUP: &str = "default";
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             edge_groups: BTreeMap::from([(DEFAULT_EDGE_GROUP.to_string(), Vec::new())]),
             lookup_base_urls: BTreeMap::new(),
             preview_rows: 20,
+            reconcile_ms: 5_000,
         }
     }
 }
@@ -87,8 +90,15 @@ impl ServerConfig {
         }
     }
 
+    /// Where snapshots of versions are kept (the CLI's too: one state directory).
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.state_dir.join("snapshots")
+    }
+
     pub fn catalog(&self, name: &str) -> Option<&NamedCatalog> {
-        self.catalogs.iter().find(|c| c.name == name)
+        self.catalogs
+            .iter()
+            .find(|c| c.name == name || c.uri == name)
     }
 
     pub fn lease(&self) -> Duration {

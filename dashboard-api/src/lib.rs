@@ -1,7 +1,8 @@
 //! The dashboard API: analysts browse catalogs, define lookup APIs over tables, plan and publish
 //! them to edge caches, follow progress live, roll back, and manage tokens.
 //!
-//! - [`store`]: the durable store (SQLite through sqlx; SQL kept portable to PostgreSQL).
+//! - [`store`]: the durable store (SQLite through sqlx), shared with the CLI.
+//! - [`control`]: the control plane, the one module that changes what edges serve.
 //! - [`runner`]: the supervised job runner, a durable queue in the store with leases,
 //!   one job per API at a time, retries with backoff for transient failures.
 //! - [`routes`]: the REST API under `/api`, described by [`openapi::ApiDoc`].
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -51,14 +53,6 @@ pub trait Stack: Send + Sync + 'static {
     fn publish_config(&self) -> publisher::publish::PublishConfig {
         publisher::publish::PublishConfig::default()
     }
-    /// Replaces the token hashes an edge checks for an API (protected = require a token).
-    async fn push_tokens(
-        &self,
-        url: &str,
-        api: &str,
-        hashes: &[String],
-        protected: bool,
-    ) -> publisher::Result<()>;
 }
 
 /// A job's new event, announced to live event streams (which then read it from the store).
@@ -74,6 +68,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub store: Store,
     pub stack: Arc<dyn Stack>,
+    pub control: control::ControlPlane,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: runners stop claiming, event streams end.
     pub shutdown: CancellationToken,
@@ -89,11 +84,20 @@ impl AppState {
         config.check().map_err(Error::Config)?;
         let admin = config.admin_token.clone().unwrap_or_default();
         let store = Store::open(&config.database_url()).await?;
+        let control = control::ControlPlane::new(
+            store.clone(),
+            Arc::clone(&stack),
+            Arc::new(publisher::snapshot::SnapshotStore::new(
+                config.snapshot_dir(),
+            )),
+            stack.publish_config(),
+        );
         let (signals, _) = broadcast::channel(1024);
         Ok(AppState {
             config: Arc::new(config),
             store,
             stack,
+            control,
             metrics: Arc::new(Metrics::new()),
             shutdown: CancellationToken::new(),
             signals,
@@ -211,6 +215,7 @@ pub async fn serve_on(
         source: e,
     })?;
     let runners = runner::start(state.clone()).await;
+    let converger = start_convergence(state.clone());
     tracing::info!(%addr, runners = state.config.runners, "dashboard listening");
     let token = state.shutdown.clone();
     let served = axum::serve(listener, router(state.clone()))
@@ -224,8 +229,29 @@ pub async fn serve_on(
         .await;
     state.shutdown.cancel();
     runners.join().await;
+    converger.abort();
     served.map_err(|e| Error::Io {
         context: "serving HTTP".into(),
         source: e,
+    })
+}
+
+/// Converges every API's edges to the store every `reconcile_ms` (0: never): an edge that was
+/// unreachable, or came back empty, gets the version and access the store says.
+fn start_convergence(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if state.config.reconcile_ms == 0 {
+            return;
+        }
+        let every = std::time::Duration::from_millis(state.config.reconcile_ms.max(50));
+        loop {
+            if let Err(e) = state.control.converge_all().await {
+                tracing::warn!(error = %e, "converging edges failed; retrying next round");
+            }
+            tokio::select! {
+                () = state.shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
     })
 }

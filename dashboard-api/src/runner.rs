@@ -4,22 +4,20 @@
 //! due job of an API with no running job and no older queued job (so jobs of one API run one at
 //! a time and in order, while different APIs run in parallel). A claim is a lease, renewed every
 //! third of `lease_ms` while the job runs; a reaper re-queues running jobs whose lease expired
-//! (their runner crashed or hung), at start-up and periodically. A re-run starts over: the edge
-//! commit protocol makes that safe (the re-run stages a new version; the orphan staging is
-//! discarded by the edges' leases and GC).
+//! (their runner crashed or hung), at start-up and periodically. A re-run starts over: the
+//! control plane makes that safe (it first converges what the dead attempt left, then stages a
+//! new version; orphan staging is collected by the edges' GC). What edges serve is changed only
+//! through [`crate::control`].
 //!
 //! Supervision: a transient failure (`PublishReport.error.transient`, or a transient publisher
 //! error while setting up) is retried with exponential backoff until `max_attempts`; anything
 //! else fails the job at once. Progress events go to the job's event log in the store and are
 //! announced to live streams.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use publisher::publish::{Progress, ProgressFn, Tokens};
-use publisher::sink::EdgeSink;
+use publisher::publish::{Progress, ProgressFn};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -127,12 +125,7 @@ async fn run_loop(state: AppState, owner: String) {
 /// What one attempt produced.
 struct Attempt {
     report: Option<Value>,
-    result: Result<Committed, Failure>,
-}
-
-/// A committed publish's new version (none for a rollback).
-struct Committed {
-    version: Option<(u64, String, u64, u64, String)>,
+    result: Result<(), Failure>,
 }
 
 struct Failure {
@@ -250,15 +243,7 @@ async fn settle(state: &AppState, owner: &str, job: &JobRow, attempt: Attempt, s
     let kind = job.kind.as_str();
     let report = attempt.report;
     match attempt.result {
-        Ok(committed) => {
-            if let Some((version, path, keys, bytes, checksum)) = &committed.version
-                && let Err(e) = state
-                    .store
-                    .record_version(&job.api, *version, path, *keys, *bytes, checksum, &job.id)
-                    .await
-            {
-                tracing::error!(job = %job.id, error = %e, "recording the committed version failed");
-            }
+        Ok(()) => {
             let event = json!({"event": "finished", "state": "succeeded", "attempts": job.attempts, "report": report});
             let outcome = Outcome {
                 state: JobState::Succeeded,
@@ -341,26 +326,13 @@ async fn execute(state: &AppState, job: &JobRow, progress: ProgressFn) -> Attemp
     };
     match job.kind {
         JobKind::Publish => publish(state, job, &edges, progress).await,
-        JobKind::Rollback => {
-            let attempt = rollback(job, &edges, &state.stack.publish_config(), progress).await;
-            if attempt.result.is_ok() {
-                // A rolled-back version's manifest carries the token set of its day: push
-                // today's, so that revoked tokens stay revoked.
-                match state.store.api(&job.api).await {
-                    Ok(api) => {
-                        let _ = crate::routes::tokens::push_tokens(state, &api).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(api = %job.api, error = %e, "re-pushing tokens after the rollback failed")
-                    }
-                }
-            }
-            attempt
-        }
+        JobKind::Rollback => rollback(state, job, &edges, progress).await,
     }
 }
 
-async fn edges_for(state: &AppState, job: &JobRow) -> Result<Vec<Arc<dyn EdgeSink>>, Failure> {
+/// The edge addresses of the job's edge group; for an API published from the CLI to edges no
+/// group names, the edges the control plane recorded for it.
+async fn edges_for(state: &AppState, job: &JobRow) -> Result<Vec<String>, Failure> {
     let group = match &job.params.edge_group {
         Some(g) => g.clone(),
         None => state
@@ -370,32 +342,34 @@ async fn edges_for(state: &AppState, job: &JobRow) -> Result<Vec<Arc<dyn EdgeSin
             .map(|a| a.edge_group)
             .map_err(|e| Failure::permanent("setup", e.to_string()))?,
     };
-    let urls = state.config.edge_groups.get(&group).ok_or_else(|| {
-        Failure::permanent("setup", format!("edge group `{group}` is not configured"))
-    })?;
-    if urls.is_empty() {
+    if let Some(urls) = state
+        .config
+        .edge_groups
+        .get(&group)
+        .filter(|u| !u.is_empty())
+    {
+        return Ok(urls.clone());
+    }
+    let recorded = state
+        .store
+        .api_state(&job.api)
+        .await
+        .map_err(|e| Failure::permanent("setup", e.to_string()))?
+        .map(|s| s.edges)
+        .unwrap_or_default();
+    if recorded.is_empty() {
         return Err(Failure::permanent(
             "setup",
             format!("edge group `{group}` has no edges: configure edge_groups"),
         ));
     }
-    let mut edges = Vec::with_capacity(urls.len());
-    for url in urls {
-        edges.push(
-            state
-                .stack
-                .edge(url)
-                .await
-                .map_err(|e| Failure::setup(&e))?,
-        );
-    }
-    Ok(edges)
+    Ok(recorded)
 }
 
 async fn publish(
     state: &AppState,
     job: &JobRow,
-    edges: &[Arc<dyn EdgeSink>],
+    edges: &[String],
     progress: ProgressFn,
 ) -> Attempt {
     let fail = |f: Failure| Attempt {
@@ -412,38 +386,26 @@ async fn publish(
             format!("catalog `{catalog_name}` is not configured"),
         ));
     };
-    let hashes = match crate::routes::tokens::live_hashes(state, &job.api, spec.protected).await {
-        Ok(h) => h,
-        Err(e) => {
-            return fail(Failure {
-                error: json!({"step": "setup", "message": e.to_string(), "transient": true}),
-                transient: true,
-            });
-        }
-    };
-    let tokens = Tokens {
-        protected: spec.protected,
-        hashes,
-    };
     let publisher = match state.stack.publisher(&catalog.uri).await {
         Ok(p) => p,
         Err(e) => return fail(Failure::setup(&e)),
     };
-    let report = publisher
-        .publish(spec, job.params.route, edges, &tokens, progress)
+    // Who may read the API is read from the store at commit time, not fixed with the job.
+    let report = state
+        .control
+        .publish(
+            &publisher,
+            spec,
+            job.params.route,
+            edges,
+            Some(&job.id),
+            progress,
+        )
         .await;
     let value = serde_json::to_value(&report).ok();
-    let result = match (&report.error, report.committed, report.version) {
-        (None, true, Some(version)) => Ok(Committed {
-            version: Some((
-                version,
-                report.path.clone().unwrap_or_default(),
-                report.keys_out,
-                report.bytes_out,
-                report.checksum.clone().unwrap_or_default(),
-            )),
-        }),
-        (Some(e), _, _) => Err(Failure {
+    let result = match (&report.error, report.committed) {
+        (None, true) => Ok(()),
+        (Some(e), _) => Err(Failure {
             error: serde_json::to_value(e).unwrap_or(Value::Null),
             transient: e.transient,
         }),
@@ -458,166 +420,69 @@ async fn publish(
     }
 }
 
-/// Switches every edge back to an older kept version, under the same per-edge publish lease
-/// as a publish (and, being a job, under the same per-API lock in the queue).
+/// Switches every edge to an older kept version through the control plane (the same lease as
+/// a publish; being a job, also the same per-API order in the queue).
 async fn rollback(
+    state: &AppState,
     job: &JobRow,
-    edges: &[Arc<dyn EdgeSink>],
-    config: &publisher::publish::PublishConfig,
+    edges: &[String],
     progress: ProgressFn,
 ) -> Attempt {
-    let started = Instant::now();
-    let holder = format!("dashboard-rollback-{}", job.id);
-    let api = job.api.as_str();
-    let mut report = json!({"api": api, "from": null, "to": null, "edges": [], "committed": false, "total_ms": 0});
-    let mut leased: Vec<&Arc<dyn EdgeSink>> = Vec::new();
-    let result = rollback_steps(
-        api,
-        job.params.to,
-        edges,
-        &holder,
-        config,
-        &progress,
-        &mut report,
-        &mut leased,
-    )
-    .await;
-    join_all(leased.iter().map(|e| e.release_lease(api, &holder))).await;
-    report["total_ms"] = json!(started.elapsed().as_millis() as u64);
-    if let Err(f) = &result {
-        progress(Progress::Failed {
-            step: publisher::report::Step::Commit,
-            message: f
-                .error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("rollback failed")
-                .to_string(),
-        });
-    }
-    Attempt {
-        report: Some(report),
-        result: result.map(|()| Committed { version: None }),
-    }
-}
-
-fn edge_failure(edge: &dyn EdgeSink, step: &str, e: &publisher::Error) -> Failure {
-    Failure {
-        error: json!({"step": step, "edge": edge.address(), "message": e.to_string(), "transient": e.is_transient()}),
-        transient: e.is_transient(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn rollback_steps<'a>(
-    api: &str,
-    to: Option<u64>,
-    edges: &'a [Arc<dyn EdgeSink>],
-    holder: &str,
-    config: &publisher::publish::PublishConfig,
-    progress: &ProgressFn,
-    report: &mut Value,
-    leased: &mut Vec<&'a Arc<dyn EdgeSink>>,
-) -> Result<(), Failure> {
-    let deadline = Instant::now() + Duration::from_millis(config.lease_wait_ms);
-    for edge in edges {
-        loop {
-            match edge.acquire_lease(api, holder, config.lease_ttl_ms).await {
-                Ok(true) => {
-                    leased.push(edge);
-                    break;
-                }
-                Ok(false) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Ok(false) => {
-                    return Err(Failure {
-                        error: json!({"step": "lease", "edge": edge.address(), "message": format!("another publish of `{api}` held the lease for over {} ms", config.lease_wait_ms), "transient": true}),
-                        transient: true,
-                    });
-                }
-                Err(e) => return Err(edge_failure(edge.as_ref(), "lease", &e)),
-            }
-        }
-    }
-
-    let mut states = Vec::with_capacity(edges.len());
-    for edge in edges {
-        states.push(
-            edge.versions(api)
-                .await
-                .map_err(|e| edge_failure(edge.as_ref(), "versions", &e))?,
-        );
-    }
-    let from = states.iter().filter_map(|s| s.serving).max();
-    let kept_everywhere = |v: u64| states.iter().all(|s| s.kept.iter().any(|m| m.version == v));
-    let target = match to {
-        Some(v) if !kept_everywhere(v) => {
-            let kept: BTreeMap<&str, Vec<u64>> = edges
-                .iter()
-                .zip(&states)
-                .map(|(e, s)| (e.address(), s.kept.iter().map(|m| m.version).collect()))
-                .collect();
-            return Err(Failure::permanent(
-                "plan",
-                format!(
-                    "version {v} of `{api}` is not kept on every edge (kept: {})",
-                    json!(kept)
-                ),
-            ));
-        }
-        Some(v) => v,
-        None => {
-            let from = from.ok_or_else(|| {
-                Failure::permanent(
-                    "plan",
-                    format!("`{api}` has no serving version to roll back from"),
-                )
-            })?;
-            let mut candidates: Vec<u64> = states
-                .iter()
-                .flat_map(|s| s.kept.iter().map(|m| m.version))
-                .filter(|v| *v < from)
-                .collect();
-            candidates.sort_unstable();
-            candidates.dedup();
-            candidates
-                .into_iter()
-                .rev()
-                .find(|v| kept_everywhere(*v))
-                .ok_or_else(|| {
-                    Failure::permanent(
-                        "plan",
-                        format!("no version of `{api}` older than {from} is kept on every edge"),
-                    )
-                })?
-        }
-    };
-    report["from"] = json!(from);
-    report["to"] = json!(target);
     progress(Progress::StepStarted {
         step: publisher::report::Step::Commit,
     });
-
-    let mut switched: Vec<(usize, Option<u64>)> = Vec::new();
-    let mut results = Vec::new();
-    for (i, (edge, s)) in edges.iter().zip(&states).enumerate() {
-        if let Err(e) = edge.commit(api, target).await {
-            // Put the edges that already moved back where they were.
-            for (j, previous) in &switched {
-                if let Some(previous) = previous {
-                    let _ = edges[*j].commit(api, *previous).await;
+    match state
+        .control
+        .rollback(&job.api, job.params.to, Some(edges))
+        .await
+    {
+        Ok(report) => {
+            let value = serde_json::to_value(&report).ok();
+            if report.committed {
+                progress(Progress::Committed { version: report.to });
+                Attempt {
+                    report: value,
+                    result: Ok(()),
+                }
+            } else {
+                let failed = report.edges.iter().find(|o| o.serving != Some(report.to));
+                let message = format!(
+                    "not every edge switched to version {}: {}",
+                    report.to,
+                    failed
+                        .and_then(|o| o.error.as_deref())
+                        .unwrap_or("unknown error")
+                );
+                progress(Progress::Failed {
+                    step: publisher::report::Step::Commit,
+                    message: message.clone(),
+                });
+                Attempt {
+                    report: value,
+                    result: Err(Failure {
+                        error: json!({"step": "commit", "edge": failed.map(|o| o.edge.clone()), "message": message, "transient": true}),
+                        transient: true,
+                    }),
                 }
             }
-            results.push(json!({"edge": edge.address(), "previous": s.serving, "committed": false, "error": e.to_string()}));
-            report["edges"] = json!(results);
-            return Err(edge_failure(edge.as_ref(), "commit", &e));
         }
-        switched.push((i, s.serving));
-        results.push(json!({"edge": edge.address(), "previous": s.serving, "committed": true}));
+        Err(e) => {
+            let transient = match &e {
+                crate::Error::Publisher(p) => p.is_transient(),
+                crate::Error::Store(_) => true,
+                _ => false,
+            };
+            progress(Progress::Failed {
+                step: publisher::report::Step::Commit,
+                message: e.to_string(),
+            });
+            Attempt {
+                report: None,
+                result: Err(Failure {
+                    error: json!({"step": "rollback", "message": e.to_string(), "transient": transient}),
+                    transient,
+                }),
+            }
+        }
     }
-    report["edges"] = json!(results);
-    report["committed"] = json!(true);
-    progress(Progress::Committed { version: target });
-    Ok(())
 }

@@ -49,8 +49,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Checksum::default()
         },
         path: "fasttrack".into(),
-        token_hashes: vec![],
-        protected: false,
     };
     edge.begin(&manifest).await?;
 

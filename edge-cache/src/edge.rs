@@ -1,5 +1,5 @@
 //! [`RedisEdge`]: one edge cache (a Redis, or a Redis Cluster) as the publisher sees it —
-//! versioned writes beside the serving version, verify, atomic commit, rollback, GC, leases,
+//! versioned writes beside the serving version, verify, atomic commit, rollback, GC, fencing,
 //! token sets — and the few reads the lookup service needs.
 //!
 //! The protocol, per API, on one edge (key names in [`crate::layout`]):
@@ -8,9 +8,12 @@
 //!   slot on a cluster); only what Redis acknowledged is added to the version's checksum.
 //! - `seal(manifest)`: the acknowledged checksum must equal the manifest's, and the buckets must
 //!   hold exactly `manifest.checksum.keys` fields (sum of HLEN); then the manifest is stored.
-//! - `commit(v)`: one Lua script switches `current` to a sealed (or kept) version, records the
-//!   one it replaces as retired, and applies the version's token set unless the tokens were
-//!   set explicitly after the version began.
+//! - `switch(v, fence, mode)`: one Lua script switches `current` to a sealed (or kept) version
+//!   and records the one it replaces as retired; it refuses a fence older than the newest it has
+//!   seen (an operation that lost its lease) and, for a publish, a version older than the
+//!   serving one. Which version an edge should serve is decided by the control plane, not here.
+//! - `set_access(access)`: replaces the token set and protection flag unless the edge holds a
+//!   newer access revision; versions carry no tokens.
 //! - `gc(keep)`: drops committed versions beyond the newest `keep` (never the serving one, never
 //!   one that stopped serving less than [`EdgeOptions::retire_grace`] ago) and stale staging:
 //!   metadata first, then the buckets with UNLINK, a slice at a time.
@@ -25,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use publisher::canonical::{Checksum, Entry};
-use publisher::sink::{EdgeSink, EdgeVersions, VersionManifest};
+use publisher::sink::{Access, EdgeSink, EdgeVersions, Fence, SwitchMode, VersionManifest};
 use redis::{Cmd, RedisError, Value};
 
 use crate::conn::{Address, Conn, Grouped, Timeouts, value};
@@ -194,93 +197,11 @@ fn script_reply(edge: &str, step: &'static str, v: Value) -> Result<Value> {
     }
 }
 
-const BEGIN: &str = r#"
--- KEYS: current versions staged highest stage manifest; ARGV: version buckets layout
-local v = ARGV[1]
-if redis.call('GET', KEYS[1]) == v or redis.call('ZSCORE', KEYS[2], v) then
-  return {'err', 'version ' .. v .. ' is already committed here'}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('DEL', KEYS[5], KEYS[6])
-redis.call('HSET', KEYS[5], 'buckets', ARGV[2], 'started_ms', now, 'layout', ARGV[3])
-redis.call('ZADD', KEYS[3], now, v)
-local h = tonumber(redis.call('GET', KEYS[4]) or '0')
-if tonumber(v) > h then redis.call('SET', KEYS[4], v) end
-return {'ok', now}
-"#;
-
-const COMMIT: &str = r#"
--- KEYS: current versions staged retired manifest stage tokens auth
--- ARGV: version protected tokens_since_ms only_if_unserved token...
-local v = ARGV[1]
-if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
-  return {'err', 'the API already serves version ' .. redis.call('GET', KEYS[1]) .. ' here'}
-end
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  return {'err', 'version ' .. v .. ' is not sealed here (or was dropped)'}
-end
-if not redis.call('ZSCORE', KEYS[2], v) and not redis.call('ZSCORE', KEYS[3], v) then
-  return {'err', 'version ' .. v .. ' is neither sealed nor kept here'}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prev = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], v)
-redis.call('ZADD', KEYS[2], v, v)
-redis.call('ZREM', KEYS[3], v)
-redis.call('ZREM', KEYS[4], v)
-if prev and prev ~= v then redis.call('ZADD', KEYS[4], now, prev) end
-local since = tonumber(ARGV[3])
-local updated = tonumber(redis.call('HGET', KEYS[8], 'updated_ms') or '-1')
-if since > updated then
-  redis.call('DEL', KEYS[7])
-  for i = 5, #ARGV do redis.call('SADD', KEYS[7], ARGV[i]) end
-  redis.call('HSET', KEYS[8], 'protected', ARGV[2], 'updated_ms', ARGV[3])
-end
-return {'ok', prev or ''}
-"#;
-
-const DROP_META: &str = r#"
--- KEYS: current versions staged retired stage manifest; ARGV: version
-local v = ARGV[1]
-if redis.call('GET', KEYS[1]) == v then
-  return {'err', 'version ' .. v .. ' is serving; commit another version first'}
-end
-redis.call('ZREM', KEYS[2], v)
-redis.call('ZREM', KEYS[3], v)
-redis.call('ZREM', KEYS[4], v)
-redis.call('DEL', KEYS[5], KEYS[6])
-return {'ok', 1}
-"#;
-
-const ACQUIRE: &str = r#"
--- KEYS: lease; ARGV: holder ttl_ms
-local h = redis.call('GET', KEYS[1])
-if not h then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-elseif h == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-const SET_TOKENS: &str = r#"
--- KEYS: tokens auth; ARGV: protected token...
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('DEL', KEYS[1])
-for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
-redis.call('HSET', KEYS[2], 'protected', ARGV[1], 'updated_ms', now)
-return now
-"#;
+/// The Lua scripts of the protocol, one file each under `scripts/`.
+const BEGIN: &str = include_str!("scripts/begin.lua");
+const COMMIT: &str = include_str!("scripts/commit.lua");
+const DROP_META: &str = include_str!("scripts/drop_meta.lua");
+const SET_ACCESS: &str = include_str!("scripts/set_access.lua");
 
 impl RedisEdge {
     /// Connects to `address` (see [`crate::conn`] for the forms) and checks it answers.
@@ -563,31 +484,6 @@ impl RedisEdge {
         })
     }
 
-    pub async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
-        check_api(&self.address, "lease", api)?;
-        let key = layout::lease(api);
-        let got: i64 = self
-            .query(
-                "lease",
-                &eval(
-                    ACQUIRE,
-                    &[&key],
-                    &[holder.to_string(), ttl_ms.max(1).to_string()],
-                ),
-            )
-            .await?;
-        Ok(got == 1)
-    }
-
-    pub async fn release_lease(&self, api: &str, holder: &str) -> Result<()> {
-        check_api(&self.address, "lease", api)?;
-        let key = layout::lease(api);
-        let _: i64 = self
-            .query("lease", &eval(RELEASE, &[&key], &[holder.to_string()]))
-            .await?;
-        Ok(())
-    }
-
     pub async fn begin(&self, manifest: &VersionManifest) -> Result<()> {
         let api = &manifest.api;
         let version = manifest.version;
@@ -828,36 +724,16 @@ impl RedisEdge {
         Ok(checksum)
     }
 
-    /// Switches readers to `version`: a version sealed here, or a kept committed one (rollback).
-    /// Returns the version served before, if any.
-    pub async fn commit(&self, api: &str, version: u64) -> Result<Option<u64>> {
-        self.commit_inner(api, version, false).await
-    }
-
-    /// Commits only if the API serves nothing here (rehydrate: never replace a live version).
-    pub async fn commit_if_unserved(&self, api: &str, version: u64) -> Result<()> {
-        self.commit_inner(api, version, true).await.map(|_| ())
-    }
-
-    async fn commit_inner(
+    /// Switches readers to `version` (sealed here, or kept): see `scripts/commit.lua` for what
+    /// the fence and the mode refuse. Returns the version served before, if any.
+    pub async fn switch(
         &self,
         api: &str,
         version: u64,
-        only_if_unserved: bool,
+        fence: Fence,
+        mode: SwitchMode,
     ) -> Result<Option<u64>> {
         check_api(&self.address, "commit", api)?;
-        let Some(stored) = self.manifest(api, version).await? else {
-            return Err(self.err(
-                "commit",
-                format!("version {version} of `{api}` is not sealed here (or was dropped)"),
-            ));
-        };
-        let since = match self.stage_record("commit", api, version).await? {
-            Some(s) => s.started_ms,
-            None => chrono::DateTime::parse_from_rfc3339(&stored.manifest.created_at)
-                .map(|t| t.timestamp_millis())
-                .unwrap_or(0),
-        };
         let _: i64 = self
             .query("commit", cmd("SADD").arg(layout::APIS).arg(api))
             .await?;
@@ -867,24 +743,46 @@ impl RedisEdge {
             layout::staged(api),
             layout::retired(api),
             layout::manifest(api, version),
-            layout::stage(api, version),
-            layout::tokens(api),
+            layout::fence(api),
             layout::auth(api),
         ];
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let m = &stored.manifest;
-        let protected = m.protected || !m.token_hashes.is_empty();
-        let mut args = vec![
+        let args = [
             version.to_string(),
-            u8::from(protected).to_string(),
-            since.to_string(),
-            u8::from(only_if_unserved).to_string(),
+            fence.0.to_string(),
+            mode.as_str().to_string(),
         ];
-        args.extend(m.token_hashes.iter().map(|h| h.to_ascii_lowercase()));
         let prev = self.script("commit", &eval(COMMIT, &keys, &args)).await?;
         let prev: String = value(prev).map_err(self.redis_err("commit"))?;
         self.set_tracker(api, version, None);
         Ok(prev.parse().ok())
+    }
+
+    /// An unfenced explicit switch, for tools and tests that drive one edge by hand.
+    pub async fn commit(&self, api: &str, version: u64) -> Result<Option<u64>> {
+        let fence = self.fence(api).await?;
+        self.switch(api, version, fence, SwitchMode::Explicit).await
+    }
+
+    /// The newest fence a switch of the API carried here.
+    pub async fn fence(&self, api: &str) -> Result<Fence> {
+        check_api(&self.address, "commit", api)?;
+        let seen: Option<u64> = self
+            .query("commit", cmd("GET").arg(layout::fence(api)))
+            .await?;
+        Ok(Fence(seen.unwrap_or(0)))
+    }
+
+    /// Whether `version` is sealed here (its manifest is stored) and so can serve.
+    pub async fn holds(&self, api: &str, version: u64) -> Result<bool> {
+        check_api(&self.address, "versions", api)?;
+        let n: i64 = self
+            .query(
+                "versions",
+                cmd("EXISTS").arg(layout::manifest(api, version)),
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Removes a version that is not serving: staged, sealed, or committed and rolled back.
@@ -951,28 +849,26 @@ impl RedisEdge {
         Ok(dropped)
     }
 
-    /// Replaces the API's token set in place (no republish): SHA-256 hex digests of the tokens
-    /// that may read it. `protected` with no hashes locks everyone out; not protected and no
-    /// hashes makes it public. Applies to the serving version and every later commit, unless a
-    /// version begun after this call brings its own set.
-    pub async fn set_token_hashes(
-        &self,
-        api: &str,
-        hashes: &[String],
-        protected: bool,
-    ) -> Result<()> {
-        check_api(&self.address, "tokens", api)?;
-        let mut args = vec![u8::from(protected || !hashes.is_empty()).to_string()];
-        for h in hashes {
-            let h = h.trim().to_ascii_lowercase();
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(self.err("tokens", format!("{h:?} is not a SHA-256 hex digest")));
+    /// Replaces who may read the API in place (no republish), unless this edge already holds a
+    /// newer access revision: SHA-256 hex digests of the tokens that may read it. `protected`
+    /// with no hashes locks everyone out; not protected makes it public.
+    pub async fn set_access(&self, api: &str, access: &Access) -> Result<()> {
+        check_api(&self.address, "access", api)?;
+        let mut args = vec![
+            access.revision.to_string(),
+            u8::from(access.protected).to_string(),
+        ];
+        if access.protected {
+            for h in &access.token_hashes {
+                let h = h.trim().to_ascii_lowercase();
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(self.err("access", format!("{h:?} is not a SHA-256 hex digest")));
+                }
+                args.push(h);
             }
-            args.push(h);
         }
         let (tokens, auth) = (layout::tokens(api), layout::auth(api));
-        let _: i64 = self
-            .query("tokens", &eval(SET_TOKENS, &[&tokens, &auth], &args))
+        self.script("access", &eval(SET_ACCESS, &[&tokens, &auth], &args))
             .await?;
         Ok(())
     }
@@ -997,13 +893,8 @@ impl RedisEdge {
                 None => return Ok(None),
             },
         };
-        let (protected, token_hashes) = match protected {
-            Some(p) => (p == "1", token_hashes),
-            None => (
-                manifest.manifest.protected || !manifest.manifest.token_hashes.is_empty(),
-                manifest.manifest.token_hashes.clone(),
-            ),
-        };
+        // No access record while a version serves: someone removed it; nobody may read.
+        let protected = protected.is_none_or(|p| p == "1");
         Ok(Some(Resolved {
             version,
             manifest,
@@ -1069,12 +960,8 @@ impl EdgeSink for RedisEdge {
         Ok(RedisEdge::versions(self, api).await?)
     }
 
-    async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> publisher::Result<bool> {
-        Ok(RedisEdge::acquire_lease(self, api, holder, ttl_ms).await?)
-    }
-
-    async fn release_lease(&self, api: &str, holder: &str) -> publisher::Result<()> {
-        Ok(RedisEdge::release_lease(self, api, holder).await?)
+    async fn holds(&self, api: &str, version: u64) -> publisher::Result<bool> {
+        Ok(RedisEdge::holds(self, api, version).await?)
     }
 
     async fn begin(&self, manifest: &VersionManifest) -> publisher::Result<()> {
@@ -1089,9 +976,18 @@ impl EdgeSink for RedisEdge {
         Ok(RedisEdge::seal(self, manifest).await?)
     }
 
-    async fn commit(&self, api: &str, version: u64) -> publisher::Result<()> {
-        RedisEdge::commit(self, api, version).await?;
-        Ok(())
+    async fn switch(
+        &self,
+        api: &str,
+        version: u64,
+        fence: Fence,
+        mode: SwitchMode,
+    ) -> publisher::Result<Option<u64>> {
+        Ok(RedisEdge::switch(self, api, version, fence, mode).await?)
+    }
+
+    async fn set_access(&self, api: &str, access: &Access) -> publisher::Result<()> {
+        Ok(RedisEdge::set_access(self, api, access).await?)
     }
 
     async fn discard(&self, api: &str, version: u64) -> publisher::Result<()> {

@@ -14,8 +14,8 @@
 //! | `tc:{api}:v{N}:stage` | string | JSON [`StageRecord`]: bucket count of a version being written |
 //! | `tc:{api}:v{N}:manifest` | string | JSON [`StoredManifest`], written by seal: the version is complete |
 //! | `tc:{api}:tokens` | set | SHA-256 hex of the tokens that may read the API |
-//! | `tc:{api}:auth` | hash | `protected` (0/1) and `updated_ms` (when the token set was last set) |
-//! | `tc:{api}:lease` | string | the publish lease holder, with a TTL |
+//! | `tc:{api}:auth` | hash | `protected` (0/1) and `revision` (the control plane's access revision) |
+//! | `tc:{api}:fence` | string | the newest fencing token a switch carried here |
 //!
 //! Data, one hash per bucket, each bucket its own hash tag so a version spreads over every master
 //! of a cluster: `tc:{api:v{N}:b{K}}`, field = canonical key JSON, value = canonical value JSON.
@@ -65,8 +65,8 @@ pub fn tokens(api: &str) -> String {
 pub fn auth(api: &str) -> String {
     format!("tc:{{{api}}}:auth")
 }
-pub fn lease(api: &str) -> String {
-    format!("tc:{{{api}}}:lease")
+pub fn fence(api: &str) -> String {
+    format!("tc:{{{api}}}:fence")
 }
 /// The hash of one bucket of a version.
 pub fn bucket(api: &str, version: u64, bucket: u32) -> String {

@@ -1,9 +1,8 @@
 //! Edge caches: a versioned writer into Redis (standalone or cluster) with verified, atomic
-//! commit, rollback, garbage collection and refill from snapshots — and the lookup HTTP
+//! commit, rollback and garbage collection — and the lookup HTTP
 //! service an edge node runs in front of its Redis.
 //!
 //! - [`RedisEdge`] implements [`publisher::sink::EdgeSink`]; the Redis layout is in [`layout`].
-//! - [`rehydrate`](rehydrate::rehydrate) refills an edge from the newest snapshot of an API.
 //! - [`lookup::serve`] runs `GET /v1/{api}/{key}`, `POST /v1/{api}/_batch`, `/healthz`,
 //!   `/readyz` and `/metrics`; [`lookup::router`] gives the routes alone (tests).
 
@@ -12,9 +11,7 @@ pub mod edge;
 pub mod error;
 pub mod layout;
 pub mod lookup;
-pub mod rehydrate;
 
 pub use edge::{EdgeConfig, EdgeOptions, RedisEdge, Resolved};
 pub use error::{Error, Result};
 pub use lookup::{LookupConfig, LookupError, LookupState, router, serve, serve_on};
-pub use rehydrate::{RehydrateOutcome, missing_apis, rehydrate, rehydrate_missing, snapshot_apis};

@@ -10,7 +10,7 @@ use common::*;
 use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, router};
 use publisher::canonical::Entry;
 use publisher::keypath::KeyType;
-use publisher::sink::EdgeSink;
+use publisher::sink::{Access, EdgeSink, Fence, SwitchMode};
 use redis::AsyncCommands;
 
 fn options() -> EdgeOptions {
@@ -74,30 +74,18 @@ async fn every_key_round_trips_through_the_url() {
 
     // 404: unknown key, unknown API; 400: bad keys, naming the segment.
     let r = get(&app, "/v1/referrals/nobody/1").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (404, "not_found")
-    );
+    assert_eq!(r.outcome(), (404, "not_found".into()));
     let r = get(&app, "/v1/nope/x").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (404, "unknown_api")
-    );
+    assert_eq!(r.outcome(), (404, "unknown_api".into()));
     let r = get(&app, "/v1/referrals/user1/05").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (400, "bad_key")
-    );
+    assert_eq!(r.outcome(), (400, "bad_key".into()));
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
         msg.contains("segment 2") && msg.contains("rank") && msg.contains("05"),
         "{msg}"
     );
     let r = get(&app, "/v1/referrals/a/b/c").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (400, "bad_key")
-    );
+    assert_eq!(r.outcome(), (400, "bad_key".into()));
     assert!(
         r.json()["error"]["message"]
             .as_str()
@@ -129,10 +117,7 @@ async fn every_key_round_trips_through_the_url() {
         r#"{"keys": [["x", "not-an-int"]]}"#,
     )
     .await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (400, "bad_key")
-    );
+    assert_eq!(r.outcome(), (400, "bad_key".into()));
     assert!(
         r.json()["error"]["message"]
             .as_str()
@@ -140,16 +125,10 @@ async fn every_key_round_trips_through_the_url() {
             .contains("keys[0]")
     );
     let r = post(&app, "/v1/referrals/_batch", "not json").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (400, "bad_request")
-    );
+    assert_eq!(r.outcome(), (400, "bad_request".into()));
     let many = format!(r#"{{"keys": [{}]}}"#, vec![r#"["a",1]"#; 1001].join(","));
     let r = post(&app, "/v1/referrals/_batch", &many).await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (413, "too_large")
-    );
+    assert_eq!(r.outcome(), (413, "too_large".into()));
     let huge = format!(r#"{{"keys": [["{}", 1]]}}"#, "x".repeat(2 << 20));
     assert_eq!(post(&app, "/v1/referrals/_batch", &huge).await.status, 413);
     // A GET of a key that happens to be `_batch` is a lookup, not the batch route.
@@ -181,21 +160,21 @@ async fn keyless_api_and_tokens() {
         key: b"[]".to_vec(),
         value: br#"[{"product":"a","referrals":3}]"#.to_vec(),
     }];
-    let mut m = manifest("top_global", 1, &(vec![], vec![]), checksum(&entries));
-    m.protected = true;
-    m.token_hashes = vec![sha256_hex("s3cret")];
+    let m = manifest("top_global", 1, &(vec![], vec![]), checksum(&entries));
+    let access = |revision: u64, protected: bool, tokens: &[&str]| Access {
+        revision,
+        protected,
+        token_hashes: tokens.iter().map(|t| sha256_hex(t)).collect(),
+    };
+    edge.set_access("top_global", &access(1, true, &["s3cret"]))
+        .await
+        .unwrap();
     publish(&edge, &m, &entries).await;
 
     let r = get(&app, "/v1/top_global").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (401, "missing_token")
-    );
+    assert_eq!(r.outcome(), (401, "missing_token".into()));
     let r = get_with_token(&app, "/v1/top_global", "wrong").await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_code().as_str()),
-        (403, "forbidden")
-    );
+    assert_eq!(r.outcome(), (403, "forbidden".into()));
     let r = get_with_token(&app, "/v1/top_global", "s3cret").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, entries[0].value);
@@ -218,7 +197,7 @@ async fn keyless_api_and_tokens() {
     );
 
     // Tokens change in place, no republish: the old one is revoked, a new one works.
-    edge.set_token_hashes("top_global", &[sha256_hex("n3w")], true)
+    edge.set_access("top_global", &access(2, true, &["n3w"]))
         .await
         .unwrap();
     eventually("token revocation", Duration::from_secs(2), || async {
@@ -232,19 +211,14 @@ async fn keyless_api_and_tokens() {
         get_with_token(&app, "/v1/top_global", "n3w").await.status,
         200
     );
-    // A version begun before that change does not bring the revoked token back...
-    let mut m2 = m.clone();
-    m2.version = 2;
-    let mut staging = m2.clone();
-    staging.checksum = Default::default();
-    // (stage it by hand so the explicit change happens between begin and commit)
-    edge.begin(&staging).await.unwrap();
-    edge.set_token_hashes("top_global", &[sha256_hex("n3w")], true)
+    // An older access revision arriving late (a slow writer) changes nothing, and a new
+    // version does not touch access at all.
+    edge.set_access("top_global", &access(1, true, &["s3cret"]))
         .await
         .unwrap();
-    edge.write("top_global", 2, &entries).await.unwrap();
-    edge.seal(&m2).await.unwrap();
-    edge.commit("top_global", 2).await.unwrap();
+    let mut m2 = m.clone();
+    m2.version = 2;
+    publish(&edge, &m2, &entries).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         get_with_token(&app, "/v1/top_global", "s3cret")
@@ -252,20 +226,29 @@ async fn keyless_api_and_tokens() {
             .status,
         403
     );
-    // ...but a version begun after it brings its own set; public when unprotected.
-    let mut m3 = m.clone();
-    m3.version = 3;
-    m3.protected = false;
-    m3.token_hashes = vec![];
-    publish(&edge, &m3, &entries).await;
+    assert_eq!(
+        get_with_token(&app, "/v1/top_global", "n3w").await.status,
+        200
+    );
+    // Public when unprotected, whatever tokens exist.
+    edge.set_access("top_global", &access(3, false, &["n3w"]))
+        .await
+        .unwrap();
     eventually("public API", Duration::from_secs(2), || async {
         get(&app, "/v1/top_global").await.status == 200
     })
     .await;
     assert!(
-        edge.set_token_hashes("top_global", &["nothex".into()], true)
-            .await
-            .is_err()
+        edge.set_access(
+            "top_global",
+            &Access {
+                revision: 4,
+                protected: true,
+                token_hashes: vec!["nothex".into()],
+            }
+        )
+        .await
+        .is_err()
     );
 }
 
@@ -490,27 +473,73 @@ async fn rollback_commits_a_kept_version_only() {
     assert_eq!(edge.serving("api").await.unwrap(), Some(3));
 }
 
+/// The commit script's two refusals: a fence older than one already seen (an operation that
+/// lost its lease while another switched), and, for a publish, a version older than the serving
+/// one. An explicit switch with a current fence may go back (rollback).
 #[tokio::test]
-async fn lease_excludes_a_second_holder_until_it_expires() {
+async fn switches_are_fenced_and_a_publish_never_goes_backwards() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
-    assert!(edge.acquire_lease("api", "alice", 300).await.unwrap());
-    assert!(!edge.acquire_lease("api", "bob", 300).await.unwrap());
-    // Renewal by the holder.
-    assert!(edge.acquire_lease("api", "alice", 300).await.unwrap());
-    // Another holder's release does nothing.
-    edge.release_lease("api", "bob").await.unwrap();
-    assert!(!edge.acquire_lease("api", "bob", 300).await.unwrap());
-    // Expiry.
-    eventually("lease expiry", Duration::from_secs(3), || async {
-        edge.acquire_lease("api", "bob", 10_000).await.unwrap()
-    })
-    .await;
-    assert!(!edge.acquire_lease("api", "alice", 300).await.unwrap());
-    edge.release_lease("api", "bob").await.unwrap();
-    assert!(edge.acquire_lease("api", "alice", 300).await.unwrap());
-    // Leases are per API.
-    assert!(edge.acquire_lease("other", "bob", 300).await.unwrap());
+    let types = composite_types();
+    for v in 1..=3 {
+        let entries = composite_entries(100, v);
+        stage(
+            &edge,
+            &manifest("api", v, &types, checksum(&entries)),
+            &entries,
+        )
+        .await;
+    }
+    assert_eq!(
+        edge.switch("api", 2, Fence(5), SwitchMode::Forward)
+            .await
+            .unwrap(),
+        None
+    );
+    // A stale fence is refused, whatever the version.
+    let err = edge
+        .switch("api", 3, Fence(4), SwitchMode::Forward)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stale fence 4") && err.contains(&redis.url()),
+        "{err}"
+    );
+    assert_eq!(edge.serving("api").await.unwrap(), Some(2));
+    // A publish (forward) to an older version is refused even with a newer fence.
+    let err = edge
+        .switch("api", 1, Fence(6), SwitchMode::Forward)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("older than the serving version 2"), "{err}");
+    // The same version again is a no-op that succeeds (a retried commit).
+    assert_eq!(
+        edge.switch("api", 2, Fence(6), SwitchMode::Forward)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    // Explicitly (rollback), going back is allowed with a current fence...
+    edge.switch("api", 3, Fence(6), SwitchMode::Forward)
+        .await
+        .unwrap();
+    assert_eq!(
+        edge.switch("api", 2, Fence(7), SwitchMode::Explicit)
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    assert_eq!(edge.fence("api").await.unwrap(), Fence(7));
+    // ...and the operation that held fence 6 can no longer switch anything.
+    assert!(
+        edge.switch("api", 3, Fence(6), SwitchMode::Explicit)
+            .await
+            .is_err()
+    );
+    assert_eq!(edge.serving("api").await.unwrap(), Some(2));
+    assert!(edge.holds("api", 1).await.unwrap() && !edge.holds("api", 9).await.unwrap());
 }
 
 #[tokio::test]

@@ -10,10 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use edge_cache::{
-    EdgeOptions, LookupConfig, LookupState, RedisEdge, RehydrateOutcome, missing_apis, rehydrate,
-    serve_on,
-};
+use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, serve_on};
 use publisher::canonical::Entry;
 use publisher::snapshot::SnapshotStore;
 
@@ -307,159 +304,118 @@ async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
     service.stop().await;
 }
 
-fn write_snapshot(
-    dir: &std::path::Path,
-    api: &str,
-    version: u64,
-    entries: &[Entry],
-    tokens: Vec<String>,
-) {
+fn write_snapshot(dir: &std::path::Path, api: &str, version: u64, entries: &[Entry]) {
     let store = SnapshotStore::new(dir);
-    let mut m = manifest(api, version, &composite_types(), checksum(entries));
-    m.protected = !tokens.is_empty();
-    m.token_hashes = tokens;
+    let m = manifest(api, version, &composite_types(), checksum(entries));
     let mut w = store.writer(&m).unwrap();
     w.write(entries).unwrap();
     w.finish(&m).unwrap();
 }
 
+/// `refill` writes a snapshot into an edge and seals it there, without switching: which
+/// version serves is the control plane's decision. A snapshot that does not match its
+/// manifest fails and leaves nothing staged.
 #[tokio::test]
-async fn rehydrate_refills_an_empty_redis_from_the_newest_snapshot() {
+async fn refill_seals_a_snapshot_on_an_empty_edge_without_switching() {
     let snapshots = tempfile::tempdir().unwrap();
-    let old = composite_entries(1000, 2);
-    write_snapshot(snapshots.path(), "api", 2, &old, vec![]);
-    let newest = composite_entries(12_000, 3);
-    write_snapshot(snapshots.path(), "api", 3, &newest, vec![sha256_hex("tok")]);
+    let entries = composite_entries(12_000, 3);
+    write_snapshot(snapshots.path(), "api", 3, &entries);
     let store = Arc::new(SnapshotStore::new(snapshots.path()));
-
     let redis = RedisServer::start();
     let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
-    assert_eq!(
-        missing_apis(&edge, snapshots.path()).await.unwrap(),
-        vec!["api".to_string()]
-    );
 
-    // A publish holding the lease makes rehydrate step aside.
-    assert!(
-        edge.acquire_lease("api", "publisher", 10_000)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        rehydrate(&edge, &store, "api").await.unwrap(),
-        RehydrateOutcome::Busy
-    );
-    edge.release_lease("api", "publisher").await.unwrap();
-
-    let outcome = rehydrate(&edge, &store, "api").await.unwrap();
-    let RehydrateOutcome::Refilled { version, keys, ms } = outcome else {
-        panic!("{outcome:?}")
-    };
-    eprintln!("rehydrated {keys} keys in {ms} ms");
-    assert_eq!((version, keys), (3, 12_000));
-    assert_eq!(edge.versions("api").await.unwrap().serving, Some(3));
-    assert!(
-        missing_apis(&edge, snapshots.path())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        rehydrate(&edge, &store, "api").await.unwrap(),
-        RehydrateOutcome::AlreadyServing { version: 3 }
-    );
-    assert_eq!(
-        rehydrate(&edge, &store, "other").await.unwrap(),
-        RehydrateOutcome::NoSnapshot
-    );
-    // The lease was released.
-    assert!(
-        edge.acquire_lease("api", "publisher", 10_000)
-            .await
-            .unwrap()
-    );
-
+    let manifest = store.manifest("api", 3).unwrap();
+    let keys = publisher::snapshot::refill(edge.as_ref(), &store, &manifest)
+        .await
+        .unwrap();
+    assert_eq!(keys, 12_000);
+    assert!(edge.holds("api", 3).await.unwrap());
+    assert_eq!(edge.serving("api").await.unwrap(), None);
+    edge.commit("api", 3).await.unwrap();
     let app = edge_cache::router(LookupState::with_edge(
         edge.clone(),
         LookupConfig::default(),
     ));
-    for e in newest.iter().step_by(97) {
-        let r = get_with_token(&app, &key_path("api", &e.key), "tok").await;
+    for e in entries.iter().step_by(97) {
+        let r = get(&app, &key_path("api", &e.key)).await;
         assert_eq!((r.status.as_u16(), r.version), (200, Some(3)));
         assert_eq!(r.body, e.value);
     }
-    // The snapshot's tokens came with it.
-    assert_eq!(
-        get(&app, &key_path("api", &newest[0].key)).await.status,
-        401
-    );
+
+    let mut wrong = store.manifest("api", 3).unwrap();
+    wrong.api = "other".into();
+    wrong.checksum.sum ^= 1;
+    write_snapshot(snapshots.path(), "other", 3, &entries);
+    let err = publisher::snapshot::refill(edge.as_ref(), &store, &wrong)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not match its manifest"), "{err}");
+    assert!(!edge.holds("other", 3).await.unwrap());
+    let mut conn = redis.client().await;
+    let left: Vec<String> = all_keys(&mut conn)
+        .await
+        .into_iter()
+        .filter(|k| k.contains("other:v3") || k.contains("{other}:v3"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
+/// The lookup service never writes to Redis. An API it served that disappears (the Redis came
+/// back empty) answers 503 `refilling` with `Retry-After` — never 404 for a key that exists —
+/// until the control plane refills it; an API it never served is still 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_refills_a_redis_that_comes_back_empty() {
-    let snapshots = tempfile::tempdir().unwrap();
-    let entries = composite_entries(3000, 5);
-    write_snapshot(snapshots.path(), "api", 5, &entries, vec![]);
-    let keyless = vec![Entry {
-        key: b"[]".to_vec(),
-        value: b"[1,2,3]".to_vec(),
-    }];
-    {
-        let store = SnapshotStore::new(snapshots.path());
-        let m = manifest("global", 1, &(vec![], vec![]), checksum(&keyless));
-        let mut w = store.writer(&m).unwrap();
-        w.write(&keyless).unwrap();
-        w.finish(&m).unwrap();
-    }
-
+async fn an_api_lost_with_its_redis_answers_503_refilling_not_404() {
     let mut redis = RedisServer::start();
     let service = Service::start(LookupConfig {
         redis_url: redis.url(),
-        snapshot_dir: Some(snapshots.path().to_path_buf()),
-        rehydrate_check_ms: 200,
+        version_cache_ms: 50,
         ..LookupConfig::default()
     })
     .await;
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let entries = composite_entries(300, 5);
+    publish(
+        &edge,
+        &manifest("api", 5, &composite_types(), checksum(&entries)),
+        &entries,
+    )
+    .await;
     let client = reqwest::Client::new();
     let url = service.url(&key_path("api", &entries[10].key));
-    eventually("start-up rehydrate", Duration::from_secs(10), || async {
+    eventually("served", Duration::from_secs(5), || async {
         status(&client, &url).await == 200
     })
     .await;
-    let body = client
-        .get(service.url("/v1/global"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(&body[..], b"[1,2,3]");
 
-    // The Redis crashes and comes back empty: the service refills it by itself.
     redis.restart();
-    let t = Instant::now();
-    eventually(
-        "refill after an empty restart",
-        Duration::from_secs(15),
-        || async { status(&client, &url).await == 200 },
+    eventually("503 refilling", Duration::from_secs(10), || async {
+        status(&client, &url).await == 503
+    })
+    .await;
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "refilling", "{body}");
+    assert_eq!(
+        status(&client, &service.url("/v1/never_served/x")).await,
+        404
+    );
+    // Nothing was written by the service: the Redis stays empty until someone refills it.
+    let mut conn = redis.client().await;
+    assert!(all_keys(&mut conn).await.is_empty());
+
+    // Refilled (here by hand, as the control plane does): served again.
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    publish(
+        &edge,
+        &manifest("api", 5, &composite_types(), checksum(&entries)),
+        &entries,
     )
     .await;
-    eprintln!("refilled {:?} after the restart", t.elapsed());
-    let resp = client.get(&url).send().await.unwrap();
-    assert_eq!(resp.headers()["x-tablecast-version"], "5");
-    assert_eq!(resp.bytes().await.unwrap(), entries[10].value);
-    let metrics_url = service.url("/metrics");
-    eventually("two refills counted", Duration::from_secs(5), || async {
-        let metrics = client
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics.contains(r#"tablecast_lookup_rehydrations_total{api="api",outcome="refilled"} 2"#)
+    eventually("served again", Duration::from_secs(5), || async {
+        status(&client, &url).await == 200
     })
     .await;
     service.stop().await;

@@ -4,9 +4,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -18,72 +16,9 @@ use publisher::guards::GuardLimits;
 use publisher::publish::{PublishConfig, Publisher, Route};
 use publisher::spec::ApiSpec;
 
-/// product_id, network, referrals, revenue (cents), ts (µs).
-type Row = (i64, Option<&'static str>, i64, i128, i64);
-
 /// social.sales: two partitions, nulls, ties, unicode.
 fn write_table(root: &Path) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("product_id", DataType::Int64, true),
-        Field::new("network", DataType::Utf8, true),
-        Field::new("referrals", DataType::Int64, true),
-        Field::new("revenue", DataType::Decimal128(12, 2), true),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-    ]));
-    let parts: [(&str, Vec<Row>); 2] = [
-        (
-            "2026-11-01",
-            vec![
-                (1, Some("fb"), 5, 150, 1_000_000),
-                (2, Some("fb"), 7, 5, 2_000_000),
-                (3, Some("tw"), 1, 100, 3_000_000),
-            ],
-        ),
-        (
-            "2026-11-02",
-            vec![
-                (1, Some("fb"), 4, 1, 4_500_000),
-                (3, Some("fb"), 9, 0, 5_000_000),
-                (4, None, 2, 999, 6_000_000),
-                (2, Some("日本"), 3, 12345, 7_000_000),
-            ],
-        ),
-    ];
-    for (dt, rows) in parts {
-        let dir = root.join("social/sales").join(format!("dt={dt}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                )),
-                Arc::new(StringArray::from(
-                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-                )),
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-                )),
-                Arc::new(
-                    Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
-                        .with_precision_and_scale(12, 2)
-                        .unwrap(),
-                ),
-                Arc::new(TimestampMicrosecondArray::from(
-                    rows.iter().map(|r| r.4).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap();
-        let mut w = ArrowWriter::try_new(
-            File::create(dir.join("part-0.parquet")).unwrap(),
-            Arc::clone(&schema),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-    }
+    fixtures::write_sales_table(root, "social");
 }
 
 async fn publisher_over(root: &Path, limits: GuardLimits) -> Publisher {

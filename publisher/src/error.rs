@@ -54,6 +54,16 @@ pub enum Error {
     Config(String),
     #[error("{step} cancelled")]
     Cancelled { step: String },
+    /// The API's operation lease: busy past the wait (transient), or lost to a newer operation.
+    #[error("lease on `{api}`: {message}")]
+    Lease {
+        api: String,
+        message: String,
+        transient: bool,
+    },
+    /// The control plane's store failed (locked, unreachable): worth a retry.
+    #[error("control-plane store: {0}")]
+    Store(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -70,6 +80,11 @@ impl Error {
             Error::MetastoreTimeout { .. }
                 | Error::MetastoreUnreachable { .. }
                 | Error::Edge { .. }
+                | Error::Store(_)
+                | Error::Lease {
+                    transient: true,
+                    ..
+                }
         ) || matches!(self, Error::Engine { message, .. } if message.contains("submission refused"))
     }
 

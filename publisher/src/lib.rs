@@ -8,8 +8,10 @@
 //!    and picks the path: the in-memory fast track or the cluster fallback.
 //! 3. **run** — an [`engine::Engine`] streams typed Arrow batches, clustered by key;
 //!    [`canonical`] encodes them once, in one place, into canonical JSON entries.
-//! 4. **push and commit** — [`publish`] writes the entries beside the serving version on every
-//!    [`sink::EdgeSink`], verifies count and checksum everywhere, and only then switches.
+//! 4. **push and seal** — [`publish`] writes the entries beside the serving version on every
+//!    [`sink::EdgeSink`] and verifies count and checksum everywhere. Switching edges to it is
+//!    the control plane's (`dashboard_api::control`), the only code that changes what edges
+//!    serve.
 //!
 //! Engines and sinks are traits here and live in their own crates, so that this crate can be
 //! reasoned about (and tested) without DataFusion, Spark or Redis.

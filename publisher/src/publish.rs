@@ -1,7 +1,11 @@
-//! The publish state machine: plan, guard, run (re-routing on a mid-run trip), push to every
-//! edge, verify, snapshot, commit, collect garbage. Every failure names its step (and edge), and
-//! before the commit step nothing is visible to readers: a failure discards the staged version
-//! everywhere and the serving version stays as it was.
+//! The publish's data path: plan, guard, run (re-routing on a mid-run trip), push to every
+//! edge, verify, snapshot: [`Publisher::stage`] leaves a sealed version beside the serving one
+//! on every edge, and nothing of it is visible to readers. Every failure names its step (and
+//! edge) and discards the staged version everywhere.
+//!
+//! Deciding what edges serve — the lease, the version number, the commit, convergence and
+//! garbage collection — is not done here: the control plane (`dashboard_api::control`) owns it,
+//! and calls [`Publisher::plan`] and [`Publisher::stage`] under its lease.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,9 +61,9 @@ pub struct PublishConfig {
     pub keep_versions: usize,
     /// Entries per pipelined write to an edge.
     pub push_batch: usize,
-    /// How long a publish lease outlives a crashed publisher.
+    /// How long an operation's lease on an API outlives a crashed holder; renewed every third.
     pub lease_ttl_ms: u64,
-    /// How long a publish waits for another publish of the same API to finish.
+    /// How long an operation waits for another one on the same API to finish.
     pub lease_wait_ms: u64,
 }
 
@@ -98,13 +102,7 @@ impl Plan {
         }
     }
 
-    pub fn manifest(
-        &self,
-        version: u64,
-        path: EnginePath,
-        checksum: Checksum,
-        tokens: &Tokens,
-    ) -> VersionManifest {
+    pub fn manifest(&self, version: u64, path: EnginePath, checksum: Checksum) -> VersionManifest {
         VersionManifest {
             api: self.spec.name().to_string(),
             version,
@@ -118,17 +116,46 @@ impl Plan {
             key_names: self.spec.keys.iter().map(|k| k.name.clone()).collect(),
             checksum,
             path: path.to_string(),
-            token_hashes: tokens.hashes.clone(),
-            protected: tokens.protected,
         }
     }
 }
 
-/// Who may read the API, pushed to edges with each version.
-#[derive(Debug, Clone, Default)]
-pub struct Tokens {
-    pub protected: bool,
-    pub hashes: Vec<String>,
+/// A failed step of a publish: which step, which edge (if one), and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}{}: {source}", edge.as_deref().map(|e| format!(" (edge {e})")).unwrap_or_default())]
+pub struct StepError {
+    pub step: Step,
+    pub edge: Option<String>,
+    #[source]
+    pub source: Error,
+}
+
+impl StepError {
+    pub fn new(step: Step, source: Error) -> Self {
+        StepError {
+            step,
+            edge: None,
+            source,
+        }
+    }
+
+    pub fn at_edge(step: Step, edge: &dyn EdgeSink, source: Error) -> Self {
+        StepError {
+            step,
+            edge: Some(edge.address().to_string()),
+            source,
+        }
+    }
+
+    /// The error as a publish report states it.
+    pub fn to_report(&self) -> PublishError {
+        PublishError {
+            step: self.step,
+            message: self.source.to_string(),
+            edge: self.edge.clone(),
+            transient: self.source.is_transient(),
+        }
+    }
 }
 
 /// Receives a run's entries; `reset` forgets them when a trip re-routes the run.
@@ -444,163 +471,67 @@ impl Publisher {
         (rows, peak, result.map(|()| (checksum, output_guards)))
     }
 
-    /// Publishes one API to every edge, atomically: see the module doc.
-    pub async fn publish(
+    /// Stages `version` of the plan's API on every edge: begin, run the engine into all of them
+    /// (and into the snapshot), seal each (count and checksum), finish the snapshot. Returns the
+    /// sealed version's manifest; on failure the staged version is discarded everywhere. Fills
+    /// the report's engine, push and verify parts as it goes.
+    pub async fn stage(
         &self,
-        spec: &ApiSpec,
+        plan: &Plan,
         route: Route,
         edges: &[Arc<dyn EdgeSink>],
-        tokens: &Tokens,
-        progress: ProgressFn,
-    ) -> PublishReport {
-        let started = Instant::now();
-        let mut report = PublishReport::new(&spec.name, &spec.table);
-        let holder = format!(
-            "{}-{}-{}",
-            hostname(),
-            std::process::id(),
-            chrono::Utc::now().timestamp_micros()
-        );
-        let mut state = PushState {
-            edges: edges.to_vec(),
-            version: None,
-            leased: Vec::new(),
-        };
-        let result = self
-            .publish_steps(
-                spec,
-                route,
-                &mut state,
-                tokens,
-                &holder,
-                &progress,
-                &mut report,
-            )
-            .await;
-        if let Err((step, edge, e)) = result {
-            progress(Progress::Failed {
-                step,
-                message: e.to_string(),
-            });
-            if let Some(v) = state.version.filter(|_| !report.committed) {
-                // Nothing was switched: drop the staged keys everywhere, best effort.
-                join_all(state.edges.iter().map(|edge| edge.discard(&spec.name, v))).await;
-            }
-            report.error = Some(PublishError {
-                step,
-                message: e.to_string(),
-                edge,
-                transient: e.is_transient(),
-            });
-        }
-        join_all(
-            state
-                .leased
-                .iter()
-                .map(|edge| edge.release_lease(&spec.name, &holder)),
-        )
-        .await;
-        report.total_ms = ms(started);
-        report
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn publish_steps(
-        &self,
-        spec: &ApiSpec,
-        route: Route,
-        state: &mut PushState,
-        tokens: &Tokens,
-        holder: &str,
+        version: u64,
         progress: &ProgressFn,
         report: &mut PublishReport,
-    ) -> std::result::Result<(), (Step, Option<String>, Error)> {
-        let fail = |step: Step| move |e: Error| (step, None, e);
-        if state.edges.is_empty() {
-            return Err((
-                Step::Plan,
-                None,
-                Error::Config("no edge to publish to (give at least one --edge)".into()),
-            ));
-        }
-
-        let t = Instant::now();
-        progress(Progress::StepStarted { step: Step::Plan });
-        let plan = self.plan(spec, route).await.map_err(fail(Step::Plan))?;
-        report.timings_ms.insert("plan".into(), ms(t));
-        report.guards = plan.guards.clone();
-        report.route_reason = plan.reason.clone();
-        progress(Progress::Guards {
-            guards: plan.guards.clone(),
-            path: plan.path,
-            reason: plan.reason.clone(),
-        });
-
-        // One publish per API at a time, across CLIs and dashboards: a lease on every edge.
-        let t = Instant::now();
-        let deadline = Instant::now() + Duration::from_millis(self.config.lease_wait_ms);
-        for edge in &state.edges {
-            loop {
-                let got = edge
-                    .acquire_lease(&spec.name, holder, self.config.lease_ttl_ms)
-                    .await
-                    .map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
-                if got {
-                    state.leased.push(Arc::clone(edge));
-                    break;
+    ) -> std::result::Result<VersionManifest, StepError> {
+        let staged = self
+            .stage_steps(plan, route, edges, version, progress, report)
+            .await;
+        if staged.is_err() {
+            let api = plan.spec.name();
+            for (edge, r) in edges
+                .iter()
+                .zip(join_all(edges.iter().map(|e| e.discard(api, version))).await)
+            {
+                if let Err(e) = r {
+                    tracing::warn!(edge = edge.address(), api, version, error = %e, "discarding a failed staging; GC collects it later");
                 }
-                if Instant::now() > deadline {
-                    return Err((
-                        Step::Push,
-                        Some(edge.address().to_string()),
-                        Error::Edge {
-                            edge: edge.address().into(),
-                            step: "lease".into(),
-                            message: format!(
-                                "another publish of `{}` held the lease for over {} ms",
-                                spec.name, self.config.lease_wait_ms
-                            ),
-                        },
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let _renewer = LeaseRenewer::start(
-            state.leased.clone(),
-            spec.name.clone(),
-            holder.to_string(),
-            self.config.lease_ttl_ms,
-        );
+        staged
+    }
 
-        let versions = join_all(state.edges.iter().map(|e| e.versions(&spec.name))).await;
-        let mut highest = 0;
-        for (edge, v) in state.edges.iter().zip(versions) {
-            let v = v.map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
-            highest = highest.max(v.highest).max(v.serving.unwrap_or(0));
-            if report.previous_version.is_none() {
-                report.previous_version = v.serving;
-            }
-        }
-        let version = highest + 1;
-        report.version = Some(version);
-        let staging = plan.manifest(version, plan.path, Checksum::default(), tokens);
-        for edge in &state.edges {
+    async fn stage_steps(
+        &self,
+        plan: &Plan,
+        route: Route,
+        edges: &[Arc<dyn EdgeSink>],
+        version: u64,
+        progress: &ProgressFn,
+        report: &mut PublishReport,
+    ) -> std::result::Result<VersionManifest, StepError> {
+        let t = Instant::now();
+        let staging = plan.manifest(version, plan.path, Checksum::default());
+        for edge in edges {
             edge.begin(&staging)
                 .await
-                .map_err(|e| (Step::Push, Some(edge.address().to_string()), e))?;
+                .map_err(|e| StepError::at_edge(Step::Push, edge.as_ref(), e))?;
         }
-        state.version = Some(version);
+        report.timings_ms.insert("stage".into(), ms(t));
 
         progress(Progress::StepStarted { step: Step::Engine });
         let t_engine = Instant::now();
         let snapshot = match &self.snapshots {
-            Some(store) => Some(store.writer(&staging).map_err(fail(Step::Snapshot))?),
+            Some(store) => Some(
+                store
+                    .writer(&staging)
+                    .map_err(|e| StepError::new(Step::Snapshot, e))?,
+            ),
             None => None,
         };
         let mut sink = EdgeFanout {
-            edges: &state.edges,
-            api: &spec.name,
+            edges,
+            api: plan.spec.name(),
             version,
             snapshots: self.snapshots.as_deref(),
             snapshot,
@@ -608,7 +539,7 @@ impl Publisher {
             push_ms: 0,
             failed_edge: None,
         };
-        let run = self.run(&plan, route, &mut sink, progress).await;
+        let run = self.run(plan, route, &mut sink, progress).await;
         let push_ms = sink.push_ms;
         let failed_edge = sink.failed_edge.take();
         let snapshot = sink.snapshot.take();
@@ -620,15 +551,16 @@ impl Publisher {
             } else {
                 Step::Engine
             };
-            (step, failed_edge.clone(), e)
+            StepError {
+                step,
+                edge: failed_edge.clone(),
+                source: e,
+            }
         })?;
         report
             .timings_ms
             .insert("engine_and_push".into(), ms(t_engine));
         report.timings_ms.insert("push".into(), push_ms);
-        report
-            .timings_ms
-            .insert("lease_and_stage".into(), ms(t).saturating_sub(ms(t_engine)));
         report.attempts = run.attempts.clone();
         report.path = run.path.map(|p| p.to_string());
         report.rows_in = run.rows_in;
@@ -646,12 +578,12 @@ impl Publisher {
         });
 
         let path = run.path.unwrap_or(plan.path);
-        let manifest = plan.manifest(version, path, run.checksum, tokens);
+        let manifest = plan.manifest(version, path, run.checksum);
         let t = Instant::now();
         progress(Progress::StepStarted { step: Step::Verify });
-        let sealed = join_all(state.edges.iter().map(|e| e.seal(&manifest))).await;
-        for (edge, s) in state.edges.iter().zip(sealed) {
-            let s = s.map_err(|e| (Step::Verify, Some(edge.address().to_string()), e))?;
+        let sealed = join_all(edges.iter().map(|e| e.seal(&manifest))).await;
+        for (edge, s) in edges.iter().zip(sealed) {
+            let s = s.map_err(|e| StepError::at_edge(Step::Verify, edge.as_ref(), e))?;
             progress(Progress::EdgeSealed {
                 edge: edge.address().to_string(),
                 keys: s.keys,
@@ -670,50 +602,12 @@ impl Publisher {
 
         if let Some(w) = snapshot {
             let t = Instant::now();
-            w.finish(&manifest).map_err(fail(Step::Snapshot))?;
+            w.finish(&manifest)
+                .map_err(|e| StepError::new(Step::Snapshot, e))?;
             report.timings_ms.insert("snapshot".into(), ms(t));
         }
-
-        let t = Instant::now();
-        progress(Progress::StepStarted { step: Step::Commit });
-        let mut committed: Vec<usize> = Vec::new();
-        for (i, edge) in state.edges.iter().enumerate() {
-            if let Err(e) = edge.commit(&spec.name, version).await {
-                // Switch the edges that already moved back to what they served before.
-                if let Some(previous) = report.previous_version {
-                    for j in &committed {
-                        let _ = state.edges[*j].commit(&spec.name, previous).await;
-                    }
-                }
-                return Err((Step::Commit, Some(edge.address().to_string()), e));
-            }
-            committed.push(i);
-            report.edges[i].committed = true;
-        }
-        report.committed = true;
-        report.timings_ms.insert("commit".into(), ms(t));
-        progress(Progress::Committed { version });
-
-        let t = Instant::now();
-        for edge in &state.edges {
-            if let Err(e) = edge.gc(&spec.name, self.config.keep_versions).await {
-                tracing::warn!(edge = edge.address(), error = %e, "garbage collection failed; old versions stay until the next publish");
-            }
-        }
-        if let Some(store) = &self.snapshots
-            && let Err(e) = store.prune(&spec.name, self.config.keep_versions)
-        {
-            tracing::warn!(error = %e, "pruning snapshots failed");
-        }
-        report.timings_ms.insert("gc".into(), ms(t));
-        Ok(())
+        Ok(manifest)
     }
-}
-
-struct PushState {
-    edges: Vec<Arc<dyn EdgeSink>>,
-    version: Option<u64>,
-    leased: Vec<Arc<dyn EdgeSink>>,
 }
 
 /// Writes each batch of entries to every edge at once, and to the snapshot.
@@ -763,36 +657,6 @@ impl EntrySink for EdgeFanout<'_> {
         }
         Ok(())
     }
-}
-
-/// Renews the publish lease on every edge while the publish runs; stops when dropped.
-struct LeaseRenewer(tokio::task::JoinHandle<()>);
-
-impl LeaseRenewer {
-    fn start(edges: Vec<Arc<dyn EdgeSink>>, api: String, holder: String, ttl_ms: u64) -> Self {
-        LeaseRenewer(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(ttl_ms / 3)).await;
-                for e in &edges {
-                    if let Err(err) = e.acquire_lease(&api, &holder, ttl_ms).await {
-                        tracing::warn!(edge = e.address(), error = %err, "renewing the publish lease failed");
-                    }
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for LeaseRenewer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "host".into())
 }
 
 /// Lists the files the spec touches (after partition pruning) and counts their rows: from

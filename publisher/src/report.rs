@@ -13,6 +13,8 @@ use crate::guards::GuardOutcome;
 pub enum Step {
     Plan,
     Guards,
+    /// Waiting for (or losing) the API's operation lease.
+    Lease,
     Engine,
     Push,
     Verify,
@@ -26,6 +28,7 @@ impl Step {
         match self {
             Step::Plan => "plan",
             Step::Guards => "guards",
+            Step::Lease => "lease",
             Step::Engine => "engine",
             Step::Push => "push",
             Step::Verify => "verify",

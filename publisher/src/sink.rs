@@ -1,6 +1,7 @@
-//! The edge interface: what the publisher needs from one edge cache to stage, verify, commit
-//! and roll back a version. `edge-cache` implements it on Redis; the two-phase protocol across
-//! several edges lives in [`crate::publish`], so it is the same whatever the cache.
+//! The edge interface: what the control plane needs from one edge cache to stage, verify, commit
+//! and roll back a version and to set who may read an API. `edge-cache` implements it on Redis;
+//! the protocol across several edges (lease, intent, switch, converge) lives in one place, the
+//! dashboard's control plane, so it is the same whatever the cache.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::canonical::{Checksum, Entry};
 use crate::error::Result;
 
-/// What an edge keeps about one version, written with it and read back by lookups.
+/// What an edge keeps about one version, written with it and read back by lookups. Who may read
+/// the API is not part of a version: see [`Access`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionManifest {
     pub api: String,
@@ -21,11 +23,6 @@ pub struct VersionManifest {
     pub checksum: Checksum,
     /// `fasttrack` or `fallback`.
     pub path: String,
-    /// SHA-256 hex digests of the tokens allowed to read the API; empty means public.
-    #[serde(default)]
-    pub token_hashes: Vec<String>,
-    #[serde(default)]
-    pub protected: bool,
 }
 
 /// One edge's view of an API's versions.
@@ -39,6 +36,42 @@ pub struct EdgeVersions {
     pub highest: u64,
 }
 
+/// Who may read an API, as the control plane's store says. `revision` grows with every change
+/// of the store's access state, and an edge ignores a set older than the one it holds, so two
+/// writers racing can only ever leave the newer set behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    pub revision: u64,
+    /// A token is required (with no hashes, nobody can read).
+    pub protected: bool,
+    /// SHA-256 hex digests of the live tokens (ignored unless `protected`).
+    pub token_hashes: Vec<String>,
+}
+
+/// The lease's fencing token: every commit carries the one of the operation that makes it, and
+/// an edge refuses a commit with a token older than the newest it has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Fence(pub u64);
+
+/// What a switch of the serving pointer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchMode {
+    /// A publish: only to a version newer than the serving one.
+    Forward,
+    /// A rollback or a convergence decided by the control plane: any sealed or kept version.
+    Explicit,
+}
+
+impl SwitchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchMode::Forward => "forward",
+            SwitchMode::Explicit => "explicit",
+        }
+    }
+}
+
 #[async_trait]
 pub trait EdgeSink: Send + Sync {
     /// The edge's address as the operator wrote it, for reports and errors.
@@ -46,10 +79,8 @@ pub trait EdgeSink: Send + Sync {
 
     async fn versions(&self, api: &str) -> Result<EdgeVersions>;
 
-    /// Takes or renews the per-API publish lease on this edge for `holder`; false if another
-    /// holder has it. The lease outlives a crashed holder by at most `ttl_ms`.
-    async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> Result<bool>;
-    async fn release_lease(&self, api: &str, holder: &str) -> Result<()>;
+    /// Whether the edge holds `version` complete: sealed here (committed or not) and not dropped.
+    async fn holds(&self, api: &str, version: u64) -> Result<bool>;
 
     /// Clears any leftover staging of `version` and prepares to receive it.
     async fn begin(&self, manifest: &VersionManifest) -> Result<()>;
@@ -60,8 +91,18 @@ pub trait EdgeSink: Send + Sync {
     /// Verifies the edge holds the complete version (count and checksum) and marks it sealed.
     async fn seal(&self, manifest: &VersionManifest) -> Result<Checksum>;
 
-    /// Switches readers to `version`, atomically on this edge.
-    async fn commit(&self, api: &str, version: u64) -> Result<()>;
+    /// Switches readers to `version`, atomically on this edge, unless `fence` is older than one
+    /// already seen here or `mode` forbids it. Returns the version served before.
+    async fn switch(
+        &self,
+        api: &str,
+        version: u64,
+        fence: Fence,
+        mode: SwitchMode,
+    ) -> Result<Option<u64>>;
+
+    /// Replaces who may read the API, unless the edge holds a newer access revision.
+    async fn set_access(&self, api: &str, access: &Access) -> Result<()>;
 
     /// Removes a staged, never-committed version.
     async fn discard(&self, api: &str, version: u64) -> Result<()>;

@@ -217,6 +217,74 @@ impl Drop for SnapshotWriter {
     }
 }
 
+/// Entries per write while refilling an edge.
+const REFILL_BATCH: usize = 2000;
+
+/// Writes the snapshot of `manifest`'s version into one edge and seals it there (count and
+/// checksum verified): the version is then held by the edge, ready to be switched to by the
+/// control plane. The snapshot is read and decompressed on a blocking thread, a bounded queue
+/// ahead of the writes. On failure the staging is discarded. Returns the keys written.
+pub async fn refill(
+    edge: &dyn crate::sink::EdgeSink,
+    store: &std::sync::Arc<SnapshotStore>,
+    manifest: &VersionManifest,
+) -> Result<u64> {
+    let result = refill_steps(edge, store, manifest).await;
+    if result.is_err()
+        && let Err(e) = edge.discard(&manifest.api, manifest.version).await
+    {
+        tracing::warn!(edge = edge.address(), api = %manifest.api, error = %e, "discarding a failed refill");
+    }
+    result
+}
+
+async fn refill_steps(
+    edge: &dyn crate::sink::EdgeSink,
+    store: &std::sync::Arc<SnapshotStore>,
+    manifest: &VersionManifest,
+) -> Result<u64> {
+    let (api, version) = (manifest.api.clone(), manifest.version);
+    edge.begin(manifest).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Entry>>(4);
+    let reader_store = std::sync::Arc::clone(store);
+    let reader_api = api.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        reader_store.read(&reader_api, version, REFILL_BATCH, |batch| {
+            tx.blocking_send(batch.to_vec())
+                .map_err(|_| Error::Cancelled {
+                    step: "refill".into(),
+                })
+        })
+    });
+    let mut written = Ok(());
+    while let Some(batch) = rx.recv().await {
+        if let Err(e) = edge.write(&api, version, &batch).await {
+            written = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let read = reader
+        .await
+        .map_err(|e| Error::io("reading a snapshot", std::io::Error::other(e.to_string())))?;
+    written?;
+    let read = read?;
+    if read != manifest.checksum {
+        return Err(Error::Snapshot {
+            path: format!("{api}/v{version}.snap"),
+            message: format!(
+                "does not match its manifest ({} keys / sum {} read, {} keys / sum {} expected)",
+                read.keys,
+                read.hex(),
+                manifest.checksum.keys,
+                manifest.checksum.hex()
+            ),
+        });
+    }
+    edge.seal(manifest).await?;
+    Ok(read.keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,8 +298,6 @@ mod tests {
             key_names: vec![],
             checksum,
             path: "fasttrack".into(),
-            token_hashes: vec![],
-            protected: false,
         }
     }
 

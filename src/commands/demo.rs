@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use publisher::publish::{Route, Tokens};
-use publisher::sink::EdgeSink;
+use publisher::publish::Route;
 use publisher::spec::ApiSpec;
 use tokio::process::{Child, Command};
 
@@ -87,7 +86,6 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         eprintln!("• edge {i}: redis-server on {}", server.url());
         let mut lookup = demo_config.lookup.clone();
         lookup.redis_url = server.url();
-        lookup.snapshot_dir = Some(demo_config.snapshot_dir());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let state = edge_cache::LookupState::new(lookup)?;
@@ -102,19 +100,37 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         redis.push(server);
     }
 
+    let edges: Vec<String> = redis.iter().map(|r| r.url()).collect();
+    let mut dashboard = super::serve::dashboard_config(&demo_config);
+    dashboard.catalogs = vec![dashboard_api::config::NamedCatalog {
+        name: "demo".into(),
+        uri: catalog.clone(),
+    }];
+    dashboard.edge_groups = [(
+        dashboard_api::config::DEFAULT_EDGE_GROUP.to_string(),
+        edges.clone(),
+    )]
+    .into();
+    dashboard.lookup_base_urls = [(
+        dashboard_api::config::DEFAULT_EDGE_GROUP.to_string(),
+        format!("http://{}", lookups[0].0),
+    )]
+    .into();
+
+    // Published through the control plane and recorded in its store, so that the dashboard
+    // lists every API the edges serve, with its versions and tokens.
     let publisher = crate::stack::publisher(&demo_config, &catalog).await?;
-    let mut edges: Vec<Arc<dyn EdgeSink>> = Vec::new();
-    for r in &redis {
-        edges.push(crate::stack::edge(&r.url(), config).await?);
-    }
+    let control = crate::stack::control(&demo_config).await?;
     for (api, _) in SAMPLES {
         let spec = ApiSpec::from_path(&fixtures::specs_dir().join(format!("{api}.toml")))?;
-        let report = publisher
+        crate::stack::register_api(control.store(), &dashboard, &spec, &catalog, &edges).await?;
+        let report = control
             .publish(
+                &publisher,
                 &spec,
                 Route::Auto,
                 &edges,
-                &Tokens::default(),
+                None,
                 Arc::new(|_| {}),
             )
             .await;
@@ -130,22 +146,6 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         }
     }
 
-    // The dashboard over the same catalog and edges, its "try it" box pointed at edge 0.
-    let mut dashboard = super::serve::dashboard_config(&demo_config);
-    dashboard.catalogs = vec![dashboard_api::config::NamedCatalog {
-        name: "demo".into(),
-        uri: catalog.clone(),
-    }];
-    dashboard.edge_groups = [(
-        dashboard_api::config::DEFAULT_EDGE_GROUP.to_string(),
-        redis.iter().map(|r| r.url()).collect(),
-    )]
-    .into();
-    dashboard.lookup_base_urls = [(
-        dashboard_api::config::DEFAULT_EDGE_GROUP.to_string(),
-        format!("http://{}", lookups[0].0),
-    )]
-    .into();
     let admin_token = dashboard.admin_token.clone().unwrap_or_else(|| {
         let mut secret = [0u8; 18];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);

@@ -1,10 +1,7 @@
+use anyhow::{Result, bail};
+use clap::Subcommand;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use anyhow::Result;
-use clap::Subcommand;
-use publisher::snapshot::SnapshotStore;
 
 use crate::config::Config;
 
@@ -17,7 +14,8 @@ pub enum EdgeCommand {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// Refill an edge's Redis with an API's last committed snapshot.
+    /// Refill an edge's Redis with what the control plane's store says the API serves there
+    /// (the serving version from its snapshot, and who may read it): a reconcile of the API.
     Rehydrate {
         #[arg(long)]
         api: String,
@@ -36,16 +34,19 @@ pub async fn run(command: EdgeCommand, config: &Config) -> Result<ExitCode> {
             if let Some(l) = listen {
                 lookup.listen = l;
             }
-            if lookup.snapshot_dir.is_none() {
-                lookup.snapshot_dir = Some(config.snapshot_dir());
-            }
             edge_cache::serve(lookup, shutdown_signal()).await?;
         }
         EdgeCommand::Rehydrate { api, redis } => {
-            let edge = crate::stack::edge(&redis, config).await?;
-            let snapshots = Arc::new(SnapshotStore::new(config.snapshot_dir()));
-            let outcome = edge_cache::rehydrate(&edge, &snapshots, &api).await?;
-            println!("{api} on {redis}: {outcome:?}");
+            let control = crate::stack::control(config).await?;
+            let state = control.store().api_state(&api).await?;
+            if !state.is_some_and(|s| s.edges.contains(&redis)) {
+                bail!("{api} is not published to {redis} (see `tablecast versions --api {api}`)");
+            }
+            let report = control.converge(&api).await?;
+            super::versions::print_convergence(std::slice::from_ref(&report));
+            if !report.converged {
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

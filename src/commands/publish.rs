@@ -5,13 +5,11 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use publisher::publish::{Progress, ProgressFn, Route, Tokens};
+use publisher::publish::{Progress, ProgressFn, Route};
 use publisher::report::PublishReport;
-use publisher::sink::EdgeSink;
 use publisher::spec::ApiSpec;
 
 use crate::config::Config;
-use crate::tokens::TokenStore;
 
 #[derive(Args)]
 pub struct PublishArgs {
@@ -35,17 +33,16 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     let uri = config.metastore(args.metastore.as_deref())?;
     let publisher = crate::stack::publisher(config, uri).await?;
     // Edges connect lazily: one that is down fails the publish at the push, named in the report.
-    let mut edges: Vec<Arc<dyn EdgeSink>> = Vec::new();
-    for address in config.edges(&args.edges)? {
-        edges.push(Arc::new(edge_cache::RedisEdge::lazy(
-            address,
-            config.edge.options(),
-        )?));
-    }
-    let tokens = Tokens {
-        protected: spec.protected,
-        hashes: TokenStore::new(config.tokens_dir()).active_hashes(&spec.name)?,
-    };
+    let edges = config.edges(&args.edges)?.to_vec();
+    let control = crate::stack::control(config).await?;
+    crate::stack::register_api(
+        control.store(),
+        &super::serve::dashboard_config(config),
+        &spec,
+        uri,
+        &edges,
+    )
+    .await?;
 
     let bar = if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = ProgressBar::new_spinner();
@@ -88,8 +85,8 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
             }
         })
     };
-    let report = publisher
-        .publish(&spec, args.path, &edges, &tokens, progress)
+    let report = control
+        .publish(&publisher, &spec, args.path, &edges, None, progress)
         .await;
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use publisher::sink::EdgeSink;
 
 use crate::config::Config;
 
@@ -29,7 +28,26 @@ pub struct RollbackArgs {
 
 pub async fn versions(args: VersionsArgs, config: &Config) -> Result<ExitCode> {
     let mut all = Vec::new();
-    for address in config.edges(&args.edges)? {
+    let recorded;
+    let addresses = if args.edges.is_empty() && config.edges.is_empty() {
+        let control = crate::stack::control(config).await?;
+        recorded = control
+            .store()
+            .api_state(&args.api)
+            .await?
+            .map(|s| s.edges)
+            .unwrap_or_default();
+        if recorded.is_empty() {
+            bail!(
+                "{} was never published; give --edge redis://host:port",
+                args.api
+            );
+        }
+        &recorded[..]
+    } else {
+        config.edges(&args.edges)?
+    };
+    for address in addresses {
         let edge = crate::stack::edge(address, config).await?;
         let v = edge.versions(&args.api).await?;
         all.push(serde_json::json!({ "edge": address, "serving": v.serving, "highest": v.highest, "kept": v.kept }));
@@ -64,52 +82,115 @@ pub async fn versions(args: VersionsArgs, config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Switches every edge back to a kept version. Instant: the version's keys are still there.
+/// Switches every edge back to a kept version, through the control plane (under the API's
+/// lease, fenced, converged if an edge fails). Instant: the version's keys are still there.
 pub async fn rollback(args: RollbackArgs, config: &Config) -> Result<ExitCode> {
-    let addresses = config.edges(&args.edges)?;
-    let mut edges = Vec::new();
-    for a in addresses {
-        edges.push(crate::stack::edge(a, config).await?);
-    }
-    let first = edges[0].versions(&args.api).await?;
-    let serving = first
-        .serving
-        .with_context(|| format!("{} serves nothing on {}", args.api, addresses[0]))?;
-    let target = match args.to {
-        Some(v) => v,
-        None => first
-            .kept
-            .iter()
-            .map(|m| m.version)
-            .filter(|v| *v < serving)
-            .max()
-            .with_context(|| {
-                format!(
-                    "no kept version of {} older than {serving} to roll back to",
-                    args.api
-                )
-            })?,
+    let control = crate::stack::control(config).await?;
+    let edges = if args.edges.is_empty() {
+        None
+    } else {
+        Some(&args.edges[..])
     };
-    // Check every edge keeps the target before switching any.
-    for (edge, address) in edges.iter().zip(addresses) {
-        let v = edge.versions(&args.api).await?;
-        if !v.kept.iter().any(|m| m.version == target) {
-            bail!(
-                "edge {address} does not keep version {target} of {} (kept: {:?})",
-                args.api,
-                v.kept.iter().map(|m| m.version).collect::<Vec<_>>()
+    let report = control.rollback(&args.api, args.to, edges).await?;
+    for e in &report.edges {
+        eprintln!(
+            "edge {}: {}{}",
+            e.edge,
+            e.action,
+            e.error
+                .as_deref()
+                .map(|m| format!(" — {m}"))
+                .unwrap_or_default()
+        );
+    }
+    if !report.committed {
+        bail!(
+            "{} could not be switched to version {} on every edge; `tablecast reconcile --api {}` converges them once the edges answer",
+            args.api,
+            report.to,
+            args.api
+        );
+    }
+    println!(
+        "{} now serves version {} (was {}) on {} edge(s)",
+        args.api,
+        report.to,
+        report
+            .from
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "nothing".into()),
+        report.edges.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ReconcileArgs {
+    /// One API (default: every API the store knows).
+    #[arg(long)]
+    api: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Converges edges to the store; exits non-zero unless every edge converged.
+pub async fn reconcile(args: ReconcileArgs, config: &Config) -> Result<ExitCode> {
+    let control = crate::stack::control(config).await?;
+    let apis = match args.api {
+        Some(api) => vec![api],
+        None => control
+            .store()
+            .api_states()
+            .await?
+            .into_iter()
+            .map(|s| s.api)
+            .collect(),
+    };
+    let mut reports = Vec::with_capacity(apis.len());
+    for api in &apis {
+        reports.push(
+            control
+                .converge(api)
+                .await
+                .with_context(|| format!("converging {api}"))?,
+        );
+    }
+    if args.json {
+        super::print_json(&reports)?;
+    } else {
+        print_convergence(&reports);
+    }
+    Ok(if reports.iter().all(|r| r.converged) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn print_convergence(reports: &[dashboard_api::control::ConvergeReport]) {
+    for r in reports {
+        println!(
+            "{}: serving {} — {}",
+            r.api,
+            r.serving
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "nothing".into()),
+            if r.converged {
+                "converged"
+            } else {
+                "NOT converged"
+            }
+        );
+        for e in &r.edges {
+            println!(
+                "  edge {}: {}{}",
+                e.edge,
+                e.action,
+                e.error
+                    .as_deref()
+                    .map(|m| format!(" — {m}"))
+                    .unwrap_or_default()
             );
         }
     }
-    for (edge, address) in edges.iter().zip(addresses) {
-        EdgeSink::commit(edge.as_ref(), &args.api, target)
-            .await
-            .with_context(|| format!("switching edge {address}"))?;
-    }
-    println!(
-        "{} now serves version {target} (was {serving}) on {} edge(s)",
-        args.api,
-        edges.len()
-    );
-    Ok(ExitCode::SUCCESS)
 }

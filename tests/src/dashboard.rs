@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{ChildProcess, Metastore, free_port, loopback, run_tablecast, tablecast_command};
+use crate::{ChildProcess, Metastore, free_port, loopback, tablecast_command};
 
 /// The admin token every test dashboard is started with (at least 16 characters).
 pub const ADMIN_TOKEN: &str = "e2e-dashboard-admin-token-0123";
@@ -36,27 +36,8 @@ pub fn fixtures_metastore() -> String {
             .prefix("tablecast-dashboard-fixtures-")
             .tempdir()
             .expect("temp dir");
-        let warehouse = dir.path().to_str().expect("UTF-8 temp path");
-        let out = run_tablecast(["fixtures", "generate", "--out", warehouse]);
-        assert!(
-            out.status.success(),
-            "fixtures generate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = run_tablecast([
-            "fixtures",
-            "load",
-            "--metastore",
-            &metastore.uri(),
-            "--warehouse",
-            warehouse,
-        ]);
-        assert!(
-            out.status.success(),
-            "fixtures load: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            metastore.log_tail(20)
-        );
+        crate::generate_fixtures(dir.path());
+        crate::load_fixtures(metastore, dir.path());
         dir
     });
     metastore.uri()
@@ -95,6 +76,16 @@ impl DashboardSettings {
     pub fn with(mut self, name: &str, value: impl ToString) -> Self {
         self.env.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// Short leases and backoffs, so that a dead runner's job and edge lease are taken over
+    /// within seconds (the kill tests).
+    pub fn with_fast_takeover(self) -> Self {
+        self.with("TABLECAST_DASHBOARD__LEASE_MS", 2000)
+            .with("TABLECAST_DASHBOARD__POLL_MS", 200)
+            .with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 500)
+            .with("TABLECAST_DASHBOARD__BACKOFF_MAX_MS", 2000)
+            .with("TABLECAST_PUBLISH__LEASE_TTL_MS", 3000)
     }
 
     /// `tablecast` with this configuration in its environment, for any subcommand.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{ChildProcess, Redis, free_port, loopback, run_tablecast, tablecast_command};
+use crate::{ChildProcess, Redis, free_port, loopback, tablecast_command};
 
 pub struct Deployment {
     pub warehouse: tempfile::TempDir,
@@ -18,17 +18,7 @@ impl Deployment {
     /// Generates the scale-1 fixtures and starts `edges` redis-servers.
     pub fn start(edges: usize) -> Deployment {
         let warehouse = tempfile::tempdir().unwrap();
-        let out = run_tablecast([
-            "fixtures",
-            "generate",
-            "--out",
-            warehouse.path().to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::generate_fixtures(warehouse.path());
         Deployment {
             warehouse,
             state: tempfile::tempdir().unwrap(),

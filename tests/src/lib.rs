@@ -29,7 +29,10 @@ pub use metastore::Metastore;
 pub use net::{StalledListener, free_port, loopback, wait_for_port};
 pub use process::{ChildProcess, spawn_tied};
 pub use redis::Redis;
-pub use tablecast::{run_tablecast, tablecast_bin, tablecast_command};
+pub use tablecast::{
+    generate_fixtures, load_fixtures, run_tablecast, shared_fixtures, tablecast_bin,
+    tablecast_command,
+};
 
 /// The repository root (this crate is `<root>/tests`).
 pub fn repo_root() -> PathBuf {

@@ -54,3 +54,52 @@ where
         .output()
         .unwrap_or_else(|e| panic!("running {command:?}: {e}"))
 }
+
+/// `tablecast fixtures generate --out DIR` (scale 1, default seed); panics with its stderr.
+pub fn generate_fixtures(out: &std::path::Path) {
+    let result = run_tablecast([
+        "fixtures".as_ref(),
+        "generate".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(
+        result.status.success(),
+        "fixtures generate: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+/// Scale-1 fixtures, generated once per test binary.
+pub fn shared_fixtures() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("tablecast-fixtures-")
+            .tempdir()
+            .expect("temp dir");
+        generate_fixtures(dir.path());
+        dir
+    })
+    .path()
+}
+
+/// `tablecast fixtures load`: registers a warehouse's tables in a metastore (idempotent); panics
+/// with its stderr and the metastore's log tail.
+pub fn load_fixtures(metastore: &crate::Metastore, warehouse: &std::path::Path) {
+    let uri = metastore.uri();
+    let result = run_tablecast([
+        "fixtures".as_ref(),
+        "load".as_ref(),
+        "--metastore".as_ref(),
+        uri.as_ref(),
+        "--warehouse".as_ref(),
+        warehouse.as_os_str(),
+    ]);
+    assert!(
+        result.status.success(),
+        "fixtures load: {}\n{}",
+        String::from_utf8_lossy(&result.stderr),
+        metastore.log_tail(20)
+    );
+}

@@ -22,7 +22,8 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tablecast_e2e::{
-    ChildProcess, Metastore, Redis, free_port, loopback, run_tablecast, tablecast_command,
+    ChildProcess, Metastore, Redis, free_port, generate_fixtures, load_fixtures, loopback,
+    tablecast_command,
 };
 
 const ADMIN_TOKEN: &str = "browser-test-admin-token-0123456789";
@@ -95,30 +96,8 @@ impl Stack {
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state)?;
 
-        let generate = run_tablecast([
-            "fixtures",
-            "generate",
-            "--out",
-            warehouse.to_str().context("warehouse path")?,
-        ]);
-        ensure!(
-            generate.status.success(),
-            "fixtures generate: {}",
-            String::from_utf8_lossy(&generate.stderr)
-        );
-        let load = run_tablecast([
-            "fixtures",
-            "load",
-            "--metastore",
-            &metastore.uri(),
-            "--warehouse",
-            warehouse.to_str().context("warehouse path")?,
-        ]);
-        ensure!(
-            load.status.success(),
-            "fixtures load: {}",
-            String::from_utf8_lossy(&load.stderr)
-        );
+        generate_fixtures(&warehouse);
+        load_fixtures(metastore, &warehouse);
 
         let edges = vec![Redis::try_start()?, Redis::try_start()?];
         let lookup_port = free_port();
@@ -383,6 +362,19 @@ impl Browser {
         Ok(())
     }
 
+    /// Types a one-column key into the try-it box, sends it, and waits for the answer's status.
+    async fn try_key(&self, key: &str, status: u16) -> Result<()> {
+        self.fill("#try-key-0", key).await?;
+        self.click("#try-send").await?;
+        self.until(
+            &format!("the {status} answer for {key:?}"),
+            WAIT,
+            &format!("document.querySelector('#try-status[data-status=\"{status}\"]')"),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn select(&self, css: &str, value: &str) -> Result<()> {
         self.find(css)
             .await?
@@ -406,16 +398,12 @@ impl Browser {
 
 /// The golden value of `key` for the API (fixtures/golden, computed independently with DuckDB).
 fn golden(key: &Value) -> Result<Value> {
-    let path = fixtures::golden_dir().join(format!("{API}.jsonl"));
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    for line in text.lines() {
-        let entry: Value = serde_json::from_str(line)?;
-        if &entry["key"] == key {
-            return Ok(entry["value"].clone());
-        }
-    }
-    Err(anyhow!("no golden entry for {key} in {}", path.display()))
+    let key = key.to_string();
+    let (_, value) = tablecast_e2e::golden(API)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .ok_or_else(|| anyhow!("no golden entry for {key} in {API}"))?;
+    Ok(serde_json::from_str(&value)?)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -745,24 +733,10 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.click("#try-null-0").await?;
 
     // A key nobody has: the lookup's 404, shown as such.
-    b.fill("#try-key-0", "myspace").await?;
-    b.click("#try-send").await?;
-    b.until(
-        "the 404 answer",
-        WAIT,
-        "document.querySelector('#try-status[data-status=\"404\"]')",
-    )
-    .await?;
+    b.try_key("myspace", 404).await?;
 
     // The facebook top 10 equals the golden answer.
-    b.fill("#try-key-0", "facebook").await?;
-    b.click("#try-send").await?;
-    b.until(
-        "the lookup's answer",
-        WAIT,
-        "document.querySelector('#try-status[data-status=\"200\"]')",
-    )
-    .await?;
+    b.try_key("facebook", 200).await?;
     let body = b.text("#try-body").await?;
     let answer: Value = serde_json::from_str(&body)
         .with_context(|| format!("the try-it body is not JSON: {body}"))?;
@@ -835,14 +809,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
         "document.querySelector('#publish-progress').dataset.phase === 'committed'",
     )
     .await?;
-    b.fill("#try-key-0", "facebook").await?;
-    b.click("#try-send").await?;
-    b.until(
-        "the lookup's answer",
-        WAIT,
-        "document.querySelector('#try-status[data-status=\"200\"]')",
-    )
-    .await?;
+    b.try_key("facebook", 200).await?;
     b.shot("api-page").await?;
     // The README's picture of the dashboard (docs/dashboard.png is a copy of it).
     b.js(

@@ -374,13 +374,8 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
     let edge = Redis::start();
     let state = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    // Short leases, so that a dead runner's job and edge lease are taken over within seconds.
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()])
-        .with("TABLECAST_DASHBOARD__LEASE_MS", 2000)
-        .with("TABLECAST_DASHBOARD__POLL_MS", 200)
-        .with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 500)
-        .with("TABLECAST_DASHBOARD__BACKOFF_MAX_MS", 2000)
-        .with("TABLECAST_PUBLISH__LEASE_TTL_MS", 3000);
+    let settings =
+        DashboardSettings::new(state.path(), &metastore, &[edge.url()]).with_fast_takeover();
     let mut dash = Dashboard::start(&settings, &log(&logs, "serve-1"));
     dash.create_sample_api(API).await;
     let first = dash.publish(API).await;
@@ -761,27 +756,29 @@ impl Tenure {
     }
 }
 
-/// Polls `tc:{api}:lease` every millisecond on a connection of its own, recording who held it.
+/// The control plane's store of a state directory, opened beside the processes that use it.
+async fn state_db(state_dir: &Path) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", state_dir.join("dashboard.db").display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}
+
+/// Polls the API's lease holder in the control plane's store every millisecond, recording who
+/// held it.
 struct LeaseWatch {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Vec<Tenure>>,
 }
 
 impl LeaseWatch {
-    async fn start(url: &str, api: &str) -> LeaseWatch {
-        let mut conn = redis_conn(url).await;
-        let key = format!("tc:{{{api}}}:lease");
+    async fn start(db: sqlx::SqlitePool, api: &str) -> LeaseWatch {
+        let api = api.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
             let began = Instant::now();
             let mut tenures: Vec<Tenure> = Vec::new();
             while !stopped.load(Ordering::Relaxed) {
-                let holder: Option<String> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                let holder = lease_holder(&db, &api).await;
                 let now = began.elapsed().as_millis() as u64;
                 if let Some(holder) = holder {
                     match tenures.last_mut() {
@@ -809,6 +806,27 @@ impl LeaseWatch {
     }
 }
 
+/// The unexpired holder of the API's lease in the store, if any.
+async fn lease_holder(db: &sqlx::SqlitePool, api: &str) -> Option<String> {
+    let now = chrono_ms();
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT lease_holder FROM api_state WHERE api = $1 AND lease_expires_at >= $2",
+    )
+    .bind(api)
+    .bind(now)
+    .fetch_optional(db)
+    .await
+    .unwrap()
+    .flatten()
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// One side of a race between the CLI and the dashboard.
 struct Side {
     who: &'static str,
@@ -827,9 +845,9 @@ impl Side {
     /// version reading and `begin` (a few ms). The lease is re-tried every 100 ms, so 100 ms or
     /// more means the lease was held by another publish at least once.
     fn lease_and_stage_ms(&self) -> u64 {
-        self.report["timings_ms"]["lease_and_stage"]
+        self.report["timings_ms"]["lease"]
             .as_u64()
-            .unwrap_or_else(|| panic!("{}: no lease_and_stage in {}", self.who, self.report))
+            .unwrap_or_else(|| panic!("{}: no lease timing in {}", self.who, self.report))
     }
 }
 
@@ -852,24 +870,27 @@ async fn race_cli_and_dashboard(
 ) -> ([Side; 2], Vec<Tenure>) {
     let edge = &settings.edges[0];
     let mut conn = redis_conn(edge).await;
-    let lease = format!("tc:{{{api}}}:lease");
+    let db = state_db(&settings.state_dir).await;
     if gate {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&lease)
-            .arg(GATE)
-            .arg("NX")
-            .arg("PX")
-            .arg(JOB_TIMEOUT.as_millis() as u64)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let taken = sqlx::query(
+            "INSERT INTO api_state (api, lease_holder, lease_expires_at, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (api) DO UPDATE SET lease_holder = $2, lease_expires_at = $3 \
+             WHERE api_state.lease_holder IS NULL OR api_state.lease_expires_at < $4",
+        )
+        .bind(api)
+        .bind(GATE)
+        .bind(chrono_ms() + JOB_TIMEOUT.as_millis() as i64)
+        .bind(chrono_ms())
+        .execute(&db)
+        .await
+        .unwrap();
         assert_eq!(
-            set.as_deref(),
-            Some("OK"),
+            taken.rows_affected(),
+            1,
             "the lease was taken before the race"
         );
     }
-    let watch = LeaseWatch::start(edge, api).await;
+    let watch = LeaseWatch::start(db.clone(), api).await;
     let started = Instant::now();
     let mut cli = CliPublish::spawn(settings, api, logs, &format!("cli-{round}"));
     let job = dash.publish(api).await;
@@ -878,13 +899,8 @@ async fn race_cli_and_dashboard(
             dash.wait_event(&job, "guards", JOB_TIMEOUT),
             cli.wait_log("Guards {", JOB_TIMEOUT)
         );
-        let holder: Option<String> = redis::cmd("GET")
-            .arg(&lease)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
         assert_eq!(
-            holder.as_deref(),
+            lease_holder(&db, api).await.as_deref(),
             Some(GATE),
             "the gate was taken from the test"
         );
@@ -892,11 +908,13 @@ async fn race_cli_and_dashboard(
             "{round}: both planned and wait at the lease {} ms after the start; opening it",
             started.elapsed().as_millis()
         );
-        let _: () = redis::cmd("DEL")
-            .arg(&lease)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE api_state SET lease_holder = NULL, lease_expires_at = NULL WHERE api = $1",
+        )
+        .bind(api)
+        .execute(&db)
+        .await
+        .unwrap();
     }
     let (view, (cli_ok, cli_report)) =
         tokio::join!(dash.wait_job(&job, JOB_TIMEOUT), cli.wait(JOB_TIMEOUT));
@@ -1040,12 +1058,11 @@ async fn cli_and_dashboard_publishes_of_one_api_are_serialized() {
     assert_eq!(serving(&mut conn, API).await, Some(highest));
     let staged = zrange(&mut conn, &format!("tc:{{{API}}}:staged")).await;
     assert!(staged.is_empty(), "still staged: {staged:?}");
-    let lease: Option<String> = redis::cmd("GET")
-        .arg(format!("tc:{{{API}}}:lease"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(lease, None, "the lease was not released");
+    assert_eq!(
+        lease_holder(&state_db(state.path()).await, API).await,
+        None,
+        "the lease was not released"
+    );
     assert_eq!(
         version_fields(&mut conn, API, highest).await,
         golden(API).len() as u64
@@ -1071,13 +1088,8 @@ async fn killing_serve_after_the_commit_leaves_one_complete_version() {
     let edge = Redis::start();
     let state = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    // Short leases, so that a dead runner's job and edge lease are taken over within seconds.
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()])
-        .with("TABLECAST_DASHBOARD__LEASE_MS", 2000)
-        .with("TABLECAST_DASHBOARD__POLL_MS", 200)
-        .with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 500)
-        .with("TABLECAST_DASHBOARD__BACKOFF_MAX_MS", 2000)
-        .with("TABLECAST_PUBLISH__LEASE_TTL_MS", 3000);
+    let settings =
+        DashboardSettings::new(state.path(), &metastore, &[edge.url()]).with_fast_takeover();
     let mut starts = 1;
     let mut dash = Dashboard::start(&settings, &log(&logs, "serve-1"));
     dash.create_sample_api(API).await;

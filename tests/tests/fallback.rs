@@ -8,10 +8,9 @@
 //! `TABLECAST_SKIP_SPARK=1` skips these tests.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use tablecast_e2e::{
-    Deployment, Metastore, assert_answers_golden, run_tablecast, tablecast_command,
+    Deployment, Metastore, assert_answers_golden, load_fixtures, shared_fixtures, tablecast_command,
 };
 
 fn skip() -> bool {
@@ -20,27 +19,6 @@ fn skip() -> bool {
         eprintln!("skipped: TABLECAST_SKIP_SPARK is set");
     }
     skip
-}
-
-/// Scale-1 fixtures, generated once per test binary.
-fn warehouse() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = run_tablecast([
-            "fixtures",
-            "generate",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .path()
 }
 
 /// `tablecast run` of a sample spec on one path; returns the output file's bytes.
@@ -100,20 +78,8 @@ fn fallback_and_fast_track_agree_byte_for_byte_on_both_catalogs() {
         return;
     }
     let metastore = Metastore::shared();
-    let load = run_tablecast([
-        "fixtures",
-        "load",
-        "--metastore",
-        &metastore.uri(),
-        "--warehouse",
-        warehouse().to_str().unwrap(),
-    ]);
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
-    let directory = format!("file://{}", warehouse().display());
+    load_fixtures(metastore, shared_fixtures());
+    let directory = format!("file://{}", shared_fixtures().display());
     let out = tempfile::tempdir().unwrap();
     // Through the directory catalog Spark reads the listed files; through the metastore it reads
     // the table by name (`spark.read.table`), as it would on a cluster.

@@ -2,31 +2,9 @@
 //! DuckDB, see fixtures/golden/oracle.py) byte for byte, through the directory catalog and
 //! through a real Hive metastore; `tablecast plan` reports every guard and the route.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 
-use tablecast_e2e::{Metastore, run_tablecast, tablecast_command};
-
-/// Scale-1 fixtures with the default seed, generated once per test binary.
-fn warehouse() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = run_tablecast([
-            "fixtures",
-            "generate",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "generate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .path()
-}
+use tablecast_e2e::{Metastore, load_fixtures, run_tablecast, shared_fixtures, tablecast_command};
 
 fn spec_path(name: &str) -> PathBuf {
     fixtures::specs_dir().join(format!("{name}.toml"))
@@ -72,7 +50,7 @@ fn assert_matches_golden(catalog: &str, spec: &str, path: &str) {
 
 #[test]
 fn fast_track_matches_golden_answers_over_the_directory_catalog() {
-    let catalog = format!("file://{}", warehouse().display());
+    let catalog = format!("file://{}", shared_fixtures().display());
     for spec in fixtures::SAMPLE_SPECS {
         assert_matches_golden(&catalog, spec, "fasttrack");
     }
@@ -81,19 +59,7 @@ fn fast_track_matches_golden_answers_over_the_directory_catalog() {
 #[test]
 fn fast_track_matches_golden_answers_over_a_real_metastore() {
     let metastore = Metastore::shared();
-    let load = run_tablecast([
-        "fixtures",
-        "load",
-        "--metastore",
-        &metastore.uri(),
-        "--warehouse",
-        warehouse().to_str().unwrap(),
-    ]);
-    assert!(
-        load.status.success(),
-        "fixtures load: {}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    load_fixtures(metastore, shared_fixtures());
 
     let tables = run_tablecast(["tables", "--metastore", &metastore.uri(), "--json"]);
     assert!(
@@ -169,7 +135,7 @@ fn plan_json(catalog: &str, spec: &str, env: &[(&str, &str)]) -> serde_json::Val
 
 #[test]
 fn plan_reports_every_guard_and_the_route_without_reading_rows() {
-    let catalog = format!("file://{}", warehouse().display());
+    let catalog = format!("file://{}", shared_fixtures().display());
     let plan = plan_json(&catalog, "top_products_by_network", &[]);
     assert_eq!(plan["path"], "fasttrack");
     assert_eq!(plan["reason"], "all guards within limits");
@@ -228,7 +194,7 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
 
 #[test]
 fn plan_names_validation_problems_and_missing_tables() {
-    let catalog = format!("file://{}", warehouse().display());
+    let catalog = format!("file://{}", shared_fixtures().display());
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(

@@ -16,7 +16,7 @@ use crate::auth::User;
 use crate::config::DEFAULT_EDGE_GROUP;
 use crate::error::{Error, FieldError, Result};
 use crate::routes::jobs::JobView;
-use crate::routes::tokens::{EdgePush, push_tokens};
+use crate::routes::tokens::{EdgePush, push_access};
 use crate::routes::{catalogs::open_catalog, json_error, parse_body};
 use crate::store::{
     ApiRow, JobKind, JobParams, JobRow, JobState, VersionRow, new_id, now_ms, rfc3339,
@@ -355,8 +355,8 @@ pub async fn update_api(
         )
         .await?;
     let after = state.store.api(&name).await?;
-    let push = if after.protected != before.protected || after.edge_group != before.edge_group {
-        Some(push_tokens(&state, &after).await?)
+    let push = if after.protected != before.protected {
+        Some(push_access(&state, &name).await?)
     } else {
         None
     };
@@ -366,7 +366,8 @@ pub async fn update_api(
 }
 
 /// Deletes an API (its revisions and tokens; queued jobs are cancelled). Refused while one of
-/// its jobs runs. What the edges serve stays until their operators drop it.
+/// its jobs runs. Its edges lock it at once (protected, no token is valid); its keys stay until
+/// their operators drop them.
 #[utoipa::path(delete, path = "/api/apis/{name}", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn delete_api(
@@ -377,6 +378,7 @@ pub async fn delete_api(
     for id in cancelled {
         let _ = state.emit(&id, &serde_json::json!({"event": "finished", "state": "cancelled", "error": {"step": "cancel", "message": "the API was deleted", "transient": false}})).await;
     }
+    push_access(&state, &name).await?;
     tracing::info!(api = %name, "API deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -632,7 +634,11 @@ pub struct VersionsView {
     /// The version every edge serves, when they agree.
     pub serving: Option<u64>,
     pub edges: Vec<EdgeVersionsView>,
-    /// Versions committed by the dashboard's jobs, newest first.
+    /// The version the control plane's store says every edge must serve.
+    pub desired: Option<u64>,
+    /// The edges may not all serve `desired` yet (a commit failed part-way, or an edge is down).
+    pub converging: bool,
+    /// Every version the control plane numbered, newest first, with its state.
     pub history: Vec<VersionRow>,
 }
 
@@ -644,12 +650,17 @@ pub async fn api_versions(
     Path(name): Path<String>,
 ) -> Result<Json<VersionsView>> {
     let api = state.store.api(&name).await?;
-    let urls = state
-        .config
-        .edge_groups
-        .get(&api.edge_group)
-        .cloned()
-        .unwrap_or_default();
+    let desired = state.store.api_state(&name).await?.unwrap_or_default();
+    let urls = if desired.edges.is_empty() {
+        state
+            .config
+            .edge_groups
+            .get(&api.edge_group)
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        desired.edges.clone()
+    };
     let edges = join_all(urls.iter().map(|url| {
         let state = state.clone();
         let name = name.clone();
@@ -700,6 +711,8 @@ pub async fn api_versions(
         edge_group: api.edge_group,
         serving,
         edges,
+        desired: desired.serving,
+        converging: desired.converging,
         history: state.store.versions(&name).await?,
     }))
 }

@@ -1,20 +1,17 @@
 //! Tokens: per-API read tokens (pushed to the API's edges as hashes) and analysts' dashboard
 //! tokens (admin only). A token is shown once, when created; only its SHA-256 is stored.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::{User, generate_token, hash_token};
 use crate::error::{Error, Result};
 use crate::routes::parse_body;
-use crate::store::{ApiRow, TokenKind, TokenRow, new_id, now_ms, rfc3339};
+use crate::store::{TokenKind, TokenRow, new_id, now_ms, rfc3339};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,45 +81,21 @@ pub struct Me {
     pub admin: bool,
 }
 
-/// The token hashes edges should check: the API's live tokens when it is protected; none when
-/// it is public (edges treat any hash as "protected", so a public API's tokens stay dormant
-/// until it is protected again).
-pub async fn live_hashes(state: &AppState, api: &str, protected: bool) -> Result<Vec<String>> {
-    if protected {
-        state.store.api_token_hashes(api).await
-    } else {
-        Ok(Vec::new())
-    }
-}
-
-/// Pushes the API's live token hashes (and whether it is protected) to every edge of its group,
-/// concurrently, each with a time limit. Failures are reported, not fatal: the next publish
-/// carries the same set in its manifest.
-pub async fn push_tokens(state: &AppState, api: &ApiRow) -> Result<Vec<EdgePush>> {
-    let hashes = live_hashes(state, &api.name, api.protected).await?;
-    let urls = state
-        .config
-        .edge_groups
-        .get(&api.edge_group)
-        .cloned()
-        .unwrap_or_default();
-    let pushes = join_all(urls.into_iter().map(|url| {
-        let hashes = &hashes;
-        async move {
-            let pushed = tokio::time::timeout(Duration::from_secs(10), state.stack.push_tokens(&url, &api.name, hashes, api.protected)).await;
-            let error = match pushed {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("timed out after 10 s".to_string()),
-            };
-            if let Some(e) = &error {
-                tracing::warn!(edge = %url, api = %api.name, error = %e, "pushing token hashes failed");
-            }
-            EdgePush { edge: url, ok: error.is_none(), error }
-        }
-    }))
-    .await;
-    Ok(pushes)
+/// Has the control plane push the API's current access (protection and live token hashes) to
+/// its edges. Failures are reported, not fatal: the next convergence applies the same set, and
+/// an edge never takes an older one.
+pub async fn push_access(state: &AppState, api: &str) -> Result<Vec<EdgePush>> {
+    Ok(state
+        .control
+        .apply_access(api)
+        .await?
+        .into_iter()
+        .map(|o| EdgePush {
+            edge: o.edge,
+            ok: o.error.is_none(),
+            error: o.error,
+        })
+        .collect())
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -160,7 +133,7 @@ pub async fn create_api_token(
     };
     state.store.create_token(&row, &hash_token(&token)).await?;
     tracing::info!(api = %api.name, token = %row.id, "API token created");
-    let edges = push_tokens(&state, &api).await?;
+    let edges = push_access(&state, &api.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -206,11 +179,7 @@ pub async fn revoke_token(
     state.store.revoke_token(&id).await?;
     tracing::info!(token = %id, "token revoked");
     let edges = match (&token.api, token.kind) {
-        (Some(api), TokenKind::Api) => match state.store.api(api).await {
-            Ok(api) => Some(push_tokens(&state, &api).await?),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        },
+        (Some(api), TokenKind::Api) => Some(push_access(&state, api).await?),
         _ => None,
     };
     Ok(Json(RevokedToken {

@@ -6,89 +6,23 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use dashboard_api::{NamedCatalog, ServerConfig, Stack};
 use futures::StreamExt;
-use parquet::arrow::ArrowWriter;
 use publisher::canonical::{Checksum, Entry};
-use publisher::sink::{EdgeSink, EdgeVersions, VersionManifest};
+use publisher::sink::{Access, EdgeSink, EdgeVersions, Fence, SwitchMode, VersionManifest};
 use serde_json::{Value, json};
 
 pub const ADMIN: &str = "admin-token-for-tests-0123456789";
 
 /// `shop.sales`, partitioned by `dt`: 7 rows over 2 partitions, with nulls and unicode.
 pub fn write_table(root: &Path) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("product_id", DataType::Int64, true),
-        Field::new("network", DataType::Utf8, true),
-        Field::new("referrals", DataType::Int64, true),
-        Field::new("revenue", DataType::Decimal128(12, 2), true),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-    ]));
-    type Row = (i64, Option<&'static str>, i64, i128, i64);
-    let parts: [(&str, Vec<Row>); 2] = [
-        (
-            "2026-11-01",
-            vec![
-                (1, Some("fb"), 5, 150, 1_000_000),
-                (2, Some("fb"), 7, 5, 2_000_000),
-                (3, Some("tw"), 1, 100, 3_000_000),
-            ],
-        ),
-        (
-            "2026-11-02",
-            vec![
-                (1, Some("fb"), 4, 1, 4_500_000),
-                (3, Some("fb"), 9, 0, 5_000_000),
-                (4, None, 2, 999, 6_000_000),
-                (2, Some("日本"), 3, 12345, 7_000_000),
-            ],
-        ),
-    ];
-    for (dt, rows) in parts {
-        let dir = root.join("shop/sales").join(format!("dt={dt}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                )),
-                Arc::new(StringArray::from(
-                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-                )),
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-                )),
-                Arc::new(
-                    Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
-                        .with_precision_and_scale(12, 2)
-                        .unwrap(),
-                ),
-                Arc::new(TimestampMicrosecondArray::from(
-                    rows.iter().map(|r| r.4).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap();
-        let mut w = ArrowWriter::try_new(
-            File::create(dir.join("part-0.parquet")).unwrap(),
-            Arc::clone(&schema),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-    }
+    fixtures::write_sales_table(root, "shop");
 }
 
 /// Top products by referrals per network.
@@ -205,6 +139,8 @@ pub struct Faults {
 pub struct FaultyEdge {
     pub redis: Arc<edge_cache::RedisEdge>,
     pub faults: Faults,
+    /// Every access set applied to this edge, shared with the stack.
+    pushes: Arc<Mutex<Vec<Push>>>,
 }
 
 #[async_trait]
@@ -217,12 +153,8 @@ impl EdgeSink for FaultyEdge {
         EdgeSink::versions(self.redis.as_ref(), api).await
     }
 
-    async fn acquire_lease(&self, api: &str, holder: &str, ttl_ms: u64) -> publisher::Result<bool> {
-        EdgeSink::acquire_lease(self.redis.as_ref(), api, holder, ttl_ms).await
-    }
-
-    async fn release_lease(&self, api: &str, holder: &str) -> publisher::Result<()> {
-        EdgeSink::release_lease(self.redis.as_ref(), api, holder).await
+    async fn holds(&self, api: &str, version: u64) -> publisher::Result<bool> {
+        EdgeSink::holds(self.redis.as_ref(), api, version).await
     }
 
     async fn begin(&self, manifest: &VersionManifest) -> publisher::Result<()> {
@@ -262,8 +194,24 @@ impl EdgeSink for FaultyEdge {
         EdgeSink::seal(self.redis.as_ref(), manifest).await
     }
 
-    async fn commit(&self, api: &str, version: u64) -> publisher::Result<()> {
-        EdgeSink::commit(self.redis.as_ref(), api, version).await
+    async fn switch(
+        &self,
+        api: &str,
+        version: u64,
+        fence: Fence,
+        mode: SwitchMode,
+    ) -> publisher::Result<Option<u64>> {
+        EdgeSink::switch(self.redis.as_ref(), api, version, fence, mode).await
+    }
+
+    async fn set_access(&self, api: &str, access: &Access) -> publisher::Result<()> {
+        self.pushes.lock().unwrap().push((
+            self.address().to_string(),
+            api.to_string(),
+            access.token_hashes.clone(),
+            access.protected,
+        ));
+        EdgeSink::set_access(self.redis.as_ref(), api, access).await
     }
 
     async fn discard(&self, api: &str, version: u64) -> publisher::Result<()> {
@@ -279,7 +227,7 @@ impl EdgeSink for FaultyEdge {
 // The stack: real directory catalog, fast track, Redis edges (with a fault-injection layer),
 // and a lookup service in front of each edge.
 
-/// One `push_tokens` call: (url, api, hashes, protected).
+/// One access set applied to an edge: (url, api, hashes, protected).
 pub type Push = (String, String, Vec<String>, bool);
 
 pub struct TestStack {
@@ -287,8 +235,8 @@ pub struct TestStack {
     /// Base URLs of the lookup services, one per edge.
     pub lookups: Vec<String>,
     edges: HashMap<String, Arc<FaultyEdge>>,
-    /// Every push_tokens call: (url, api, hashes, protected).
-    pub pushes: Mutex<Vec<Push>>,
+    /// Every access set applied to an edge: (url, api, hashes, protected).
+    pub pushes: Arc<Mutex<Vec<Push>>>,
     lookup_tasks: Vec<tokio::task::JoinHandle<()>>,
     _redis: Vec<RedisServer>,
 }
@@ -309,6 +257,7 @@ impl TestStack {
         let mut urls = Vec::new();
         let mut lookups = Vec::new();
         let mut lookup_tasks = Vec::new();
+        let pushes = Arc::new(Mutex::new(Vec::new()));
         for r in &redis {
             let options = edge_cache::EdgeOptions {
                 retire_grace: Duration::from_millis(50),
@@ -324,6 +273,7 @@ impl TestStack {
                 Arc::new(FaultyEdge {
                     redis: Arc::clone(&edge),
                     faults: Faults::default(),
+                    pushes: Arc::clone(&pushes),
                 }),
             );
             urls.push(r.url());
@@ -332,7 +282,6 @@ impl TestStack {
             let config = edge_cache::LookupConfig {
                 redis_url: r.url(),
                 version_cache_ms: 10,
-                rehydrate_check_ms: 0,
                 ..Default::default()
             };
             let state = edge_cache::LookupState::new(config).unwrap();
@@ -344,7 +293,7 @@ impl TestStack {
             urls,
             lookups,
             edges,
-            pushes: Mutex::new(Vec::new()),
+            pushes,
             lookup_tasks,
             _redis: redis,
         })
@@ -433,26 +382,6 @@ impl Stack for TestStack {
                 message: "no such test edge".into(),
             }),
         }
-    }
-
-    async fn push_tokens(
-        &self,
-        url: &str,
-        api: &str,
-        hashes: &[String],
-        protected: bool,
-    ) -> publisher::Result<()> {
-        self.pushes.lock().unwrap().push((
-            url.to_string(),
-            api.to_string(),
-            hashes.to_vec(),
-            protected,
-        ));
-        let edge = self
-            .edges
-            .get(url)
-            .ok_or_else(|| publisher::Error::Config(format!("no test edge {url}")))?;
-        Ok(edge.redis.set_token_hashes(api, hashes, protected).await?)
     }
 }
 

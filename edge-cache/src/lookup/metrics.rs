@@ -13,7 +13,6 @@ pub struct Metrics {
     pub misses: IntCounterVec,
     pub redis_errors: IntCounter,
     pub served_version: IntGaugeVec,
-    pub rehydrations: IntCounterVec,
 }
 
 impl Metrics {
@@ -62,14 +61,6 @@ impl Metrics {
             &["api"],
         )
         .expect("metric");
-        let rehydrations = IntCounterVec::new(
-            Opts::new(
-                "tablecast_lookup_rehydrations_total",
-                "APIs refilled from snapshots, by outcome",
-            ),
-            &["api", "outcome"],
-        )
-        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -77,7 +68,6 @@ impl Metrics {
             Box::new(misses.clone()),
             Box::new(redis_errors.clone()),
             Box::new(served_version.clone()),
-            Box::new(rehydrations.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -89,7 +79,6 @@ impl Metrics {
             misses,
             redis_errors,
             served_version,
-            rehydrations,
         }
     }
 

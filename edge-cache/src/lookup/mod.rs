@@ -11,7 +11,11 @@
 //!
 //! Errors are `{"error":{"code","message"}}` from one place ([`LookupError`]): 400 `bad_key` /
 //! `bad_request`, 401 `missing_token`, 403 `forbidden`, 404 `unknown_api` / `not_found`,
-//! 413 `too_large`, 503 `unavailable` / `timeout` / `not_ready`.
+//! 413 `too_large`, 503 `unavailable` / `timeout` / `not_ready` / `refilling` (with `Retry-After`).
+//!
+//! This service never writes to its Redis. An API it has served that disappears from Redis (the
+//! server restarted empty) answers 503 `refilling`, never 404, until the control plane's
+//! reconcile refills the edge with the version the control plane's store says it serves.
 //!
 //! The serving version of each API (with its manifest and token set) is cached in process and
 //! refreshed in the background every `version_cache_ms`, so a lookup costs one Redis round trip
@@ -20,10 +24,9 @@
 
 pub mod metrics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -31,7 +34,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -43,9 +48,7 @@ use subtle::ConstantTimeEq;
 use crate::conn::Timeouts;
 use crate::edge::{EdgeOptions, RedisEdge, Resolved};
 use crate::error::{Error, Result};
-use crate::rehydrate::{RehydrateOutcome, missing_apis, rehydrate};
 use metrics::Metrics;
-use publisher::snapshot::SnapshotStore;
 
 /// The version cache never holds a version longer than this (the edges' retire grace, 10 s by
 /// default, must exceed it).
@@ -61,16 +64,12 @@ pub struct LookupConfig {
     /// `redis://host:port[/db]`, or `redis+cluster://host:port[,host:port...]`.
     pub redis_url: String,
     pub listen: SocketAddr,
-    /// Snapshots to refill the Redis from when APIs are missing there (at start-up and after).
-    pub snapshot_dir: Option<PathBuf>,
     /// How long the serving version of an API is cached in process (10 to 2000).
     pub version_cache_ms: u64,
     /// Whole-request deadline; past it a lookup answers 503 `timeout`.
     pub request_timeout_ms: u64,
     pub max_batch_keys: usize,
     pub max_body_bytes: usize,
-    /// How often to look for APIs to refill from `snapshot_dir`; 0: only at start-up.
-    pub rehydrate_check_ms: u64,
     /// Deadline of one Redis reply (the connection's response timeout).
     pub redis_timeout_ms: u64,
 }
@@ -80,12 +79,10 @@ impl Default for LookupConfig {
         LookupConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
-            snapshot_dir: None,
             version_cache_ms: 100,
             request_timeout_ms: 1000,
             max_batch_keys: 1000,
             max_body_bytes: 1 << 20,
-            rehydrate_check_ms: 5000,
             redis_timeout_ms: 500,
         }
     }
@@ -122,6 +119,8 @@ pub enum LookupError {
     Timeout(String),
     #[error("{0}")]
     NotReady(String),
+    #[error("{0}")]
+    Refilling(String),
 }
 
 impl LookupError {
@@ -133,9 +132,10 @@ impl LookupError {
             LookupError::UnknownApi(_) | LookupError::NotFound(_) => StatusCode::NOT_FOUND,
             LookupError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             LookupError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            LookupError::Unavailable(_) | LookupError::Timeout(_) | LookupError::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            LookupError::Unavailable(_)
+            | LookupError::Timeout(_)
+            | LookupError::NotReady(_)
+            | LookupError::Refilling(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -152,6 +152,7 @@ impl LookupError {
             LookupError::Unavailable(_) => "unavailable",
             LookupError::Timeout(_) => "timeout",
             LookupError::NotReady(_) => "not_ready",
+            LookupError::Refilling(_) => "refilling",
         }
     }
 }
@@ -171,6 +172,11 @@ impl IntoResponse for LookupError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tablecast\""),
             );
+        }
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -195,7 +201,7 @@ impl View {
             .filter_map(|h| hex::decode(h).ok())
             .filter_map(|d| <[u8; 32]>::try_from(d).ok())
             .collect();
-        let requires_token = resolved.protected || !resolved.token_hashes.is_empty();
+        let requires_token = resolved.protected;
         View {
             resolved,
             requires_token,
@@ -215,6 +221,8 @@ struct Inner {
     edge: Arc<RedisEdge>,
     config: LookupConfig,
     views: RwLock<HashMap<String, Arc<View>>>,
+    /// APIs this process has served: one missing from Redis now is being refilled, not unknown.
+    served: RwLock<HashSet<String>>,
     generation: AtomicU64,
     metrics: Metrics,
     started: Instant,
@@ -226,7 +234,7 @@ pub struct LookupState {
     inner: Arc<Inner>,
 }
 
-/// Background tasks of a lookup service (version refresher, rehydrate watcher); dropping this
+/// Background tasks of a lookup service (the version refresher); dropping this
 /// stops them.
 pub struct Background(Vec<tokio::task::JoinHandle<()>>);
 
@@ -258,6 +266,7 @@ impl LookupState {
                 edge,
                 config,
                 views: RwLock::new(HashMap::new()),
+                served: RwLock::new(HashSet::new()),
                 generation: AtomicU64::new(0),
                 metrics: Metrics::new(),
                 started: Instant::now(),
@@ -350,6 +359,13 @@ impl LookupState {
                     .with_label_values(&[api])
                     .set(view.resolved.version as i64);
                 views.insert(api.to_string(), view.clone());
+                if current.is_none() {
+                    self.inner
+                        .served
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(api.to_string());
+                }
                 Ok(Some(view))
             }
         }
@@ -372,21 +388,26 @@ impl LookupState {
         }
         match self.refresh(api).await {
             Ok(Some(v)) => Ok(v),
+            Ok(None) if self.has_served(api) => Err(LookupError::Refilling(format!(
+                "API `{api}` is missing from this edge's Redis and is being refilled; retry shortly"
+            ))),
             Ok(None) => Err(unknown()),
             Err(e) => Err(self.unavailable(e)),
         }
     }
 
-    /// Starts the version refresher and, with a snapshot dir, the rehydrate watcher.
+    fn has_served(&self, api: &str) -> bool {
+        self.inner
+            .served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(api)
+    }
+
+    /// Starts the version refresher.
     pub fn start_background(&self) -> Background {
-        let mut tasks = Vec::new();
         let me = self.clone();
-        tasks.push(tokio::spawn(async move { me.refresh_loop().await }));
-        if let Some(dir) = self.inner.config.snapshot_dir.clone() {
-            let me = self.clone();
-            tasks.push(tokio::spawn(async move { me.rehydrate_loop(dir).await }));
-        }
-        Background(tasks)
+        Background(vec![tokio::spawn(async move { me.refresh_loop().await })])
     }
 
     async fn refresh_loop(self) {
@@ -421,53 +442,6 @@ impl LookupState {
                     tracing::debug!(api, error = %e, "refreshing the serving version failed");
                 }
             }
-        }
-    }
-
-    async fn rehydrate_loop(self, dir: PathBuf) {
-        let every = Duration::from_millis(self.inner.config.rehydrate_check_ms);
-        // Refills write big pipelines: their own connection, with the writer's patient timeouts.
-        let edge = match RedisEdge::lazy(self.inner.edge.address(), EdgeOptions::default()) {
-            Ok(e) => Arc::new(e),
-            Err(_) => self.inner.edge.clone(),
-        };
-        let store = Arc::new(SnapshotStore::new(&dir));
-        loop {
-            match missing_apis(&edge, &dir).await {
-                Ok(apis) => {
-                    for api in apis {
-                        let label = match rehydrate(&edge, &store, &api).await {
-                            Ok(RehydrateOutcome::Refilled { version, keys, ms }) => {
-                                tracing::info!(edge = edge.address(), api, version, keys, ms, snapshots = %dir.display(), "rehydrated API from its snapshot");
-                                "refilled"
-                            }
-                            Ok(RehydrateOutcome::Busy) => "busy",
-                            Ok(_) => continue,
-                            Err(e) => {
-                                tracing::warn!(edge = edge.address(), api, error = %e, "rehydrating API from its snapshot failed");
-                                "failed"
-                            }
-                        };
-                        self.inner
-                            .metrics
-                            .rehydrations
-                            .with_label_values(&[&api, label])
-                            .inc();
-                    }
-                    if every.is_zero() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(edge = edge.address(), error = %e, "checking for APIs to rehydrate failed")
-                }
-            }
-            tokio::time::sleep(if every.is_zero() {
-                Duration::from_secs(1)
-            } else {
-                every
-            })
-            .await;
         }
     }
 
@@ -540,23 +514,53 @@ impl LookupState {
         }
     }
 
+    /// After a miss: is the cached version still what the edge serves? A Redis that came back
+    /// empty would otherwise turn every key into a 404 until the cache expires. Returns the
+    /// newer view when the serving version moved; an error when the API is gone (refilling).
+    async fn recheck_after_miss(
+        &self,
+        api: &str,
+        view: &Arc<View>,
+    ) -> Result<Option<Arc<View>>, LookupError> {
+        match self.refresh(api).await {
+            Ok(Some(v)) if v.resolved.version != view.resolved.version => Ok(Some(v)),
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => Err(LookupError::Refilling(format!(
+                "API `{api}` is missing from this edge's Redis and is being refilled; retry shortly"
+            ))),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
     async fn get_entry(
         &self,
         api: &str,
         segments: &[&str],
         headers: &HeaderMap,
     ) -> Result<Response, LookupError> {
-        let view = self.view(api).await?;
-        self.authorize(api, &view, headers)?;
-        let key = decode_key(segments, view.key_types())
-            .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
+        let mut view = self.view(api).await?;
+        let mut rechecked = false;
+        let (key, value) = loop {
+            self.authorize(api, &view, headers)?;
+            let key = decode_key(segments, view.key_types())
+                .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
+            let r = &view.resolved;
+            let value = self
+                .inner
+                .edge
+                .get(api, r.version, r.manifest.buckets, &key)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            if value.is_some() || rechecked {
+                break (key, value);
+            }
+            rechecked = true;
+            match self.recheck_after_miss(api, &view).await? {
+                Some(newer) => view = newer,
+                None => break (key, None),
+            }
+        };
         let r = &view.resolved;
-        let value = self
-            .inner
-            .edge
-            .get(api, r.version, r.manifest.buckets, &key)
-            .await
-            .map_err(|e| self.unavailable(e))?;
         let Some(value) = value else {
             self.count(api, 0, 1);
             return Err(LookupError::NotFound(format!(
@@ -605,17 +609,33 @@ impl LookupState {
                 request.keys.len()
             )));
         }
-        let mut keys = Vec::with_capacity(request.keys.len());
-        for (i, key) in request.keys.iter().enumerate() {
-            keys.push(canonical_key(i, key, &view)?);
-        }
+        let mut view = view;
+        let mut rechecked = false;
+        let (keys, values) = loop {
+            let mut keys = Vec::with_capacity(request.keys.len());
+            for (i, key) in request.keys.iter().enumerate() {
+                keys.push(canonical_key(i, key, &view)?);
+            }
+            let r = &view.resolved;
+            let values = self
+                .inner
+                .edge
+                .get_many(api, r.version, r.manifest.buckets, &keys)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            if rechecked || values.iter().all(Option::is_some) {
+                break (keys, values);
+            }
+            rechecked = true;
+            match self.recheck_after_miss(api, &view).await? {
+                Some(newer) => {
+                    self.authorize(api, &newer, headers)?;
+                    view = newer;
+                }
+                None => break (keys, values),
+            }
+        };
         let r = &view.resolved;
-        let values = self
-            .inner
-            .edge
-            .get_many(api, r.version, r.manifest.buckets, &keys)
-            .await
-            .map_err(|e| self.unavailable(e))?;
         let size: usize = keys.iter().map(Vec::len).sum::<usize>()
             + values.iter().flatten().map(|v| v.len()).sum::<usize>();
         let mut out = Vec::with_capacity(size + 32 * keys.len() + 32);
@@ -801,7 +821,7 @@ pub fn router(state: LookupState) -> Router {
 }
 
 /// Binds `config.listen` and serves lookups until `shutdown` completes (then drains in-flight
-/// requests). With a snapshot dir, APIs missing from Redis are refilled in the background.
+/// requests). It never writes to Redis: refills are the control plane's.
 pub async fn serve(
     config: LookupConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -227,8 +227,6 @@ pub fn manifest(
         key_names: types.1.clone(),
         checksum,
         path: "fasttrack".into(),
-        token_hashes: vec![],
-        protected: false,
     }
 }
 
@@ -261,6 +259,11 @@ impl Reply {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Status and error code together, for one assertion.
+    pub fn outcome(&self) -> (u16, String) {
+        (self.status.as_u16(), self.error_code())
     }
 
     pub fn error_code(&self) -> String {

@@ -1,7 +1,7 @@
-//! The durable store: APIs and their revisions, jobs and their events, committed versions and
-//! tokens, in SQLite through sqlx's runtime query API. The SQL is kept portable to PostgreSQL
-//! (`$n` binds, `RETURNING`, `ON CONFLICT`, partial unique index); times are milliseconds since
-//! the epoch in BIGINT columns and documents are JSON text.
+//! The durable store: APIs and their revisions, jobs and their events, tokens, and the control
+//! plane's desired state and versions ([`control`]), in SQLite through sqlx's runtime query
+//! API. Times are milliseconds since the epoch in BIGINT columns and documents are JSON text.
+//! The CLI and `tablecast serve` open the same database.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +13,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::error::{Error, Result};
+
+mod control;
+
+pub use control::{ApiState, Lease, VersionRow, VersionState};
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -157,17 +161,6 @@ pub struct EventRow {
     pub seq: i64,
     pub event: Value,
     pub at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct VersionRow {
-    pub version: u64,
-    pub path: String,
-    pub keys: u64,
-    pub bytes: u64,
-    pub checksum: String,
-    pub committed_at: String,
-    pub job_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -365,6 +358,7 @@ impl Store {
             .bind(api.created_at)
             .execute(&mut *tx)
             .await?;
+        control::bump_access(&mut tx, &api.name, api.created_at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -402,6 +396,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        control::bump_access(&mut tx, name, now).await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -471,6 +466,7 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        control::bump_access(&mut tx, name, now).await?;
         let cancelled = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE api = $2 AND state = 'queued' RETURNING id",
         )
@@ -785,61 +781,11 @@ impl Store {
             .collect()
     }
 
-    // ---- versions ----
-
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_version(
-        &self,
-        api: &str,
-        version: u64,
-        path: &str,
-        keys: u64,
-        bytes: u64,
-        checksum: &str,
-        job: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO versions (api, version, path, keys, bytes, checksum, committed_at, job_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (api, version) DO UPDATE SET path = $3, keys = $4, bytes = $5, checksum = $6, committed_at = $7, job_id = $8",
-        )
-        .bind(api)
-        .bind(version as i64)
-        .bind(path)
-        .bind(keys as i64)
-        .bind(bytes as i64)
-        .bind(checksum)
-        .bind(now_ms())
-        .bind(job)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn versions(&self, api: &str) -> Result<Vec<VersionRow>> {
-        let rows =
-            sqlx::query("SELECT * FROM versions WHERE api = $1 ORDER BY version DESC LIMIT 100")
-                .bind(api)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(VersionRow {
-                    version: r.try_get::<i64, _>("version")? as u64,
-                    path: r.try_get("path")?,
-                    keys: r.try_get::<i64, _>("keys")? as u64,
-                    bytes: r.try_get::<i64, _>("bytes")? as u64,
-                    checksum: r.try_get("checksum")?,
-                    committed_at: rfc3339(r.try_get("committed_at")?),
-                    job_id: r.try_get("job_id")?,
-                })
-            })
-            .collect()
-    }
-
     // ---- tokens ----
 
+    /// Stores a token (its hash); an API token changes who may read the API.
     pub async fn create_token(&self, token: &TokenRow, hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO tokens (id, api, kind, name, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -850,8 +796,12 @@ impl Store {
         .bind(hash)
         .bind(&token.created_by)
         .bind(token.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let (TokenKind::Api, Some(api)) = (token.kind, &token.api) {
+            control::bump_access(&mut tx, api, token.created_at).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -880,14 +830,54 @@ impl Store {
         rows.iter().map(token_row).collect()
     }
 
+    /// Stores an API token made elsewhere (the CLI's old token files) unless its hash is here.
+    pub async fn import_api_token(
+        &self,
+        api: &str,
+        id: &str,
+        hash: &str,
+        created_at: i64,
+        revoked_at: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tokens (id, api, kind, name, hash, created_by, created_at, revoked_at)              VALUES ($1, $2, 'api', 'cli', $3, 'cli', $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(api)
+        .bind(hash)
+        .bind(created_at)
+        .bind(revoked_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            control::bump_access(&mut tx, api, now_ms()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes a token; false if it was revoked already. Revoking an API token changes who may
+    /// read the API.
     pub async fn revoke_token(&self, id: &str) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let revoked = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING api, kind",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = revoked else {
+            return Ok(false);
+        };
+        let (api, kind): (Option<String>, String) = (row.try_get("api")?, row.try_get("kind")?);
+        if let (Some(api), "api") = (api, kind.as_str()) {
+            control::bump_access(&mut tx, &api, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// SHA-256 hashes of an API's live tokens, sorted.
