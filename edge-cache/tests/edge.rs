@@ -196,6 +196,23 @@ async fn keyless_api_and_tokens() {
         400
     );
 
+    // Another API's token opens nothing here.
+    let m_other = manifest("top_other", 1, &(vec![], vec![]), checksum(&entries));
+    edge.set_access("top_other", &access(1, true, &["other-secret"]))
+        .await
+        .unwrap();
+    publish(&edge, &m_other, &entries).await;
+    assert_eq!(
+        get_with_token(&app, "/v1/top_other", "other-secret")
+            .await
+            .status,
+        200
+    );
+    let r = get_with_token(&app, "/v1/top_global", "other-secret").await;
+    assert_eq!(r.outcome(), (403, "forbidden".into()));
+    let r = get_with_token(&app, "/v1/top_other", "s3cret").await;
+    assert_eq!(r.outcome(), (403, "forbidden".into()));
+
     // Tokens change in place, no republish: the old one is revoked, a new one works.
     edge.set_access("top_global", &access(2, true, &["n3w"]))
         .await
