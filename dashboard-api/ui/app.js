@@ -1795,14 +1795,16 @@
           parts.push(h('div', { class: 'table-wrap' }, h('table', { class: 'data compact', id: 'versions-table' },
             h('thead', {}, h('tr', {}, ['Version', 'Committed', 'Path', 'Keys', 'Size', ''].map((c, i) => h('th', { scope: 'col', class: i === 3 || i === 4 ? 'num' : '' }, c)))),
             h('tbody', {}, v.history.map((x) => h('tr', { dataset: { version: String(x.version) } },
-              h('td', {}, `v${x.version}`, h('span', { class: 'sub mono', title: x.checksum }, x.checksum.slice(0, 10))),
-              h('td', {}, when(x.committed_at)),
-              h('td', {}, x.path),
+              h('td', {}, `v${x.version}`, h('span', { class: 'sub mono', title: x.checksum || '' }, (x.checksum || '').slice(0, 10))),
+              h('td', {}, x.committed_at ? when(x.committed_at) : pill(x.state, x.state === 'discarded' ? 'warn' : '')),
+              h('td', {}, x.path || '–'),
               h('td', { class: 'num' }, fmtInt(x.keys)),
               h('td', { class: 'num' }, fmtBytes(x.bytes)),
               h('td', {}, x.version === v.serving
                 ? pill('serving', 'ok')
-                : keptEverywhere(x.version)
+                : x.state !== 'committed' && x.state !== 'retired'
+                  ? h('span', { class: 'muted small' }, x.state)
+                  : keptEverywhere(x.version)
                   ? h('button', {
                     type: 'button', class: 'btn btn-small', dataset: { test: `rollback-${x.version}` }, onclick: () => rollback(x.version),
                     title: `${v.serving && x.version > v.serving ? 'Roll forward' : 'Roll back'} to version ${x.version}`,

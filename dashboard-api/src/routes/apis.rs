@@ -30,7 +30,8 @@ pub struct ApiView {
     pub spec: ApiSpec,
     pub catalog: String,
     pub edge_group: String,
-    /// The edges of the API's group.
+    /// The edges of the API's group; for an API published from the CLI to edges no group
+    /// lists, the edges the control plane recorded for it.
     pub edges: Vec<String>,
     pub owner: String,
     pub protected: bool,
@@ -50,14 +51,24 @@ pub struct ApiView {
 
 impl ApiView {
     pub(crate) fn new(state: &AppState, a: ApiRow) -> Self {
+        Self::with_recorded(state, a, Vec::new())
+    }
+
+    /// With the edges the control plane recorded, used when the API's group has none.
+    pub(crate) fn with_recorded(state: &AppState, a: ApiRow, recorded: Vec<String>) -> Self {
+        let configured = state
+            .config
+            .edge_groups
+            .get(&a.edge_group)
+            .cloned()
+            .unwrap_or_default();
         ApiView {
             lookup_url: state.config.lookup_url(&a.edge_group, &a.name),
-            edges: state
-                .config
-                .edge_groups
-                .get(&a.edge_group)
-                .cloned()
-                .unwrap_or_default(),
+            edges: if configured.is_empty() {
+                recorded
+            } else {
+                configured
+            },
             name: a.name,
             spec: a.spec,
             catalog: a.catalog,
@@ -245,13 +256,23 @@ fn reject(problems: Vec<FieldError>) -> Error {
 /// Every API.
 #[utoipa::path(get, path = "/api/apis", tag = "apis", security(("bearer" = [])), responses((status = 200, body = [ApiView])))]
 pub async fn list_apis(State(state): State<AppState>) -> Result<Json<Vec<ApiView>>> {
+    let mut recorded: std::collections::HashMap<String, Vec<String>> = state
+        .store
+        .api_states()
+        .await?
+        .into_iter()
+        .map(|s| (s.api, s.edges))
+        .collect();
     Ok(Json(
         state
             .store
             .apis()
             .await?
             .into_iter()
-            .map(|a| ApiView::new(&state, a))
+            .map(|a| {
+                let edges = recorded.remove(&a.name).unwrap_or_default();
+                ApiView::with_recorded(&state, a, edges)
+            })
             .collect(),
     ))
 }
@@ -316,7 +337,13 @@ pub async fn get_api(
     Path(name): Path<String>,
 ) -> Result<Json<ApiView>> {
     let api = state.store.api(&name).await?;
-    let mut view = ApiView::new(&state, api);
+    let recorded = state
+        .store
+        .api_state(&name)
+        .await?
+        .map(|s| s.edges)
+        .unwrap_or_default();
+    let mut view = ApiView::with_recorded(&state, api, recorded);
     view.last_job = state
         .store
         .jobs(Some(&name), None, 1)
