@@ -14,6 +14,8 @@
 
 pub mod dashboard;
 pub mod deployment;
+pub mod freeze;
+pub mod lookup;
 pub mod metastore;
 pub mod net;
 pub mod process;
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 
 pub use dashboard::{Dashboard, DashboardSettings};
 pub use deployment::{Deployment, assert_answers_golden, golden, lookup_url};
+pub use freeze::FreezeProxy;
 pub use metastore::Metastore;
 pub use net::{StalledListener, free_port, loopback, wait_for_port};
 pub use process::{ChildProcess, spawn_tied};

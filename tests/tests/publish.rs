@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tablecast_e2e::lookup::answer_until;
 use tablecast_e2e::{Deployment, assert_answers_golden};
 
 fn log_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
@@ -386,41 +387,6 @@ async fn versions_rollback_and_tokens_from_the_cli() {
     let id = tokens.split_whitespace().next().unwrap().to_string();
     run_ok(plain(&["token", "revoke", "--api", API, "--id", &id]));
     answer_until(&url, Some(&token), 403, None).await;
-}
-
-/// GETs `url` until it answers `status` (and, if given, from `version`), for at most 5 s;
-/// returns the last status and version.
-async fn answer_until(
-    url: &str,
-    token: Option<&str>,
-    status: u16,
-    version: Option<&str>,
-) -> (u16, String) {
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut request = http.get(url);
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let resp = request.send().await.unwrap();
-        let got = (
-            resp.status().as_u16(),
-            resp.headers()
-                .get("x-tablecast-version")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string(),
-        );
-        if got.0 == status && version.is_none_or(|v| got.1 == v) {
-            return got;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{url} still answers {got:?}, expected {status} {version:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

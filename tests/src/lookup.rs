@@ -1,0 +1,90 @@
+//! Reading what an edge serves: through a lookup service (bounded polling, since the service
+//! caches the serving version for up to `version_cache_ms`) and straight from its Redis.
+
+use std::time::{Duration, Instant};
+
+/// GETs `url` until it answers `status` (and, if given, from `version`), for at most 10 s;
+/// returns the last status and version (error answers carry none). Panics past the deadline.
+pub async fn answer_until(
+    url: &str,
+    token: Option<&str>,
+    status: u16,
+    version: Option<&str>,
+) -> (u16, String) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut request = http.get(url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let resp = request.send().await.unwrap();
+        let got = (
+            resp.status().as_u16(),
+            resp.headers()
+                .get("x-tablecast-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
+        if got.0 == status && version.is_none_or(|v| got.1 == v) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {got:?}, expected {status} {version:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One GET: status, `x-tablecast-version`, `retry-after`, and the JSON error code if any.
+pub async fn answer(url: &str, token: Option<&str>) -> (u16, String, Option<String>, String) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let resp = request.send().await.unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (status, version, retry) = (
+        resp.status().as_u16(),
+        header("x-tablecast-version").unwrap_or_default(),
+        header("retry-after"),
+    );
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, version, retry, code)
+}
+
+async fn connection(redis_url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The version an edge's Redis serves for `api` (its `current` pointer).
+pub async fn serving(redis_url: &str, api: &str) -> Option<u64> {
+    redis::cmd("GET")
+        .arg(format!("tc:{{{api}}}:current"))
+        .query_async(&mut connection(redis_url).await)
+        .await
+        .unwrap()
+}
+
+/// Empties an edge's Redis, as a restart without persistence would.
+pub async fn flushall(redis_url: &str) {
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut connection(redis_url).await)
+        .await
+        .unwrap();
+}
