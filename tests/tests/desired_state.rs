@@ -472,3 +472,36 @@ async fn serve_killed_between_two_edge_commits_converges_on_restart() {
     let view = dash.get(&format!("/api/apis/{API}/versions")).await;
     assert!(view["desired"].as_u64().unwrap() >= converged, "{view}");
 }
+
+/// A dashboard job cancelled while edge 2's switch hangs: cancelling never interrupts the
+/// commit phase, which ends by itself (the switch fails when the wire is cut, and the commit
+/// converges at once: edge 2 holds the version). Both edges serve the same version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_cancelled_during_its_commit_still_converges() {
+    let deployment = Deployment::start(2);
+    let first = deployment.edges[0].url();
+    let second_direct = deployment.edges[1].url();
+    let proxy = FreezeProxy::start(tablecast_e2e::loopback(deployment.edges[1].port()));
+    let logs = tempfile::tempdir().unwrap();
+    // No periodic convergence here: only the commit phase itself can bring edge 2 along.
+    let settings = dashboard_settings(&deployment, &[first.clone(), proxy.url()])
+        .with("TABLECAST_DASHBOARD__RECONCILE_MS", 0);
+    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    create_api(&dash, API, false).await;
+    proxy.freeze_on(COMMIT_MARKER);
+    let job = dash.publish(API).await;
+    assert!(
+        proxy.wait_frozen(JOB_TIMEOUT),
+        "the switch never came: {}",
+        dash.log_tail(30)
+    );
+    let (status, cancelled) = dash.post(&format!("/api/jobs/{job}/cancel"), None).await;
+    assert_eq!(status, 200, "{cancelled}");
+    let view = dash.wait_job(&job, JOB_TIMEOUT).await;
+    assert_eq!(view["state"], "cancelled", "{view}");
+    serving_until(&first, API, Some(1)).await;
+    proxy.thaw_dropping();
+    serving_until(&second_direct, API, Some(1)).await;
+    let versions = dash.get(&format!("/api/apis/{API}/versions")).await;
+    assert_eq!(versions["desired"], 1, "{versions}");
+}
