@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::join_all;
 use publisher::publish::{Progress, ProgressFn, PublishConfig, Publisher, Route, StepError};
 use publisher::report::{PublishReport, Step};
@@ -721,44 +722,59 @@ impl ControlPlane {
     /// access is re-applied (edges skip a revision they hold), and an API whose edges disagree
     /// with the store is converged if its lease is free (else the operation holding it does).
     pub async fn converge_all(&self) -> crate::Result<Vec<ConvergeReport>> {
-        let mut reports = Vec::new();
-        for state in self.store.api_states().await? {
-            let Some(serving) = state.serving else {
-                continue;
-            };
-            let sinks = self.connect(&state.edges).await?;
-            let access = self.store.access(&state.api).await?;
-            let mut diverged = state.converging;
-            for sink in &sinks {
-                let agrees = async {
-                    sink.set_access(&state.api, &access).await?;
-                    Ok::<_, publisher::Error>(
-                        sink.versions(&state.api).await?.serving == Some(serving),
-                    )
-                };
-                diverged |= !matches!(agrees.await, Ok(true));
-            }
-            if !diverged {
-                continue;
-            }
-            let Some(guard) = self.try_acquire(&state.api, "converge").await? else {
-                continue;
-            };
-            let report = self.converge_leased(&guard.lease).await;
-            guard.release().await;
-            match report {
-                Ok(r) => {
-                    if r.converged {
-                        tracing::info!(api = %r.api, serving = ?r.serving, "edges converged");
-                    } else {
-                        tracing::warn!(api = %r.api, serving = ?r.serving, edges = ?r.edges, "edges not converged yet");
+        let states = self.store.api_states().await?;
+        // A few APIs at a time, so that one with an unreachable edge (connect timeouts) does
+        // not hold up the round for the others.
+        let reports: Vec<Option<ConvergeReport>> = futures::stream::iter(states)
+            .map(|state| async move {
+                match self.converge_if_diverged(&state).await {
+                    Ok(report) => report,
+                    Err(e) => {
+                        tracing::warn!(api = %state.api, error = %e, "converging failed");
+                        None
                     }
-                    reports.push(r);
                 }
-                Err(e) => tracing::warn!(api = %state.api, error = %e, "converging failed"),
-            }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        Ok(reports.into_iter().flatten().collect())
+    }
+
+    /// Re-applies access on every edge of one API, and converges it if an edge disagrees with
+    /// the store and the lease is free.
+    async fn converge_if_diverged(
+        &self,
+        state: &crate::store::ApiState,
+    ) -> crate::Result<Option<ConvergeReport>> {
+        let Some(serving) = state.serving else {
+            return Ok(None);
+        };
+        let sinks = self.connect(&state.edges).await?;
+        let access = self.store.access(&state.api).await?;
+        let mut diverged = state.converging;
+        for sink in &sinks {
+            let agrees = async {
+                sink.set_access(&state.api, &access).await?;
+                Ok::<_, publisher::Error>(sink.versions(&state.api).await?.serving == Some(serving))
+            };
+            diverged |= !matches!(agrees.await, Ok(true));
         }
-        Ok(reports)
+        if !diverged {
+            return Ok(None);
+        }
+        let Some(guard) = self.try_acquire(&state.api, "converge").await? else {
+            return Ok(None);
+        };
+        let report = self.converge_leased(&guard.lease).await;
+        guard.release().await;
+        let report = report?;
+        if report.converged {
+            tracing::info!(api = %report.api, serving = ?report.serving, "edges converged");
+        } else {
+            tracing::warn!(api = %report.api, serving = ?report.serving, edges = ?report.edges, "edges not converged yet");
+        }
+        Ok(Some(report))
     }
 
     /// Lease held: every edge to the store's serving version, forward (switch to a held
