@@ -504,6 +504,8 @@ impl ControlPlane {
                     edge,
                     step: "commit".into(),
                     message,
+                    // The next attempt converges this one's edges first, then publishes.
+                    transient: true,
                 },
             };
             return (outcomes, Err(error));

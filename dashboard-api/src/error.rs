@@ -78,59 +78,41 @@ impl Error {
     }
 
     pub fn status(&self) -> StatusCode {
-        use publisher::Error as P;
-        match self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Publisher(e) => match e {
-                P::DatabaseNotFound(..) | P::TableNotFound(..) => StatusCode::NOT_FOUND,
-                P::BadTableName(_) | P::SpecSyntax(_) | P::SpecInvalid { .. } => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                P::GuardTripped(_) | P::Engine { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-                P::Catalog { .. } | P::Listing { .. } | P::ParquetFile { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            Error::Store(_)
-            | Error::Migrate(_)
-            | Error::Config(_)
-            | Error::Io { .. }
-            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.status_and_code().0
     }
 
     pub fn code(&self) -> &'static str {
-        use publisher::Error as P;
+        self.status_and_code().1
+    }
+
+    /// The one mapping onto HTTP. A publisher error maps by its kind, which the code that made
+    /// it decided; two kinds of bad input keep codes of their own.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use publisher::{Error as P, ErrorKind as K};
         match self {
-            Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::NotFound { .. } => "not_found",
-            Error::Conflict(_) => "conflict",
-            Error::BadRequest(_) => "bad_request",
-            Error::MethodNotAllowed(_) => "method_not_allowed",
-            Error::Invalid { .. } => "invalid",
-            Error::Publisher(e) => match e {
-                P::DatabaseNotFound(..) | P::TableNotFound(..) => "not_found",
-                P::BadTableName(_) | P::SpecSyntax(_) | P::SpecInvalid { .. } => "invalid",
-                P::GuardTripped(_) => "guard_tripped",
-                P::Engine { .. } => "engine",
-                e if e.is_transient() => "unavailable",
-                P::Catalog { .. } | P::Listing { .. } | P::ParquetFile { .. } => "upstream",
-                _ => "internal",
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Error::Publisher(e) => match (e.kind(), e) {
+                (K::NotFound, _) => (StatusCode::NOT_FOUND, "not_found"),
+                (K::Transient, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                (K::Conflict, _) => (StatusCode::CONFLICT, "conflict"),
+                (K::Invalid, P::GuardTripped(_)) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "guard_tripped")
+                }
+                (K::Invalid, P::Engine { .. }) => (StatusCode::UNPROCESSABLE_ENTITY, "engine"),
+                (K::Invalid, _) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+                (K::Internal, _) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             Error::Store(_)
             | Error::Migrate(_)
             | Error::Config(_)
             | Error::Io { .. }
-            | Error::Internal(_) => "internal",
+            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
@@ -208,5 +190,23 @@ mod tests {
             (e.status(), e.code()),
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         );
+        // Used to be 422 whatever its kind: a refused Spark submission is worth a retry.
+        let e = Error::from(publisher::Error::Engine {
+            engine: "spark".into(),
+            message: "submit: submission refused: Oozie down".into(),
+            transient: true,
+        });
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        // An edge that answered and refused a step is not "unavailable".
+        let e = Error::from(publisher::Error::Edge {
+            edge: "redis://e:1".into(),
+            step: "seal".into(),
+            message: "incomplete".into(),
+            transient: false,
+        });
+        assert_eq!((e.status(), e.code()), (StatusCode::CONFLICT, "conflict"));
     }
 }

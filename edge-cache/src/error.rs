@@ -72,12 +72,16 @@ impl Error {
 }
 
 impl From<Error> for publisher::Error {
+    /// The kind is decided here, once, from what actually failed: Redis down or silent is
+    /// transient; an edge that answered and refused a step is not.
     fn from(e: Error) -> Self {
+        let transient = e.is_unavailable();
         match e {
             Error::Redis { edge, step, source } => publisher::Error::Edge {
                 edge,
                 step: step.to_string(),
                 message: source.to_string(),
+                transient,
             },
             Error::Edge {
                 edge,
@@ -87,11 +91,13 @@ impl From<Error> for publisher::Error {
                 edge,
                 step: step.to_string(),
                 message,
+                transient,
             },
             Error::BadAddress(a) => publisher::Error::Edge {
                 edge: a.clone(),
                 step: "connect".into(),
                 message: Error::BadAddress(a).to_string(),
+                transient,
             },
             Error::Snapshot(e) => e,
             Error::Io { context, source } => publisher::Error::Io { context, source },

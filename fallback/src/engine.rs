@@ -31,6 +31,7 @@ fn engine_error(message: impl Into<String>) -> Error {
     Error::Engine {
         engine: ENGINE.into(),
         message: message.into(),
+        transient: false,
     }
 }
 
@@ -545,12 +546,18 @@ impl Engine for SparkEngine {
                 } else {
                     ""
                 };
-                return Err(engine_error(format!(
-                    "submit: {what}{} ({} job {})",
-                    e.message,
-                    self.submitter.kind(),
-                    staged.id
-                )));
+                return Err(Error::Engine {
+                    engine: ENGINE.into(),
+                    // Nothing ran: a refused submission (no spark-submit, Oozie down) may
+                    // succeed later.
+                    transient: e.refused,
+                    message: format!(
+                        "submit: {what}{} ({} job {})",
+                        e.message,
+                        self.submitter.kind(),
+                        staged.id
+                    ),
+                });
             }
         };
         let progress = Arc::new(EngineProgress::default());

@@ -287,7 +287,9 @@ async fn encoded(
 
 fn message(e: publisher::Error) -> String {
     match e {
-        publisher::Error::Engine { engine, message } if engine == "spark" => message,
+        publisher::Error::Engine {
+            engine, message, ..
+        } if engine == "spark" => message,
         other => panic!("not a spark engine error: {other}"),
     }
 }

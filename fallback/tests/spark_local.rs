@@ -139,7 +139,9 @@ async fn wait_until_gone(needle: &str, within: Duration) {
 
 fn engine_message(e: publisher::Error) -> String {
     match e {
-        publisher::Error::Engine { engine, message } => {
+        publisher::Error::Engine {
+            engine, message, ..
+        } => {
             assert_eq!(engine, "spark");
             message
         }

@@ -178,6 +178,7 @@ fn engine_error(table: &str, e: impl std::fmt::Display) -> Error {
     Error::Engine {
         engine: "fasttrack".into(),
         message: format!("{table}: {e}"),
+        transient: false,
     }
 }
 

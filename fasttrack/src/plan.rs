@@ -22,6 +22,7 @@ fn plan_error(job: &EngineJob, e: impl std::fmt::Display) -> Error {
     Error::Engine {
         engine: "fasttrack".into(),
         message: format!("planning {}: {e}", job.spec.table),
+        transient: false,
     }
 }
 

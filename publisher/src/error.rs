@@ -38,15 +38,24 @@ pub enum Error {
     },
     #[error("guard `{}` tripped: measured {} > limit {}", .0.name, .0.measured, .0.limit)]
     GuardTripped(GuardOutcome),
+    /// An engine failed; `transient` when it could not start for a reason a retry may fix
+    /// (e.g. Spark's submission refused), set by the engine that made the error.
     #[error("engine {engine}: {message}")]
-    Engine { engine: String, message: String },
+    Engine {
+        engine: String,
+        message: String,
+        transient: bool,
+    },
     #[error("encoding column `{column}`: {message}")]
     Encoding { column: String, message: String },
+    /// An edge failed; `transient` when its Redis was down or silent (set by the edge code
+    /// that saw it), not when the edge answered and refused a step.
     #[error("edge {edge}: {step}: {message}")]
     Edge {
         edge: String,
         step: String,
         message: String,
+        transient: bool,
     },
     #[error("snapshot {path}: {message}")]
     Snapshot { path: String, message: String },
@@ -71,21 +80,60 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an error is. Decided where the error is made (never from its text):
+/// it alone decides whether a job retries and which HTTP status answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A server down or silent, a lease held by another operation: a retry may succeed.
+    Transient,
+    /// Bad input — spec, table, data files, configuration: a retry cannot fix it.
+    Invalid,
+    /// A database or table that does not exist.
+    NotFound,
+    /// Another party's state refused it: an edge refused a step, a newer operation took over.
+    Conflict,
+    /// Our own fault (local disk, a cancelled task).
+    Internal,
+}
+
 impl Error {
-    /// Transient failures are worth retrying with backoff (a server down or silent); all others
-    /// are bad input that a retry cannot fix.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
+    pub fn kind(&self) -> ErrorKind {
+        match self {
             Error::MetastoreTimeout { .. }
-                | Error::MetastoreUnreachable { .. }
-                | Error::Edge { .. }
-                | Error::Store(_)
-                | Error::Lease {
-                    transient: true,
-                    ..
-                }
-        ) || matches!(self, Error::Engine { message, .. } if message.contains("submission refused"))
+            | Error::MetastoreUnreachable { .. }
+            | Error::Store(_)
+            | Error::Lease {
+                transient: true, ..
+            }
+            | Error::Edge {
+                transient: true, ..
+            }
+            | Error::Engine {
+                transient: true, ..
+            } => ErrorKind::Transient,
+            Error::DatabaseNotFound(..) | Error::TableNotFound(..) => ErrorKind::NotFound,
+            Error::Lease { .. } | Error::Edge { .. } => ErrorKind::Conflict,
+            Error::BadTableName(_)
+            | Error::BadCatalogUri(_)
+            | Error::Catalog { .. }
+            | Error::Listing { .. }
+            | Error::ParquetFile { .. }
+            | Error::SpecSyntax(_)
+            | Error::SpecInvalid { .. }
+            | Error::GuardTripped(_)
+            | Error::Engine { .. }
+            | Error::Encoding { .. }
+            | Error::Config(_) => ErrorKind::Invalid,
+            Error::Snapshot { .. } | Error::Cancelled { .. } | Error::Io { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    /// Transient failures are worth retrying with backoff; all others are not.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
     }
 
     /// A guard trip during a fast-track run: the in-memory attempt was abandoned cleanly and the
@@ -102,5 +150,50 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(transient: bool) -> Error {
+        Error::Edge {
+            edge: "redis://e:1".into(),
+            step: "seal".into(),
+            message: "incomplete".into(),
+            transient,
+        }
+    }
+
+    /// The mappings that used to be wrong: every edge error was transient (a seal failure was
+    /// retried as if Redis were down), and an engine error was transient only if its text said
+    /// "submission refused".
+    #[test]
+    fn the_kind_is_what_the_producer_said_not_the_text() {
+        assert_eq!(edge(false).kind(), ErrorKind::Conflict);
+        assert_eq!(edge(true).kind(), ErrorKind::Transient);
+        let engine = |message: &str, transient| Error::Engine {
+            engine: "spark".into(),
+            message: message.into(),
+            transient,
+        };
+        assert_eq!(
+            engine("submit: submission refused", false).kind(),
+            ErrorKind::Invalid
+        );
+        assert_eq!(engine("could not start", true).kind(), ErrorKind::Transient);
+        assert!(
+            !Error::Lease {
+                api: "a".into(),
+                message: "lost".into(),
+                transient: false
+            }
+            .is_transient()
+        );
+        assert_eq!(
+            Error::TableNotFound("a.b".into(), "file:///w".into()).kind(),
+            ErrorKind::NotFound
+        );
     }
 }

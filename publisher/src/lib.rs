@@ -31,4 +31,4 @@ pub mod sink;
 pub mod snapshot;
 pub mod spec;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};

@@ -275,6 +275,7 @@ impl Publisher {
                     table.name,
                     table.format.label()
                 ),
+                transient: false,
             });
         }
         Ok(Plan {

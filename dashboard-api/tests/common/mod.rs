@@ -185,6 +185,7 @@ impl EdgeSink for FaultyEdge {
                 edge: self.address().to_string(),
                 step: "write".into(),
                 message: "injected transient fault: connection reset".into(),
+                transient: true,
             });
         }
         EdgeSink::write(self.redis.as_ref(), api, version, entries).await
@@ -380,6 +381,7 @@ impl Stack for TestStack {
                 edge: url.into(),
                 step: "connect".into(),
                 message: "no such test edge".into(),
+                transient: false,
             }),
         }
     }
