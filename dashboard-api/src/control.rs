@@ -66,6 +66,16 @@ pub struct EdgeOutcome {
     pub error: Option<String>,
 }
 
+impl std::fmt::Display for EdgeOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "edge {}: {}", self.edge, self.action)?;
+        match &self.error {
+            Some(e) => write!(f, " — {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl EdgeOutcome {
     fn failed(edge: &str, before: Option<u64>, error: impl ToString) -> Self {
         EdgeOutcome {

@@ -86,12 +86,9 @@ pub async fn run(command: TokenCommand, config: &Config) -> Result<ExitCode> {
 
 fn report_pushes(pushes: &[dashboard_api::control::EdgeOutcome]) {
     for p in pushes {
-        match &p.error {
-            None => eprintln!("edge {}: access updated", p.edge),
-            Some(e) => eprintln!(
-                "edge {}: access NOT updated ({e}); it is applied when the edge answers again (tablecast reconcile)",
-                p.edge
-            ),
+        eprintln!("{p}");
+        if p.error.is_some() {
+            eprintln!("  (applied when the edge answers again: tablecast reconcile)");
         }
     }
 }

@@ -93,15 +93,7 @@ pub async fn rollback(args: RollbackArgs, config: &Config) -> Result<ExitCode> {
     };
     let report = control.rollback(&args.api, args.to, edges).await?;
     for e in &report.edges {
-        eprintln!(
-            "edge {}: {}{}",
-            e.edge,
-            e.action,
-            e.error
-                .as_deref()
-                .map(|m| format!(" — {m}"))
-                .unwrap_or_default()
-        );
+        eprintln!("{e}");
     }
     if !report.committed {
         bail!(
@@ -182,15 +174,7 @@ pub fn print_convergence(reports: &[dashboard_api::control::ConvergeReport]) {
             }
         );
         for e in &r.edges {
-            println!(
-                "  edge {}: {}{}",
-                e.edge,
-                e.action,
-                e.error
-                    .as_deref()
-                    .map(|m| format!(" — {m}"))
-                    .unwrap_or_default()
-            );
+            println!("  {e}");
         }
     }
 }
