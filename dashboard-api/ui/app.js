@@ -1789,6 +1789,10 @@
           parts.push(h('div', { class: 'notice warn' }, 'The edges serve different versions: ',
             v.edges.map((e) => `${e.edge} v${e.serving ?? '–'}`).join(', ')));
         }
+        if (v.converging && v.desired) {
+          parts.push(h('div', { class: 'notice warn', id: 'versions-converging' },
+            `Converging to v${v.desired}: a switch did not reach every edge yet. The control plane brings every edge to it (or back) as soon as they answer.`));
+        }
         if (!v.history.length) {
           parts.push(h('p', { class: 'muted', id: 'versions-empty' }, 'Nothing published yet.'));
         } else {
