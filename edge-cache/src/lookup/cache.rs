@@ -1,0 +1,195 @@
+//! The in-process cache of each API's serving state (version, manifest, access): refreshed in
+//! the background, re-read on a miss, and aware of APIs this process has served.
+
+use super::*;
+
+/// An API's serving state as cached in process.
+pub(super) struct View {
+    pub(super) resolved: Resolved,
+    pub(super) requires_token: bool,
+    pub(super) digests: Vec<[u8; 32]>,
+    pub(super) fetched: Instant,
+    /// Refreshes are numbered when they start; an older one never replaces a newer one.
+    pub(super) generation: u64,
+    pub(super) last_used_ms: AtomicU64,
+}
+
+impl View {
+    pub(super) fn new(resolved: Resolved, generation: u64, now_ms: u64) -> View {
+        let digests = resolved
+            .token_hashes
+            .iter()
+            .filter_map(|h| hex::decode(h).ok())
+            .filter_map(|d| <[u8; 32]>::try_from(d).ok())
+            .collect();
+        let requires_token = resolved.protected;
+        View {
+            resolved,
+            requires_token,
+            digests,
+            fetched: Instant::now(),
+            generation,
+            last_used_ms: AtomicU64::new(now_ms),
+        }
+    }
+
+    pub(super) fn key_types(&self) -> &[KeyType] {
+        &self.resolved.manifest.manifest.key_types
+    }
+}
+
+impl LookupState {
+    pub(super) fn cached(&self, api: &str) -> Option<Arc<View>> {
+        self.inner
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(api)
+            .cloned()
+    }
+
+    pub(super) fn label<'a>(&self, api: &'a str) -> &'a str {
+        if self
+            .inner
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(api)
+        {
+            api
+        } else {
+            "_unknown"
+        }
+    }
+
+    pub(super) fn unavailable(&self, e: Error) -> LookupError {
+        self.inner.metrics.redis_errors.inc();
+        LookupError::Unavailable(e.to_string())
+    }
+
+    /// Re-reads an API's serving state from Redis into the cache.
+    pub(super) async fn refresh(&self, api: &str) -> Result<Option<Arc<View>>> {
+        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let known = self.cached(api);
+        let resolved = self
+            .inner
+            .edge
+            .resolve(api, known.as_ref().map(|v| &v.resolved))
+            .await?;
+        let now = self.now_ms();
+        let mut views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
+        let current = views.get(api).cloned();
+        if let Some(cur) = &current
+            && cur.generation > generation
+        {
+            return Ok(Some(cur.clone()));
+        }
+        match resolved {
+            None => {
+                if views.remove(api).is_some() {
+                    let _ = self
+                        .inner
+                        .metrics
+                        .served_version
+                        .remove_label_values(&[api]);
+                }
+                Ok(None)
+            }
+            Some(r) => {
+                let view = Arc::new(View::new(r, generation, now));
+                if let Some(cur) = &current {
+                    view.last_used_ms
+                        .store(cur.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                self.inner
+                    .metrics
+                    .served_version
+                    .with_label_values(&[api])
+                    .set(view.resolved.version as i64);
+                views.insert(api.to_string(), view.clone());
+                if current.is_none() {
+                    self.inner
+                        .served
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(api.to_string());
+                }
+                Ok(Some(view))
+            }
+        }
+    }
+
+    /// The serving state of `api`: from the cache while fresh, else from Redis.
+    pub(super) async fn view(&self, api: &str) -> Result<Arc<View>, LookupError> {
+        let unknown = || LookupError::UnknownApi(format!("no API `{api}` is served by this edge"));
+        if !publisher::spec::is_api_name(api) {
+            return Err(unknown());
+        }
+        // The refresher keeps views within one TTL; a view older than a few means it is stuck
+        // (Redis down) and the request must ask Redis itself.
+        let max_age = self.inner.config.version_ttl() * 4;
+        if let Some(v) = self.cached(api)
+            && v.fetched.elapsed() < max_age
+        {
+            v.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+            return Ok(v);
+        }
+        match self.refresh(api).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) if self.has_served(api) => Err(LookupError::Refilling(format!(
+                "API `{api}` is missing from this edge's Redis and is being refilled; retry shortly"
+            ))),
+            Ok(None) => Err(unknown()),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    pub(super) fn has_served(&self, api: &str) -> bool {
+        self.inner
+            .served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(api)
+    }
+
+    /// Starts the version refresher.
+    pub fn start_background(&self) -> Background {
+        let me = self.clone();
+        Background(vec![tokio::spawn(async move { me.refresh_loop().await })])
+    }
+
+    pub(super) async fn refresh_loop(self) {
+        let ttl = self.inner.config.version_ttl();
+        loop {
+            tokio::time::sleep(ttl).await;
+            let now = self.now_ms();
+            let apis: Vec<(String, u64)> = self
+                .inner
+                .views
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.last_used_ms.load(Ordering::Relaxed)))
+                .collect();
+            for (api, last_used) in apis {
+                if now.saturating_sub(last_used) > IDLE_VIEW.as_millis() as u64 {
+                    self.inner
+                        .views
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&api);
+                    let _ = self
+                        .inner
+                        .metrics
+                        .served_version
+                        .remove_label_values(&[&api]);
+                    continue;
+                }
+                if let Err(e) = self.refresh(&api).await {
+                    self.inner.metrics.redis_errors.inc();
+                    tracing::debug!(api, error = %e, "refreshing the serving version failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The `[lookup]` section of the configuration.
+
+use super::*;
+
+/// The `[lookup]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LookupConfig {
+    /// `redis://host:port[/db]`, or `redis+cluster://host:port[,host:port...]`.
+    pub redis_url: String,
+    pub listen: SocketAddr,
+    /// How long the serving version of an API is cached in process (10 to 2000).
+    pub version_cache_ms: u64,
+    /// Whole-request deadline; past it a lookup answers 503 `timeout`.
+    pub request_timeout_ms: u64,
+    pub max_batch_keys: usize,
+    pub max_body_bytes: usize,
+    /// Deadline of one Redis reply (the connection's response timeout).
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            version_cache_ms: 100,
+            request_timeout_ms: 1000,
+            max_batch_keys: 1000,
+            max_body_bytes: 1 << 20,
+            redis_timeout_ms: 500,
+        }
+    }
+}
+
+impl LookupConfig {
+    pub(super) fn version_ttl(&self) -> Duration {
+        Duration::from_millis(self.version_cache_ms.clamp(10, MAX_VERSION_CACHE_MS))
+    }
+}

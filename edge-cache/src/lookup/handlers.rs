@@ -1,0 +1,340 @@
+//! The HTTP handlers: single and batch lookups, health, readiness and metrics.
+
+use super::*;
+
+impl LookupState {
+    pub(super) fn observe(&self, api: &str, kind: &str, status: StatusCode, started: Instant) {
+        let label = self.label(api);
+        let m = &self.inner.metrics;
+        m.requests
+            .with_label_values(&[label, kind, status.as_str()])
+            .inc();
+        m.latency
+            .with_label_values(&[label, kind])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    pub(super) fn count(&self, api: &str, hits: u64, misses: u64) {
+        let m = &self.inner.metrics;
+        if hits > 0 {
+            m.hits.with_label_values(&[api]).inc_by(hits);
+        }
+        if misses > 0 {
+            m.misses.with_label_values(&[api]).inc_by(misses);
+        }
+    }
+
+    pub(super) async fn with_deadline<T>(
+        &self,
+        f: impl Future<Output = Result<T, LookupError>>,
+    ) -> Result<T, LookupError> {
+        let limit = Duration::from_millis(self.inner.config.request_timeout_ms.max(1));
+        match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.inner.metrics.redis_errors.inc();
+                Err(LookupError::Timeout(format!(
+                    "no answer from {} within {} ms",
+                    self.inner.edge.address(),
+                    limit.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// After a miss: is the cached version still what the edge serves? A Redis that came back
+    /// empty would otherwise turn every key into a 404 until the cache expires. Returns the
+    /// newer view when the serving version moved; an error when the API is gone (refilling).
+    pub(super) async fn recheck_after_miss(
+        &self,
+        api: &str,
+        view: &Arc<View>,
+    ) -> Result<Option<Arc<View>>, LookupError> {
+        match self.refresh(api).await {
+            Ok(Some(v)) if v.resolved.version != view.resolved.version => Ok(Some(v)),
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => Err(LookupError::Refilling(format!(
+                "API `{api}` is missing from this edge's Redis and is being refilled; retry shortly"
+            ))),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    pub(super) async fn get_entry(
+        &self,
+        api: &str,
+        segments: &[&str],
+        headers: &HeaderMap,
+    ) -> Result<Response, LookupError> {
+        let mut view = self.view(api).await?;
+        let mut rechecked = false;
+        let (key, value) = loop {
+            self.authorize(api, &view, headers)?;
+            let key = decode_key(segments, view.key_types())
+                .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
+            let r = &view.resolved;
+            let value = self
+                .inner
+                .edge
+                .get(api, r.version, r.manifest.buckets, &key)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            if value.is_some() || rechecked {
+                break (key, value);
+            }
+            rechecked = true;
+            match self.recheck_after_miss(api, &view).await? {
+                Some(newer) => view = newer,
+                None => break (key, None),
+            }
+        };
+        let r = &view.resolved;
+        let Some(value) = value else {
+            self.count(api, 0, 1);
+            return Err(LookupError::NotFound(format!(
+                "no entry for key {} in API `{api}` (version {})",
+                String::from_utf8_lossy(&key),
+                r.version
+            )));
+        };
+        self.count(api, 1, 0);
+        Ok(json_response(Body::from(value), r.version))
+    }
+
+    pub(super) async fn get_batch(
+        &self,
+        api: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, LookupError> {
+        let view = self.view(api).await?;
+        self.authorize(api, &view, headers)?;
+        let max_body = self.inner.config.max_body_bytes;
+        let too_large =
+            || LookupError::TooLarge(format!("the request body is over {max_body} bytes"));
+        if headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > max_body)
+        {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(body, max_body)
+            .await
+            .map_err(|_| too_large())?;
+        #[derive(Deserialize)]
+        struct BatchRequest {
+            keys: Vec<Vec<serde_json::Value>>,
+        }
+        let request: BatchRequest = serde_json::from_slice(&bytes).map_err(|e| {
+            LookupError::BadRequest(format!("body: expected {{\"keys\": [[...], ...]}}: {e}"))
+        })?;
+        let max_keys = self.inner.config.max_batch_keys;
+        if request.keys.len() > max_keys {
+            return Err(LookupError::TooLarge(format!(
+                "{} keys in one batch; at most {max_keys}",
+                request.keys.len()
+            )));
+        }
+        let mut view = view;
+        let mut rechecked = false;
+        let (keys, values) = loop {
+            let mut keys = Vec::with_capacity(request.keys.len());
+            for (i, key) in request.keys.iter().enumerate() {
+                keys.push(canonical_key(i, key, &view)?);
+            }
+            let r = &view.resolved;
+            let values = self
+                .inner
+                .edge
+                .get_many(api, r.version, r.manifest.buckets, &keys)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            if rechecked || values.iter().all(Option::is_some) {
+                break (keys, values);
+            }
+            rechecked = true;
+            match self.recheck_after_miss(api, &view).await? {
+                Some(newer) => {
+                    self.authorize(api, &newer, headers)?;
+                    view = newer;
+                }
+                None => break (keys, values),
+            }
+        };
+        let r = &view.resolved;
+        let size: usize = keys.iter().map(Vec::len).sum::<usize>()
+            + values.iter().flatten().map(|v| v.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(size + 32 * keys.len() + 32);
+        out.extend_from_slice(b"{\"version\":");
+        out.extend_from_slice(r.version.to_string().as_bytes());
+        out.extend_from_slice(b",\"results\":[");
+        let (mut hits, mut misses) = (0, 0);
+        for (i, (k, v)) in keys.iter().zip(&values).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"key\":");
+            out.extend_from_slice(k);
+            out.extend_from_slice(b",\"value\":");
+            match v {
+                Some(v) => {
+                    hits += 1;
+                    out.extend_from_slice(v);
+                }
+                None => {
+                    misses += 1;
+                    out.extend_from_slice(b"null");
+                }
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        self.count(api, hits, misses);
+        Ok(json_response(Body::from(out), r.version))
+    }
+
+    pub(super) async fn readiness(&self) -> Result<Vec<String>, LookupError> {
+        let edge = &self.inner.edge;
+        edge.ping().await.map_err(|e| self.unavailable(e))?;
+        let apis = edge.apis().await.map_err(|e| self.unavailable(e))?;
+        let mut serving = Vec::new();
+        for api in apis.iter().take(100) {
+            if edge
+                .serving(api)
+                .await
+                .map_err(|e| self.unavailable(e))?
+                .is_some()
+            {
+                serving.push(api.clone());
+            }
+        }
+        if serving.is_empty() {
+            return Err(LookupError::NotReady(format!(
+                "{} answers but serves no API yet",
+                edge.address()
+            )));
+        }
+        Ok(serving)
+    }
+}
+
+pub(super) fn json_response(body: Body, version: u64) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(VERSION_HEADER, HeaderValue::from(version));
+    response
+}
+
+pub(super) fn describe_key_error(e: &KeyError, segments: &[&str], view: &View) -> String {
+    let names = &view.resolved.manifest.manifest.key_names;
+    match e {
+        KeyError::Arity { expected, got } => {
+            format!(
+                "expected {expected} key segment(s) ({}), got {got}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        }
+        KeyError::Segment { index, message } => {
+            let name = names.get(*index).map(String::as_str).unwrap_or("?");
+            let raw = segments.get(*index).copied().unwrap_or("");
+            format!("key segment {} (`{name}`, {raw:?}): {message}", index + 1)
+        }
+    }
+}
+
+/// A batch key (JSON values) to canonical key JSON, by the same rules as URL segments.
+pub(super) fn canonical_key(
+    index: usize,
+    key: &[serde_json::Value],
+    view: &View,
+) -> Result<Vec<u8>, LookupError> {
+    let bad = |m: String| LookupError::BadKey(format!("keys[{index}]: {m}"));
+    if let Some(j) = key.iter().position(|v| v.is_array() || v.is_object()) {
+        return Err(bad(format!("element {j} is not a scalar")));
+    }
+    let json = serde_json::to_vec(key).map_err(|e| bad(e.to_string()))?;
+    let path = encode_key(&json).ok_or_else(|| bad("not an array of scalars".into()))?;
+    let segments: Vec<&str> = if key.is_empty() {
+        Vec::new()
+    } else {
+        path.split('/').collect()
+    };
+    decode_key(&segments, view.key_types())
+        .map_err(|e| bad(describe_key_error(&e, &segments, view)))
+}
+
+/// `/v1/{api}/{seg}...` into the API name and the raw (still percent-encoded) key segments.
+pub(super) fn split_path(path: &str) -> (&str, Vec<&str>) {
+    let rest = path.strip_prefix("/v1/").unwrap_or("");
+    let mut parts = rest.split('/');
+    let api = parts.next().unwrap_or("");
+    (api, parts.collect())
+}
+
+pub(super) async fn lookup_get(
+    State(state): State<LookupState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let (api, segments) = split_path(uri.path());
+    let result = state
+        .with_deadline(state.get_entry(api, &segments, &headers))
+        .await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    state.observe(api, "get", response.status(), started);
+    response
+}
+
+pub(super) async fn lookup_post(
+    State(state): State<LookupState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let (api, segments) = split_path(uri.path());
+    let response = if segments != ["_batch"] {
+        LookupError::MethodNotAllowed(format!("POST is only for /v1/{api}/_batch")).into_response()
+    } else {
+        let result = state
+            .with_deadline(state.get_batch(api, &headers, body))
+            .await;
+        result.unwrap_or_else(IntoResponse::into_response)
+    };
+    state.observe(api, "batch", response.status(), started);
+    response
+}
+
+pub(super) async fn healthz() -> Response {
+    ([(CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+}
+
+pub(super) async fn readyz(State(state): State<LookupState>) -> Response {
+    match state.with_deadline(state.readiness()).await {
+        Ok(apis) => {
+            let body = serde_json::json!({ "status": "ready", "apis": apis });
+            ([(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(super) async fn metrics_handler(State(state): State<LookupState>) -> Response {
+    (
+        [(CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        state.metrics_text(),
+    )
+        .into_response()
+}
+
+pub(super) async fn no_route(method: Method, uri: Uri) -> Response {
+    LookupError::NotFound(format!("no route for {method} {}", uri.path())).into_response()
+}
