@@ -1,0 +1,200 @@
+//! The `apis` and `api_revisions` tables: API definitions and every saved revision.
+
+use super::*;
+
+#[derive(Debug, Clone)]
+pub struct ApiRow {
+    pub name: String,
+    pub spec: ApiSpec,
+    pub catalog: String,
+    pub owner: String,
+    pub protected: bool,
+    pub edge_group: String,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RevisionRow {
+    pub revision: i64,
+    pub spec: ApiSpec,
+    pub author: String,
+    pub at: i64,
+}
+
+pub(super) fn api_row(row: &SqliteRow) -> Result<ApiRow> {
+    Ok(ApiRow {
+        name: row.try_get("name")?,
+        spec: json_col(row, "spec")?,
+        catalog: row.try_get("catalog")?,
+        owner: row.try_get("owner")?,
+        protected: row.try_get("protected")?,
+        edge_group: row.try_get("edge_group")?,
+        revision: row.try_get("revision")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    // ---- APIs ----
+
+    pub async fn create_api(&self, api: &ApiRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO apis (name, spec, catalog, owner, protected, edge_group, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+        )
+        .bind(&api.name)
+        .bind(to_json(&api.spec))
+        .bind(&api.catalog)
+        .bind(&api.owner)
+        .bind(api.protected)
+        .bind(&api.edge_group)
+        .bind(api.created_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::Conflict(format!(
+                    "API `{}` already exists",
+                    api.name
+                )));
+            }
+            other => other?,
+        };
+        sqlx::query("DELETE FROM api_revisions WHERE api = $1")
+            .bind(&api.name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO api_revisions (api, revision, spec, author, at) VALUES ($1, 1, $2, $3, $4)")
+            .bind(&api.name)
+            .bind(to_json(&api.spec))
+            .bind(&api.owner)
+            .bind(api.created_at)
+            .execute(&mut *tx)
+            .await?;
+        control::bump_access(&mut tx, &api.name, api.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a new revision of an API; returns it.
+    pub async fn update_api(
+        &self,
+        name: &str,
+        spec: &ApiSpec,
+        catalog: &str,
+        edge_group: &str,
+        author: &str,
+    ) -> Result<i64> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE apis SET spec = $1, catalog = $2, protected = $3, edge_group = $4, revision = revision + 1, updated_at = $5 \
+             WHERE name = $6 RETURNING revision",
+        )
+        .bind(to_json(spec))
+        .bind(catalog)
+        .bind(spec.protected)
+        .bind(edge_group)
+        .bind(now)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found("API", name))?;
+        let revision: i64 = row.try_get("revision")?;
+        sqlx::query("INSERT INTO api_revisions (api, revision, spec, author, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(name)
+            .bind(revision)
+            .bind(to_json(spec))
+            .bind(author)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        control::bump_access(&mut tx, name, now).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    pub async fn api(&self, name: &str) -> Result<ApiRow> {
+        let row = sqlx::query("SELECT * FROM apis WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::not_found("API", name))?;
+        api_row(&row)
+    }
+
+    pub async fn apis(&self) -> Result<Vec<ApiRow>> {
+        let rows = sqlx::query("SELECT * FROM apis ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_row).collect()
+    }
+
+    pub async fn revisions(&self, name: &str) -> Result<Vec<RevisionRow>> {
+        let rows = sqlx::query("SELECT revision, spec, author, at FROM api_revisions WHERE api = $1 ORDER BY revision DESC")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevisionRow {
+                    revision: r.try_get("revision")?,
+                    spec: json_col(r, "spec")?,
+                    author: r.try_get("author")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an API with its revisions, revokes its tokens and cancels its queued jobs.
+    /// Refused while one of its jobs runs.
+    pub async fn delete_api(&self, name: &str) -> Result<Vec<String>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM apis WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("API", name));
+        }
+        let running: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE api = $1 AND state = 'running'")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        if running > 0 {
+            return Err(Error::Conflict(format!(
+                "a job of `{name}` is running; cancel it or wait for it to finish"
+            )));
+        }
+        sqlx::query("DELETE FROM api_revisions WHERE api = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE api = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        control::bump_access(&mut tx, name, now).await?;
+        let cancelled = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE api = $2 AND state = 'queued' RETURNING id",
+        )
+        .bind(now)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<Vec<String>, _>>()?;
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+}
