@@ -71,7 +71,7 @@ pub async fn api_not_found() -> Error {
 /// Liveness and store reachability.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Up"), (status = 503, description = "The store is unreachable")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(state.store.pool()).await {
+    match state.store.ping().await {
         Ok(_) => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
