@@ -438,7 +438,10 @@ impl ControlPlane {
             .store
             .allocate_version(&guard.lease, highest + 1, job)
             .await
-            .map_err(|_| StepError::new(Step::Lease, lease_lost(&guard.lease)))?;
+            .map_err(|e| match e {
+                crate::Error::Conflict(_) => StepError::new(Step::Lease, lease_lost(&guard.lease)),
+                e => StepError::new(Step::Lease, store_err(e)),
+            })?;
         report.version = Some(version);
         let manifest = publisher
             .stage(plan, route, sinks, version, progress, report)
