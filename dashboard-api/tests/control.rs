@@ -1,0 +1,74 @@
+//! The control plane's convergence, in process over real redis-servers: an edge that serves
+//! an older version but still holds the desired one is brought forward; an edge that can have
+//! the desired version neither way (dropped there, no snapshot) makes every edge go back to the
+//! previous version, and the store follows.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use dashboard_api::Stack;
+use dashboard_api::control::ControlPlane;
+use dashboard_api::store::Store;
+use publisher::publish::PublishConfig;
+use publisher::snapshot::SnapshotStore;
+
+async fn control_plane(server: &TestServer, dir: &std::path::Path) -> ControlPlane {
+    let store = Store::open(&format!("sqlite://{}", server.db.display()))
+        .await
+        .unwrap();
+    let stack: Arc<dyn Stack> = server.stack.clone();
+    ControlPlane::new(
+        store,
+        stack,
+        Arc::new(SnapshotStore::new(dir.join("snapshots"))),
+        PublishConfig {
+            lease_ttl_ms: 3_000,
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_cannot() {
+    let dir = workspace();
+    let server = TestServer::boot(dir.path()).await;
+    let stack = &server.stack;
+    server.create_api(top_products_spec("conv")).await;
+    for v in 1..=2 {
+        let job = server.wait_job(&server.publish("conv").await).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(stack.serving(0, "conv").await, Some(v));
+        assert_eq!(stack.serving(1, "conv").await, Some(v));
+    }
+    let control = control_plane(&server, dir.path()).await;
+    let edge = stack.edge(1).redis.clone();
+
+    // Edge 2 went back to v1 behind the control plane's back but still holds v2: forward.
+    edge.commit("conv", 1).await.unwrap();
+    let report = control.converge("conv").await.unwrap();
+    assert!(report.converged, "{report:?}");
+    assert_eq!(report.serving, Some(2));
+    assert_eq!(report.edges[1].action, "switched", "{report:?}");
+    assert_eq!(stack.serving(1, "conv").await, Some(2));
+
+    // Edge 2 serves v1 and lost v2, and no snapshot can refill it: every edge goes back to v1.
+    edge.commit("conv", 1).await.unwrap();
+    edge.discard("conv", 2).await.unwrap();
+    assert!(!edge.holds("conv", 2).await.unwrap());
+    let report = control.converge("conv").await.unwrap();
+    assert!(report.converged, "{report:?}");
+    assert_eq!(report.serving, Some(1), "{report:?}");
+    assert_eq!(stack.serving(0, "conv").await, Some(1));
+    assert_eq!(stack.serving(1, "conv").await, Some(1));
+    let state = control.store().api_state("conv").await.unwrap().unwrap();
+    assert_eq!((state.serving, state.converging), (Some(1), false));
+
+    // The next publish goes on from there, numbering after everything ever handed out.
+    let job = server.wait_job(&server.publish("conv").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(stack.serving(0, "conv").await, Some(3));
+    assert_eq!(stack.serving(1, "conv").await, Some(3));
+    server.stop().await;
+}
