@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod edge;
 pub mod fixtures;
+pub mod orchestrate;
 pub mod plan;
 pub mod publish;
 pub mod run;

@@ -70,7 +70,15 @@ impl Default for Config {
 }
 
 /// Environment variables with the prefix that are not configuration (used by scripts and tests).
-const NOT_CONFIG: &[&str] = &["CONFIG", "BIN", "VENV", "ROOT", "CACHE", "ADMIN_TOKEN"];
+const NOT_CONFIG: &[&str] = &[
+    "CONFIG",
+    "BIN",
+    "VENV",
+    "ROOT",
+    "CACHE",
+    "ADMIN_TOKEN",
+    "TOKEN",
+];
 
 impl Config {
     /// Loads `path` if given, else `./tablecast.toml` if present, else defaults; then applies

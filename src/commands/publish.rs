@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use publisher::publish::{Progress, ProgressFn, Route};
@@ -26,10 +26,31 @@ pub struct PublishArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Queue the publish on a running `tablecast serve` at this URL instead of running it here
+    /// (for orchestrators: Airflow, Oozie, cron). The API is the one the spec names, as the
+    /// dashboard stores it.
+    #[arg(long, value_name = "DASHBOARD_URL")]
+    via: Option<String>,
+    /// With --via: wait for the job and exit with its outcome (0 only when committed).
+    #[arg(long, requires = "via")]
+    wait: bool,
+    /// With --via: the dashboard token (an analyst's, or the admin's).
+    #[arg(long, env = "TABLECAST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     let spec = ApiSpec::from_path(&args.spec)?;
+    if let Some(url) = &args.via {
+        let token = args
+            .token
+            .as_deref()
+            .context("--via needs a dashboard token: set TABLECAST_TOKEN (or --token)")?;
+        return super::orchestrate::publish_via(
+            url, token, &spec.name, args.path, args.wait, args.json,
+        )
+        .await;
+    }
     let uri = config.metastore(args.metastore.as_deref())?;
     let publisher = crate::stack::publisher(config, uri).await?;
     // Edges connect lazily: one that is down fails the publish at the push, named in the report.

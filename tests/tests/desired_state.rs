@@ -505,3 +505,47 @@ async fn a_job_cancelled_during_its_commit_still_converges() {
     let versions = dash.get(&format!("/api/apis/{API}/versions")).await;
     assert_eq!(versions["desired"], 1, "{versions}");
 }
+
+/// An orchestrator's call: `tablecast publish --via URL --wait` queues the publish on a running
+/// `tablecast serve` and exits with the job's outcome (0 only when committed).
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_via_a_dashboard_exits_with_the_job_outcome() {
+    let mut deployment = Deployment::start(1);
+    let edge = deployment.edges[0].url();
+    let logs = tempfile::tempdir().unwrap();
+    let settings = dashboard_settings(&deployment, std::slice::from_ref(&edge))
+        .with("TABLECAST_DASHBOARD__MAX_ATTEMPTS", 1);
+    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    create_api(&dash, API, false).await;
+    let spec = fixtures::specs_dir().join(format!("{API}.toml"));
+    let state_dir = deployment.state.path().to_path_buf();
+    let via = || {
+        let mut c = tablecast_e2e::tablecast_command();
+        c.env("TABLECAST_STATE_DIR", &state_dir)
+            .args(["publish", "--json", "--spec"])
+            .arg(&spec)
+            .args(["--via", &dash.base, "--wait"])
+            .env("TABLECAST_TOKEN", ADMIN_TOKEN);
+        c
+    };
+
+    let (ok, stdout, stderr) = run(via());
+    assert!(ok, "{stdout}\n{stderr}");
+    let job: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["report"]["version"], 1, "{job}");
+    assert_eq!(serving(&edge, API).await, Some(1));
+
+    let mut no_token = via();
+    no_token.env_remove("TABLECAST_TOKEN");
+    let (ok, _, stderr) = run(no_token);
+    assert!(!ok && stderr.contains("TABLECAST_TOKEN"), "{stderr}");
+
+    // The edge is down and the job may not retry: the command fails with the job.
+    deployment.edges[0].kill();
+    let (ok, stdout, stderr) = run(via());
+    assert!(!ok, "{stdout}\n{stderr}");
+    let job: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(job["state"], "failed", "{job}");
+    deployment.edges[0].restart();
+}
