@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Checksum::default()
         },
         path: "fasttrack".into(),
+        data_time: None,
     };
     edge.begin(&manifest).await?;
 

@@ -420,3 +420,66 @@ async fn an_api_lost_with_its_redis_answers_503_refilling_not_404() {
     .await;
     service.stop().await;
 }
+
+/// Every answer says which version served it, when that version was published and how new
+/// its data is; `/metrics` exports the data's age per API (computed when scraped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_their_version_publish_time_and_data_time() {
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let entries = composite_entries(50, 1);
+    let mut m = manifest("fresh", 1, &composite_types(), checksum(&entries));
+    m.data_time = Some("2026-11-02T00:00:00Z".into());
+    publish(&edge, &m, &entries).await;
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        ..LookupConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for path in [key_path("fresh", &entries[3].key)] {
+        let resp = client.get(service.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers();
+        assert_eq!(h["x-tablecast-version"], "1");
+        assert_eq!(h["x-tablecast-published-at"], m.created_at.as_str());
+        assert_eq!(h["x-tablecast-data-time"], "2026-11-02T00:00:00Z");
+    }
+    let batch = client
+        .post(service.url("/v1/fresh/_batch"))
+        .body(format!(
+            r#"{{"keys": [{}]}}"#,
+            String::from_utf8_lossy(&entries[3].key)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.headers()["x-tablecast-data-time"],
+        "2026-11-02T00:00:00Z"
+    );
+    let metrics = client
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"tablecast_api_data_age_seconds{api="fresh"} "#))
+        .unwrap_or_else(|| panic!("no data age in {metrics}"))
+        .parse()
+        .unwrap();
+    let expected = (chrono::Utc::now()
+        - chrono::DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc))
+    .num_seconds() as f64;
+    assert!(
+        (age - expected).abs() < 60.0,
+        "age {age}, expected about {expected}"
+    );
+    service.stop().await;
+}

@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod freshness;
 pub mod guards;
 pub mod keypath;
 pub mod publish;

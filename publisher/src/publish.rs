@@ -89,6 +89,8 @@ pub struct Plan {
     pub guards: Vec<GuardOutcome>,
     pub path: EnginePath,
     pub reason: String,
+    /// The data time of the files selected (see [`crate::freshness`]).
+    pub data_time: Option<String>,
 }
 
 impl Plan {
@@ -116,6 +118,7 @@ impl Plan {
             key_names: self.spec.keys.iter().map(|k| k.name.clone()).collect(),
             checksum,
             path: path.to_string(),
+            data_time: self.data_time.clone(),
         }
     }
 }
@@ -278,9 +281,11 @@ impl Publisher {
                 transient: false,
             });
         }
+        let data_time = crate::freshness::data_time(&table, &inspection.files);
         Ok(Plan {
             table,
             spec: resolved,
+            data_time,
             inspection,
             limits,
             guards,

@@ -23,6 +23,9 @@ pub struct VersionManifest {
     pub checksum: Checksum,
     /// `fasttrack` or `fallback`.
     pub path: String,
+    /// How new the data behind the version is (RFC 3339; see [`crate::freshness`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
 }
 
 /// One edge's view of an API's versions.

@@ -298,6 +298,7 @@ mod tests {
             key_names: vec![],
             checksum,
             path: "fasttrack".into(),
+            data_time: None,
         }
     }
 

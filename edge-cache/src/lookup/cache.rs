@@ -92,6 +92,7 @@ impl LookupState {
                         .metrics
                         .served_version
                         .remove_label_values(&[api]);
+                    let _ = self.inner.metrics.data_age.remove_label_values(&[api]);
                 }
                 Ok(None)
             }
@@ -183,6 +184,7 @@ impl LookupState {
                         .metrics
                         .served_version
                         .remove_label_values(&[&api]);
+                    let _ = self.inner.metrics.data_age.remove_label_values(&[&api]);
                     continue;
                 }
                 if let Err(e) = self.refresh(&api).await {

@@ -98,7 +98,7 @@ impl LookupState {
             )));
         };
         self.count(api, 1, 0);
-        Ok(json_response(Body::from(value), r.version))
+        Ok(json_response(Body::from(value), r))
     }
 
     pub(super) async fn get_batch(
@@ -192,7 +192,7 @@ impl LookupState {
         }
         out.extend_from_slice(b"]}");
         self.count(api, hits, misses);
-        Ok(json_response(Body::from(out), r.version))
+        Ok(json_response(Body::from(out), r))
     }
 
     pub(super) async fn readiness(&self) -> Result<Vec<String>, LookupError> {
@@ -220,11 +220,24 @@ impl LookupState {
     }
 }
 
-pub(super) fn json_response(body: Body, version: u64) -> Response {
+/// A 200 with the serving version and its freshness: when it was published and how new its
+/// data is (when known).
+pub(super) fn json_response(body: Body, served: &Resolved) -> Response {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(VERSION_HEADER, HeaderValue::from(version));
+    headers.insert(VERSION_HEADER, HeaderValue::from(served.version));
+    let manifest = &served.manifest.manifest;
+    if let Ok(v) = HeaderValue::from_str(&manifest.created_at) {
+        headers.insert(PUBLISHED_AT_HEADER, v);
+    }
+    if let Some(v) = manifest
+        .data_time
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert(DATA_TIME_HEADER, v);
+    }
     response
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the lookup service, in its own registry.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -13,6 +13,8 @@ pub struct Metrics {
     pub misses: IntCounterVec,
     pub redis_errors: IntCounter,
     pub served_version: IntGaugeVec,
+    /// Seconds since the data time of the version each API serves.
+    pub data_age: GaugeVec,
 }
 
 impl Metrics {
@@ -61,6 +63,14 @@ impl Metrics {
             &["api"],
         )
         .expect("metric");
+        let data_age = GaugeVec::new(
+            Opts::new(
+                "tablecast_api_data_age_seconds",
+                "Seconds since the data time of the version each API serves",
+            ),
+            &["api"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -68,6 +78,7 @@ impl Metrics {
             Box::new(misses.clone()),
             Box::new(redis_errors.clone()),
             Box::new(served_version.clone()),
+            Box::new(data_age.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -79,6 +90,7 @@ impl Metrics {
             misses,
             redis_errors,
             served_version,
+            data_age,
         }
     }
 

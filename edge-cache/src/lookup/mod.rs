@@ -70,6 +70,10 @@ pub const MAX_VERSION_CACHE_MS: u64 = 2000;
 /// A cached API nobody asked for in this long stops being refreshed.
 const IDLE_VIEW: Duration = Duration::from_secs(120);
 pub const VERSION_HEADER: &str = "x-tablecast-version";
+/// When the serving version was published (RFC 3339).
+pub const PUBLISHED_AT_HEADER: &str = "x-tablecast-published-at";
+/// How new the data behind the serving version is (RFC 3339), when known.
+pub const DATA_TIME_HEADER: &str = "x-tablecast-data-time";
 
 struct Inner {
     edge: Arc<RedisEdge>,
@@ -138,6 +142,32 @@ impl LookupState {
 
     /// The Prometheus text of the service's metrics.
     pub fn metrics_text(&self) -> String {
+        // Data age is computed when scraped, from the versions cached here: nothing on the
+        // lookup path.
+        let now = chrono::Utc::now();
+        for (api, view) in self
+            .inner
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some(t) = view
+                .resolved
+                .manifest
+                .manifest
+                .data_time
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            {
+                let age = (now - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
+                self.inner
+                    .metrics
+                    .data_age
+                    .with_label_values(&[api])
+                    .set(age.max(0.0));
+            }
+        }
         self.inner.metrics.render()
     }
 

@@ -227,6 +227,7 @@ pub fn manifest(
         key_names: types.1.clone(),
         checksum,
         path: "fasttrack".into(),
+        data_time: None,
     }
 }
 
