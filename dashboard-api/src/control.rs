@@ -206,16 +206,10 @@ impl ControlPlane {
     /// Takes the API's lease, waiting up to `lease_wait_ms` for another operation to finish.
     async fn acquire(&self, api: &str, purpose: &str) -> publisher::Result<LeaseGuard> {
         let holder = holder(purpose);
-        let ttl = self.config.lease_ttl_ms.max(100) as i64;
         let deadline = Instant::now() + Duration::from_millis(self.config.lease_wait_ms);
         loop {
-            if let Some(lease) = self
-                .store
-                .try_lease(api, &holder, ttl)
-                .await
-                .map_err(store_err)?
-            {
-                return Ok(self.guard(lease));
+            if let Some(guard) = self.try_acquire_as(api, &holder).await? {
+                return Ok(guard);
             }
             if Instant::now() > deadline {
                 return Err(publisher::Error::Lease {
@@ -233,10 +227,18 @@ impl ControlPlane {
 
     /// Takes the lease only if it is free now.
     async fn try_acquire(&self, api: &str, purpose: &str) -> publisher::Result<Option<LeaseGuard>> {
+        self.try_acquire_as(api, &holder(purpose)).await
+    }
+
+    async fn try_acquire_as(
+        &self,
+        api: &str,
+        holder: &str,
+    ) -> publisher::Result<Option<LeaseGuard>> {
         let ttl = self.config.lease_ttl_ms.max(100) as i64;
         Ok(self
             .store
-            .try_lease(api, &holder(purpose), ttl)
+            .try_lease(api, holder, ttl)
             .await
             .map_err(store_err)?
             .map(|lease| self.guard(lease)))

@@ -50,6 +50,10 @@ impl Service {
     }
 }
 
+async fn text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn status(client: &reqwest::Client, url: &str) -> u16 {
     client
         .get(url)
@@ -288,14 +292,7 @@ async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
     .await;
     eprintln!("recovered {:?} after the restart", t.elapsed());
     assert_eq!(status(&client, &service.url("/readyz")).await, 200);
-    let metrics = client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&client, &service.url("/metrics")).await;
     assert!(
         metrics.contains("tablecast_lookup_redis_errors_total"),
         "{metrics}"
@@ -458,14 +455,7 @@ async fn answers_carry_their_version_publish_time_and_data_time() {
         batch.headers()["x-tablecast-data-time"],
         "2026-11-02T00:00:00Z"
     );
-    let metrics = client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&client, &service.url("/metrics")).await;
     let age: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"tablecast_api_data_age_seconds{api="fresh"} "#))
