@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, TestStack, config, open_db, top_products_spec, workspace};
@@ -100,14 +99,7 @@ async fn publishes_follows_progress_rolls_back_and_publishes_again() {
     // Second publish, with a changed spec: version 2.
     let mut spec = top_products_spec("top");
     spec["limit"] = json!(1);
-    let (status, _) = server
-        .call(
-            reqwest::Method::PUT,
-            "/api/apis/top",
-            Some(common::ADMIN),
-            Some(json!({"spec": spec})),
-        )
-        .await;
+    let (status, _) = server.put("/api/apis/top", json!({"spec": spec})).await;
     assert_eq!(status, 200);
     let id2 = server.publish("top").await;
     let job2 = server.wait_job(&id2).await;
@@ -245,12 +237,7 @@ async fn two_publishes_of_one_api_run_one_after_the_other() {
     server.create_api(top_products_spec("top")).await;
     server.create_api(top_products_spec("other")).await;
     for i in 0..2 {
-        server
-            .stack
-            .edge(i)
-            .faults
-            .write_delay_ms
-            .store(300, Ordering::Relaxed);
+        server.stack.edge(i).faults.delay_writes(300);
     }
 
     let (a, b, c) = tokio::join!(
@@ -317,11 +304,7 @@ async fn transient_faults_are_retried_with_backoff_and_permanent_ones_fail_at_on
     server.create_api(top_products_spec("top")).await;
 
     // Two transient write failures, then success: three attempts.
-    stack
-        .edge(1)
-        .faults
-        .transient_writes
-        .store(2, Ordering::SeqCst);
+    stack.edge(1).faults.fail_next_writes(2);
     let id = server.publish("top").await;
     let events = server.follow(&id).await;
     let names = event_names(&events);
@@ -360,28 +343,16 @@ async fn transient_faults_are_retried_with_backoff_and_permanent_ones_fail_at_on
     assert_eq!(stack.serving(0, "top").await, Some(3));
 
     // A transient fault that does not go away: failed after max_attempts (4).
-    stack
-        .edge(0)
-        .faults
-        .transient_writes
-        .store(100, Ordering::SeqCst);
+    stack.edge(0).faults.fail_next_writes(100);
     let id = server.publish("top").await;
     let job = server.wait_job(&id).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempts"], 4);
     assert_eq!(job["error"]["transient"], true);
-    stack
-        .edge(0)
-        .faults
-        .transient_writes
-        .store(0, Ordering::SeqCst);
+    stack.edge(0).faults.fail_next_writes(0);
 
     // A permanent fault: failed at the first attempt, with the error naming the step.
-    stack
-        .edge(0)
-        .faults
-        .permanent_writes
-        .store(true, Ordering::SeqCst);
+    stack.edge(0).faults.fail_every_write(true);
     let id = server.publish("top").await;
     let events = server.follow(&id).await;
     let last = events.last().unwrap();
@@ -471,11 +442,7 @@ async fn shutdown_hands_a_running_job_back_and_the_next_start_finishes_it() {
     let stack = TestStack::new().await;
     let server = TestServer::start(config(dir.path(), &stack), stack.clone()).await;
     server.create_api(top_products_spec("top")).await;
-    stack
-        .edge(0)
-        .faults
-        .hang_writes
-        .store(true, Ordering::SeqCst);
+    stack.edge(0).faults.hang_writes(true);
     let id = server.publish("top").await;
     server.wait_job_state(&id, "running").await;
     // An SSE follower does not hold up the shutdown.
@@ -513,11 +480,7 @@ async fn shutdown_hands_a_running_job_back_and_the_next_start_finishes_it() {
     );
     db.close().await;
 
-    stack
-        .edge(0)
-        .faults
-        .hang_writes
-        .store(false, Ordering::SeqCst);
+    stack.edge(0).faults.hang_writes(false);
     let server = TestServer::start(config(dir.path(), &stack), stack.clone()).await;
     let job = server.wait_job(&id).await;
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -534,11 +497,7 @@ async fn cancelling_a_queued_or_running_job() {
     let stack = TestStack::new().await;
     let server = TestServer::start(config(dir.path(), &stack), stack.clone()).await;
     server.create_api(top_products_spec("top")).await;
-    stack
-        .edge(0)
-        .faults
-        .hang_writes
-        .store(true, Ordering::SeqCst);
+    stack.edge(0).faults.hang_writes(true);
     let running = server.publish("top").await;
     let queued = server.publish("top").await;
     server.wait_job_state(&running, "running").await;
@@ -565,11 +524,7 @@ async fn cancelling_a_queued_or_running_job() {
         .post(&format!("/api/jobs/{running}/cancel"), json!({}))
         .await;
     assert_eq!(status, 409);
-    stack
-        .edge(0)
-        .faults
-        .hang_writes
-        .store(false, Ordering::SeqCst);
+    stack.edge(0).faults.hang_writes(false);
 
     // The API is free again: the next publish runs and commits.
     let id = server.publish("top").await;

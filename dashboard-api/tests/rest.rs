@@ -260,24 +260,12 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
     let mut spec = top_products_spec("top");
     spec.as_object_mut().unwrap().remove("name");
     spec["limit"] = json!(1);
-    let (status, updated) = server
-        .call(
-            Method::PUT,
-            "/api/apis/top",
-            Some(ADMIN),
-            Some(json!({"spec": spec})),
-        )
-        .await;
+    let (status, updated) = server.put("/api/apis/top", json!({"spec": spec})).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["revision"], 2);
     assert_eq!(updated["spec"]["limit"], 1);
     let (status, e) = server
-        .call(
-            Method::PUT,
-            "/api/apis/top",
-            Some(ADMIN),
-            Some(json!({"spec": top_products_spec("other")})),
-        )
+        .put("/api/apis/top", json!({"spec": top_products_spec("other")}))
         .await;
     assert_eq!(status, 422, "{e}");
     assert_eq!(e["error"]["fields"][0]["field"], "name");
@@ -294,9 +282,7 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
     );
 
     // Delete.
-    let (status, _) = server
-        .call(Method::DELETE, "/api/apis/top", Some(ADMIN), None)
-        .await;
+    let (status, _) = server.delete("/api/apis/top").await;
     assert_eq!(status, 204);
     let (status, e) = server.get("/api/apis/top").await;
     assert_eq!(
@@ -464,14 +450,7 @@ async fn every_api_route_needs_a_token_and_admin_routes_need_the_admin() {
     }
 
     // Revoked: 401 from then on.
-    let (status, revoked) = server
-        .call(
-            Method::DELETE,
-            &format!("/api/tokens/{token_id}"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, revoked) = server.delete(&format!("/api/tokens/{token_id}")).await;
     assert_eq!(status, 200, "{revoked}");
     assert!(revoked["revoked_at"].is_string());
     let (status, _) = server
@@ -588,14 +567,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
     // Making the API public pushes too.
     let mut spec = top_products_spec("private");
     spec["protected"] = json!(false);
-    let (status, updated) = server
-        .call(
-            Method::PUT,
-            "/api/apis/private",
-            Some(ADMIN),
-            Some(json!({"spec": spec})),
-        )
-        .await;
+    let (status, updated) = server.put("/api/apis/private", json!({"spec": spec})).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["token_push"].as_array().unwrap().len(), 2);
     assert!(!stack.pushes.lock().unwrap().last().unwrap().3);

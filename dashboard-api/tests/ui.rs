@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, TestServer, top_products_spec, workspace};
+use common::{TestServer, top_products_spec, workspace};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -164,14 +164,7 @@ async fn try_relays_lookups_with_the_key_url_rule_and_tokens() {
     // A protected API: the lookup refuses without a read token, answers with one.
     let mut spec = top_products_spec("tp");
     spec["protected"] = json!(true);
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            "/api/apis/tp",
-            Some(ADMIN),
-            Some(json!({"spec": spec})),
-        )
-        .await;
+    let (status, body) = server.put("/api/apis/tp", json!({"spec": spec})).await;
     assert_eq!(status, 200, "{body}");
     let (status, token) = server
         .post("/api/apis/tp/tokens", json!({"name": "relay"}))

@@ -11,7 +11,7 @@ use common::*;
 use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, router};
 
 async fn cluster_ok(node: &RedisServer) -> bool {
-    let mut c = node.client().await;
+    let mut c = redis_client(&node).await;
     let info: String = redis::cmd("CLUSTER")
         .arg("INFO")
         .query_async(&mut c)
@@ -34,7 +34,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
     let mut create = Command::new("redis-cli");
     create.arg("--cluster").arg("create");
     for n in &nodes {
-        create.arg(format!("127.0.0.1:{}", n.port));
+        create.arg(format!("127.0.0.1:{}", n.port()));
     }
     let out = create
         .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -54,7 +54,8 @@ async fn a_version_spreads_over_every_master_and_serves() {
 
     let address = format!(
         "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
-        nodes[0].port, nodes[1].port
+        nodes[0].port(),
+        nodes[1].port()
     );
     let options = EdgeOptions {
         retire_grace: Duration::ZERO,
@@ -69,7 +70,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
 
     // Every master holds buckets of the version.
     for n in &nodes {
-        let mut c = n.client().await;
+        let mut c = redis_client(&n).await;
         let keys = all_keys(&mut c).await;
         let buckets = keys
             .iter()
@@ -77,13 +78,13 @@ async fn a_version_spreads_over_every_master_and_serves() {
             .count();
         eprintln!(
             "node {}: {} keys, {buckets} buckets of v1",
-            n.port,
+            n.port(),
             keys.len()
         );
         assert!(
             buckets > 0,
             "node {} holds no bucket of the version",
-            n.port
+            n.port()
         );
     }
 
@@ -128,7 +129,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
     }
     let mut removed = 0i64;
     for n in &nodes {
-        let mut c = n.client().await;
+        let mut c = redis_client(&n).await;
         for k in all_keys(&mut c)
             .await
             .iter()
@@ -163,7 +164,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
         edge.gc("spread", 1).await.unwrap();
     }
     for n in &nodes {
-        let mut c = n.client().await;
+        let mut c = redis_client(&n).await;
         let left: Vec<String> = all_keys(&mut c)
             .await
             .into_iter()
@@ -173,7 +174,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
                     .any(|v| k.contains(&format!(":{v}:")) || k.contains(&format!(":{v}}}")))
             })
             .collect();
-        assert!(left.is_empty(), "node {} kept {left:?}", n.port);
+        assert!(left.is_empty(), "node {} kept {left:?}", n.port());
     }
     assert_eq!(edge.versions("spread").await.unwrap().serving, Some(4));
 }

@@ -286,7 +286,7 @@ async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
         edge.write("api", 2, batch).await.unwrap();
     }
     // Behind the writer's back, one field disappears.
-    let mut conn = redis.client().await;
+    let mut conn = redis_client(&redis).await;
     let victim = &v2[1234].key;
     let keys = all_keys(&mut conn).await;
     let removed: i64 = {
@@ -335,7 +335,7 @@ async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
 async fn discard_and_gc_leave_no_keys_of_dropped_versions() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
-    let mut conn = redis.client().await;
+    let mut conn = redis_client(&redis).await;
     let types = composite_types();
 
     // A staged version discarded leaves nothing behind.

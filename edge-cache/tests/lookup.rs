@@ -135,11 +135,7 @@ async fn readers_never_see_a_mix_while_ten_versions_switch_and_one_rolls_back() 
                         errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let header: u64 = resp.headers()["x-tablecast-version"]
-                        .to_str()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
+                    let header = served_version(&resp);
                     let j: serde_json::Value = resp.json().await.unwrap();
                     for res in j["results"].as_array().unwrap() {
                         if res["value"]["v"] != header {
@@ -154,11 +150,7 @@ async fn readers_never_see_a_mix_while_ten_versions_switch_and_one_rolls_back() 
                 latencies_us.push(started.elapsed().as_micros() as u64);
                 match resp {
                     Ok(resp) if resp.status() == 200 => {
-                        let header: u64 = resp.headers()["x-tablecast-version"]
-                            .to_str()
-                            .unwrap()
-                            .parse()
-                            .unwrap();
+                        let header = served_version(&resp);
                         let j: serde_json::Value = resp.json().await.unwrap();
                         if j["v"] != header || j["i"] != *entry {
                             mixed.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +246,7 @@ async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
     )
     .await;
     // Keep the data across the restart, to test reconnection alone.
-    let mut conn = redis.client().await;
+    let mut conn = redis_client(&redis).await;
     let _: () = redis::cmd("SAVE").query_async(&mut conn).await.unwrap();
 
     let service = Service::start(LookupConfig {
@@ -349,7 +341,7 @@ async fn refill_seals_a_snapshot_on_an_empty_edge_without_switching() {
         .to_string();
     assert!(err.contains("does not match its manifest"), "{err}");
     assert!(!edge.holds("other", 3).await.unwrap());
-    let mut conn = redis.client().await;
+    let mut conn = redis_client(&redis).await;
     let left: Vec<String> = all_keys(&mut conn)
         .await
         .into_iter()
@@ -400,7 +392,7 @@ async fn an_api_lost_with_its_redis_answers_503_refilling_not_404() {
         404
     );
     // Nothing was written by the service: the Redis stays empty until someone refills it.
-    let mut conn = redis.client().await;
+    let mut conn = redis_client(&redis).await;
     assert!(all_keys(&mut conn).await.is_empty());
 
     // Refilled (here by hand, as the control plane does): served again.
@@ -472,4 +464,13 @@ async fn answers_carry_their_version_publish_time_and_data_time() {
         "age {age}, expected about {expected}"
     );
     service.stop().await;
+}
+
+/// The version a lookup answer came from (`x-tablecast-version`).
+fn served_version(resp: &reqwest::Response) -> u64 {
+    resp.headers()["x-tablecast-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::*;
 use fallback::{JobStatus, OozieSubmitter, SparkConfig, SparkEngine, Submitter, SubmitterKind};
-use parquet::arrow::ArrowWriter;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Scenario {
@@ -109,14 +107,7 @@ fn run_cluster_job(props: &HashMap<String, String>) {
             ],
         )
         .unwrap();
-        let mut w = ArrowWriter::try_new(
-            File::create(out.join(name)).unwrap(),
-            Arc::clone(&schema),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        fixtures::write_parquet(&out.join(name), &[batch]).unwrap();
     }
     std::fs::write(out.join("_SUCCESS"), b"").unwrap();
     std::fs::write(out.join("_tablecast_stats.json"), br#"{"rows_in": 200}"#).unwrap();
@@ -272,16 +263,7 @@ async fn encoded(
         }
     }
     encoder.finish(&mut entries).unwrap();
-    let lines = entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                String::from_utf8_lossy(&e.key),
-                String::from_utf8_lossy(&e.value)
-            )
-        })
-        .collect();
+    let lines = entries.iter().map(ToString::to_string).collect();
     (Ok(lines), progress.rows_in())
 }
 

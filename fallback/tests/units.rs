@@ -157,11 +157,7 @@ fn write_part(path: &std::path::Path, keys: Vec<Option<&str>>) {
     let schema = Arc::new(Schema::new(vec![Field::new("__k0", DataType::Utf8, true)]));
     let batch =
         RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(keys))]).unwrap();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None)
-            .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    fixtures::write_parquet(path, &[batch]).unwrap();
 }
 
 #[tokio::test]

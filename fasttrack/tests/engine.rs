@@ -1,19 +1,17 @@
 //! The fast track over a small hand-made table, with answers worked out by hand.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
 use fasttrack::FastTrack;
 use futures::StreamExt;
 use publisher::canonical::{Entry, EntryEncoder};
 use publisher::catalog::{Catalog, DirectoryCatalog};
 use publisher::guards::GuardLimits;
-use publisher::publish::{PublishConfig, Publisher, Route};
+use publisher::publish::{Plan, PublishConfig, Publisher, Route};
 use publisher::spec::ApiSpec;
 
 /// social.sales: two partitions, nulls, ties, unicode.
@@ -31,6 +29,16 @@ async fn publisher_over(root: &Path, limits: GuardLimits) -> Publisher {
         config: PublishConfig::default(),
         snapshots: None,
     }
+}
+
+/// A publisher over `root` and its plan of `spec` (TOML) on `route`.
+async fn planned(root: &Path, spec: &str, route: Route) -> (Publisher, Plan) {
+    let p = publisher_over(root, GuardLimits::default()).await;
+    let plan = p
+        .plan(&ApiSpec::from_toml(spec).unwrap(), route)
+        .await
+        .unwrap();
+    (p, plan)
 }
 
 struct Collect(Vec<Entry>);
@@ -56,17 +64,7 @@ async fn answer(root: &Path, spec: &str) -> Vec<String> {
     p.run(&plan, Route::Fasttrack, &mut sink, &progress)
         .await
         .unwrap();
-    let mut lines: Vec<String> = sink
-        .0
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                String::from_utf8_lossy(&e.key),
-                String::from_utf8_lossy(&e.value)
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> = sink.0.iter().map(ToString::to_string).collect();
     lines.sort();
     lines
 }
@@ -167,11 +165,7 @@ async fn keyless_list_and_partition_pruning() {
         op = "="
         value = "2026-11-01"
     "#;
-    let p = publisher_over(dir.path(), GuardLimits::default()).await;
-    let plan = p
-        .plan(&ApiSpec::from_toml(spec).unwrap(), Route::Auto)
-        .await
-        .unwrap();
+    let (_, plan) = planned(dir.path(), spec, Route::Auto).await;
     assert_eq!(
         (
             plan.inspection.partitions_selected,
@@ -211,14 +205,7 @@ fn write_big_table(root: &Path) {
         ],
     )
     .unwrap();
-    let mut w = ArrowWriter::try_new(
-        File::create(dir.join("part-0.parquet")).unwrap(),
-        Arc::clone(&schema),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    fixtures::write_parquet(&dir.join("part-0.parquet"), &[batch]).unwrap();
 }
 
 #[tokio::test]
@@ -314,11 +301,7 @@ async fn run_to_error(p: &Publisher, plan: &publisher::publish::Plan) -> String 
 async fn a_file_deleted_after_planning_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write_table(dir.path());
-    let p = publisher_over(dir.path(), GuardLimits::default()).await;
-    let plan = p
-        .plan(&ApiSpec::from_toml(PER_NETWORK).unwrap(), Route::Auto)
-        .await
-        .unwrap();
+    let (p, plan) = planned(dir.path(), PER_NETWORK, Route::Auto).await;
     let gone = dir.path().join("social/sales/dt=2026-11-02/part-0.parquet");
     std::fs::remove_file(&gone).unwrap();
     let err = run_to_error(&p, &plan).await;
@@ -335,11 +318,7 @@ async fn a_file_deleted_after_planning_is_named() {
 async fn a_file_rewritten_with_a_drifted_schema_after_planning_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     write_table(dir.path());
-    let p = publisher_over(dir.path(), GuardLimits::default()).await;
-    let plan = p
-        .plan(&ApiSpec::from_toml(PER_NETWORK).unwrap(), Route::Auto)
-        .await
-        .unwrap();
+    let (p, plan) = planned(dir.path(), PER_NETWORK, Route::Auto).await;
     // Rewrite one partition with `referrals` as text, after the plan fixed the table's schema.
     write_drifted_partition(dir.path());
     let err = run_to_error(&p, &plan).await;
@@ -366,9 +345,7 @@ fn write_drifted_partition(root: &Path) {
     )
     .unwrap();
     let path = root.join("social/sales/dt=2026-11-02/part-0.parquet");
-    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    fixtures::write_parquet(&path, &[batch]).unwrap();
 }
 
 /// A table whose files disagree with its schema before anyone plans (a column's type altered in

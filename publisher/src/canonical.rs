@@ -29,6 +29,18 @@ pub struct Entry {
     pub value: Vec<u8>,
 }
 
+/// `key value`, both as their canonical JSON: how logs and test failures show an entry.
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            String::from_utf8_lossy(&self.key),
+            String::from_utf8_lossy(&self.value)
+        )
+    }
+}
+
 impl Entry {
     /// The line `tablecast run` writes: `{"key":[…],"value":…}`.
     pub fn to_jsonl(&self, out: &mut Vec<u8>) {

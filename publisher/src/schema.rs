@@ -77,6 +77,15 @@ pub struct Column {
     pub data_type: Option<DataType>,
 }
 
+/// `(name, Hive type)` of each column: a schema as the metastore spells it, for comparing
+/// what different writers registered.
+pub fn spelled(columns: &[Column]) -> Vec<(&str, &str)> {
+    columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.hive_type.as_str()))
+        .collect()
+}
+
 impl Column {
     pub fn from_hive(name: &str, hive_type: &str) -> Self {
         Column {

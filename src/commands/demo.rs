@@ -4,16 +4,16 @@
 //! Ctrl-C, when it stops everything it started.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use fixtures::redis::RedisServer;
 use publisher::publish::Route;
 use publisher::spec::ApiSpec;
-use tokio::process::{Child, Command};
 
 use crate::config::Config;
 
@@ -82,8 +82,12 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
     let mut redis = Vec::new();
     let mut lookups = Vec::new();
     for i in 0..2 {
-        let server = RedisServer::start(&dir.join(format!("redis-{i}.log"))).await?;
-        eprintln!("• edge {i}: redis-server on {}", server.url());
+        let server = tokio::task::spawn_blocking(|| RedisServer::try_start(&[])).await??;
+        eprintln!(
+            "• edge {i}: redis-server on {} (log {})",
+            server.url(),
+            server.log().display()
+        );
         let mut lookup = demo_config.lookup.clone();
         lookup.redis_url = server.url();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -192,56 +196,4 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
     let _ = tokio::time::timeout(Duration::from_secs(5), dashboard_task).await;
     drop(redis);
     Ok(ExitCode::SUCCESS)
-}
-
-/// A redis-server child on a free loopback port, stopped when dropped.
-struct RedisServer {
-    port: u16,
-    _child: Child,
-}
-
-impl RedisServer {
-    async fn start(log: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--logfile",
-            ])
-            .arg(log)
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (is it installed? scripts/demo installs it)")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!(
-                    "redis-server did not listen on port {port} within 10 s; see {}",
-                    log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(RedisServer {
-            port,
-            _child: child,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
 }

@@ -8,14 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-/// A loopback port nobody listens on right now (the OS picks it; another process could take it
-/// before it is used, which the callers' port waits then report).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
-}
+pub use fixtures::redis::free_port;
 
 /// `127.0.0.1:port`.
 pub fn loopback(port: u16) -> SocketAddr {

@@ -9,12 +9,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use arrow::array::{
     ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::ArrowWriter;
 
 pub const REFERRALS_DAYS: usize = 7;
 pub const REFERRALS_FILES_PER_DAY: usize = 2;
@@ -122,9 +121,5 @@ pub fn write_warehouse(root: &Path, db: &str) -> Result<SampleWarehouse> {
 }
 
 fn write_parquet(path: &Path, batch: RecordBatch) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None)?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(())
+    Ok(fixtures::write_parquet(path, &[batch])?)
 }

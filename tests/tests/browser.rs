@@ -99,7 +99,7 @@ impl Stack {
         generate_fixtures(&warehouse);
         load_fixtures(metastore, &warehouse);
 
-        let edges = vec![Redis::try_start()?, Redis::try_start()?];
+        let edges = vec![Redis::try_start(&[])?, Redis::try_start(&[])?];
         let lookup_port = free_port();
         let mut command = tablecast_command();
         command.env("TABLECAST_STATE_DIR", &state).args([

@@ -674,11 +674,7 @@ async fn a_spark_datasource_table_is_read_from_its_properties() {
     let t = catalog.table(&name).await.unwrap();
     assert_eq!(t.format, StorageFormat::Parquet);
     assert_eq!(t.location, url(&users_dir));
-    let spelled: Vec<(&str, &str)> = t
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.hive_type.as_str()))
-        .collect();
+    let spelled = publisher::schema::spelled(&t.columns);
     assert_eq!(
         spelled,
         [

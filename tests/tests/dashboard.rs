@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{event_names, fixtures_metastore, lookup_service, sample_spec_json};
+use tablecast_e2e::lookup::scan_keys;
 use tablecast_e2e::process::log_tail;
 use tablecast_e2e::{
     Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url, spawn_tied,
@@ -77,24 +78,17 @@ async fn zrange(conn: &mut MultiplexedConnection, key: &str) -> Vec<u64> {
 
 /// Every data bucket key of an API, whatever its version.
 async fn bucket_keys(conn: &mut MultiplexedConnection, api: &str) -> Vec<String> {
-    let mut cursor = 0u64;
-    let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("tc:{{{api}:v*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
+    scan_keys(conn, &format!("tc:{{{api}:v*")).await
+}
+
+/// The version numbers of `/api/apis/{api}/versions`' history, newest first.
+fn history(versions: &Value) -> Vec<u64> {
+    versions["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["version"].as_u64().unwrap())
+        .collect()
 }
 
 /// The versions that have data buckets in the Redis (`tc:{api:vN:bK}`).
@@ -358,12 +352,7 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
     assert_eq!(assert_answers_golden(&base, API, 1).await, [v3.to_string()]);
     let versions = dash.get(&format!("/api/apis/{API}/versions")).await;
     assert_eq!(versions["serving"], v3, "{versions}");
-    let history: Vec<u64> = versions["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["version"].as_u64().unwrap())
-        .collect();
+    let history = history(&versions);
     assert_eq!(history, [v3, 2, 1], "{versions}");
 }
 
@@ -1209,12 +1198,7 @@ async fn killing_serve_after_the_commit_leaves_one_complete_version() {
         // recorded) newest first.
         let versions = dash.get(&format!("/api/apis/{API}/versions")).await;
         assert_eq!(versions["serving"], reported, "{versions}");
-        let history: Vec<u64> = versions["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["version"].as_u64().unwrap())
-            .collect();
+        let history = history(&versions);
         assert!(
             history.windows(2).all(|w| w[0] > w[1]),
             "history not newest first: {history:?}"

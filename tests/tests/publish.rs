@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tablecast_e2e::lookup::answer_until;
+use tablecast_e2e::lookup::{answer_until, scan_keys};
 use tablecast_e2e::{Deployment, assert_answers_golden};
 
 fn log_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
@@ -108,30 +108,15 @@ async fn serving(conn: &mut redis::aio::MultiplexedConnection, api: &str) -> Opt
         .unwrap()
 }
 
-/// Keys of version `version`'s data buckets still in a Redis.
+/// How many of version `version`'s data buckets are still in a Redis.
 async fn bucket_keys(
     conn: &mut redis::aio::MultiplexedConnection,
     api: &str,
     version: u64,
 ) -> usize {
-    let mut cursor = 0u64;
-    let mut found = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("tc:{{{api}:v{version}:b*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        found += keys.len();
-        if next == 0 {
-            return found;
-        }
-        cursor = next;
-    }
+    scan_keys(conn, &format!("tc:{{{api}:v{version}:b*"))
+        .await
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread")]

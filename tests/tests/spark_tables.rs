@@ -90,11 +90,7 @@ async fn tables_written_by_spark_are_understood() {
         t.location,
         format!("file://{}/{db}.db/referrals", warehouse.display())
     );
-    let spelled: Vec<(&str, &str)> = t
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.hive_type.as_str()))
-        .collect();
+    let spelled = publisher::schema::spelled(&t.columns);
     assert_eq!(
         spelled,
         [
@@ -120,11 +116,7 @@ async fn tables_written_by_spark_are_understood() {
     let t = catalog.table(&TableName::new(&db, "ntz")).await.unwrap();
     eprintln!("ntz: {t:#?}");
     assert_eq!(t.format, StorageFormat::Parquet);
-    let spelled: Vec<(&str, &str)> = t
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.hive_type.as_str()))
-        .collect();
+    let spelled = publisher::schema::spelled(&t.columns);
     assert_eq!(
         spelled,
         [("product_id", "bigint"), ("local_ts", "timestamp")]

@@ -44,81 +44,7 @@ pub fn top_products_spec(name: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Real edges: redis-server processes, the edge-cache crate's RedisEdge, and its lookup service.
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server on a free loopback port, without persistence; killed on drop.
-pub struct RedisServer {
-    pub port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    pub fn start() -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("dashboard-redis-")
-            .tempdir()
-            .unwrap();
-        let port = free_port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                use std::io::{Read, Write};
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut buf = [0u8; 16];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-                {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer {
-            port,
-            child,
-            _dir: dir,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use fixtures::redis::RedisServer;
 
 /// Injected faults.
 #[derive(Default)]
@@ -131,6 +57,24 @@ pub struct Faults {
     pub write_delay_ms: AtomicU64,
     /// Writes never return (a hung edge) while set.
     pub hang_writes: AtomicBool,
+}
+
+impl Faults {
+    pub fn fail_next_writes(&self, n: u32) {
+        self.transient_writes.store(n, Ordering::SeqCst);
+    }
+
+    pub fn fail_every_write(&self, on: bool) {
+        self.permanent_writes.store(on, Ordering::SeqCst);
+    }
+
+    pub fn delay_writes(&self, ms: u64) {
+        self.write_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    pub fn hang_writes(&self, on: bool) {
+        self.hang_writes.store(on, Ordering::SeqCst);
+    }
 }
 
 /// A TEST DOUBLE layer for fault injection: a real `RedisEdge` whose writes can be made to
@@ -535,6 +479,16 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(ADMIN), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(ADMIN), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, Some(ADMIN), None)
             .await
     }
 

@@ -1,10 +1,7 @@
 //! A tiny private harness for edge-cache's tests: redis-server processes on free loopback
 //! ports (killed on drop), version fixtures, and an HTTP helper over the router.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -15,124 +12,17 @@ use publisher::keypath::KeyType;
 use publisher::sink::VersionManifest;
 use tower::ServiceExt;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+pub use fixtures::redis::{RedisServer, free_port};
+
+/// A connection that waits long enough for `SAVE` and friends on a loaded machine.
+pub async fn redis_client(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(20)));
+    redis::Client::open(server.url())
         .unwrap()
-        .local_addr()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
         .unwrap()
-        .port()
-}
-
-/// True once something on `port` answers PING with PONG.
-fn pong(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-}
-
-pub struct RedisServer {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    extra: Vec<String>,
-}
-
-impl RedisServer {
-    pub fn start() -> RedisServer {
-        Self::start_with(&[])
-    }
-
-    /// With extra redis-server arguments (e.g. cluster mode).
-    pub fn start_with(extra: &[&str]) -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("edge-cache-redis-")
-            .tempdir()
-            .unwrap();
-        let mut r = RedisServer {
-            port: free_port(),
-            dir,
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        r.launch();
-        r
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !pong(self.port) {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not come up",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    /// SIGKILL, like a crashed edge.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts again on the same port and dir (it loads `dump.rdb` if a SAVE left one).
-    pub fn restart(&mut self) {
-        self.kill();
-        self.launch();
-    }
-
-    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
-        // SAVE and friends may take a while on a loaded machine.
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(20)));
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Every key of a Redis (SCAN), sorted.

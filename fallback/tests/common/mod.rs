@@ -6,7 +6,6 @@
 pub mod reference;
 
 use std::cmp::Ordering;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +14,6 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use fallback::SparkConfig;
 use futures::StreamExt;
-use parquet::arrow::ArrowWriter;
 use publisher::canonical::EntryEncoder;
 use publisher::catalog::{Catalog, DirectoryCatalog};
 use publisher::engine::{Engine, EngineJob};
@@ -96,16 +94,8 @@ pub fn write_sales(root: &Path) {
             ],
         )
         .unwrap();
-        let dir = root.join("social/sales").join(format!("dt={dt}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut w = ArrowWriter::try_new(
-            File::create(dir.join("part-0.parquet")).unwrap(),
-            schema,
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        let file = root.join(format!("social/sales/dt={dt}/part-0.parquet"));
+        fixtures::write_parquet(&file, &[batch]).unwrap();
     }
 }
 
@@ -185,16 +175,7 @@ pub async fn run_counted(
         encoder.push(&batch?, &mut entries)?;
     }
     encoder.finish(&mut entries)?;
-    let lines = entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                String::from_utf8_lossy(&e.key),
-                String::from_utf8_lossy(&e.value)
-            )
-        })
-        .collect();
+    let lines = entries.iter().map(ToString::to_string).collect();
     Ok((lines, progress.rows_in()))
 }
 

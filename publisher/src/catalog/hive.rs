@@ -644,10 +644,7 @@ mod tests {
             ("spark.sql.sources.schema.part.1", b),
         ]);
         let cols = spark_schema(Some(&p)).unwrap().unwrap();
-        let spelled: Vec<(&str, &str)> = cols
-            .iter()
-            .map(|c| (c.name.as_str(), c.hive_type.as_str()))
-            .collect();
+        let spelled = crate::schema::spelled(&cols);
         assert_eq!(
             spelled,
             [
@@ -718,12 +715,10 @@ mod tests {
         .unwrap();
         assert_eq!(meta.location, "file:///data/t");
         assert_eq!(meta.format, StorageFormat::Parquet);
-        let cols: Vec<_> = meta
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.hive_type.as_str()))
-            .collect();
-        assert_eq!(cols, [("k", "string"), ("v", "bigint")]);
+        assert_eq!(
+            crate::schema::spelled(&meta.columns),
+            [("k", "string"), ("v", "bigint")]
+        );
         assert_eq!(
             meta.stats,
             TableStats {
