@@ -11,7 +11,7 @@ use common::*;
 use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, router};
 
 async fn cluster_ok(node: &RedisServer) -> bool {
-    let mut c = redis_client(&node).await;
+    let mut c = redis_client(node).await;
     let info: String = redis::cmd("CLUSTER")
         .arg("INFO")
         .query_async(&mut c)
@@ -70,7 +70,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
 
     // Every master holds buckets of the version.
     for n in &nodes {
-        let mut c = redis_client(&n).await;
+        let mut c = redis_client(n).await;
         let keys = all_keys(&mut c).await;
         let buckets = keys
             .iter()
@@ -129,7 +129,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
     }
     let mut removed = 0i64;
     for n in &nodes {
-        let mut c = redis_client(&n).await;
+        let mut c = redis_client(n).await;
         for k in all_keys(&mut c)
             .await
             .iter()
@@ -164,7 +164,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
         edge.gc("spread", 1).await.unwrap();
     }
     for n in &nodes {
-        let mut c = redis_client(&n).await;
+        let mut c = redis_client(n).await;
         let left: Vec<String> = all_keys(&mut c)
             .await
             .into_iter()

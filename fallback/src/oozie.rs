@@ -9,7 +9,8 @@
 //! - `PUT {oozie}/v2/job/{id}?action=kill`.
 //!
 //! Every request carries `user.name` (Oozie's simple authentication). The workflow deployed at
-//! `workflow_path` ([`WORKFLOW_XML`] is one) runs a Spark action with the job's properties.
+//! `workflow_path` (`fallback/oozie/workflow.xml` is one: deploy it with the cluster's `nameNode`
+//! and `jobTracker` as properties) runs a Spark action with the job's properties.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,10 +21,6 @@ use serde::Deserialize;
 use crate::config::SparkConfig;
 use crate::spark_submit::spark_conf;
 use crate::submit::{JobHandle, JobStatus, StagedJob, SubmitError, Submitter, tail_lines};
-
-/// A workflow for `workflow_path`: one Spark action running the job program with its
-/// description. Deploy it (with the cluster's `nameNode` / `jobTracker` as properties).
-pub const WORKFLOW_XML: &str = include_str!("../oozie/workflow.xml");
 
 pub struct OozieSubmitter {
     config: Arc<SparkConfig>,

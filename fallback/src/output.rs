@@ -130,10 +130,6 @@ impl Conformer {
         })
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
     pub fn rows(&self) -> u64 {
         self.rows
     }

@@ -5,6 +5,7 @@
 
 mod directory;
 mod hive;
+mod registration;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::DirectoryCatalog;
 pub use hive::HiveCatalog;
+pub use registration::{HiveStorage, PartitionRegistration, TableRegistration};
 
 use crate::error::{Error, Result};
 use crate::schema::{Column, TableName};

@@ -13,9 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, TimeUnit};
-use fixtures::metastore::{
-    HiveStorage, TableRegistration, ensure_database, register, register_table,
-};
+use fixtures::metastore::{HiveStorage, TableRegistration, register};
 use publisher::Error;
 use publisher::catalog::{self, Catalog, CatalogConfig, HiveCatalog, StorageFormat, TableStats};
 use publisher::files::{self, DataFile};
@@ -577,7 +575,7 @@ async fn a_text_table_is_reported_as_another_format() {
     let root = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::write(root.join("data.txt"), "a\u{1}1\nb\u{1}2\n").unwrap();
     let db = unique_db("text");
-    ensure_database(&catalog, &db, &url(&root)).await.unwrap();
+    catalog.ensure_database(&db, &url(&root)).await.unwrap();
     let name = TableName::new(&db, "lines");
     let registration = TableRegistration {
         name: name.clone(),
@@ -597,7 +595,7 @@ async fn a_text_table_is_reported_as_another_format() {
         parameters: BTreeMap::new(),
         serde_parameters: BTreeMap::new(),
     };
-    register_table(&catalog, &registration).await.unwrap();
+    catalog.register_table(&registration).await.unwrap();
 
     let t = catalog
         .table(&name)
@@ -632,7 +630,8 @@ async fn a_spark_datasource_table_is_read_from_its_properties() {
     let (_dir, w) = warehouse("spark");
     let placeholder = w.root.join("placeholder");
     std::fs::create_dir_all(&placeholder).unwrap();
-    ensure_database(&catalog, &w.db, &url(&w.root.join(&w.db)))
+    catalog
+        .ensure_database(&w.db, &url(&w.root.join(&w.db)))
         .await
         .unwrap();
 
@@ -669,7 +668,7 @@ async fn a_spark_datasource_table_is_read_from_its_properties() {
             .into_iter()
             .collect(),
     };
-    register_table(&catalog, &registration).await.unwrap();
+    catalog.register_table(&registration).await.unwrap();
 
     let t = catalog.table(&name).await.unwrap();
     assert_eq!(t.format, StorageFormat::Parquet);

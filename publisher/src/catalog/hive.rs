@@ -30,7 +30,7 @@ pub struct HiveCatalog {
     address: String,
     socket: SocketAddr,
     config: CatalogConfig,
-    client: ThriftHiveMetastoreClient,
+    pub(super) client: ThriftHiveMetastoreClient,
 }
 
 impl std::fmt::Debug for HiveCatalog {
@@ -139,12 +139,6 @@ impl HiveCatalog {
 
     pub fn config(&self) -> &CatalogConfig {
         &self.config
-    }
-
-    /// The raw Thrift client, for callers that write to the metastore (fixture registration).
-    /// Wrap its calls in [`HiveCatalog::call`] to get the same timeouts and error messages.
-    pub fn client(&self) -> &ThriftHiveMetastoreClient {
-        &self.client
     }
 
     /// Runs one metastore call under the call timeout. A silent metastore becomes

@@ -1,20 +1,22 @@
 //! Without Spark: the config section, the job description, staged-output reading and the
-//! shared supervision loop.
+//! shared supervision loop — unit tests, so that the pieces they reach stay private.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::output::{Conformer, list_parts};
+use crate::submit::{JobHandle, Outcome, SubmitError, Supervision, tail_lines};
+use crate::{
+    JobStatus, ReadVia, SparkConfig, SparkEngine, StagedJob, Submitter, SubmitterKind, supervise,
+};
 use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use common::*;
-use fallback::{
-    Conformer, JobHandle, JobStatus, Outcome, ReadVia, SparkConfig, SparkEngine, StagedJob,
-    SubmitError, Submitter, SubmitterKind, Supervision, list_parts, supervise, tail_lines,
-};
 
 #[test]
 fn config_section_parses_with_defaults_and_refuses_unknown_keys() {
