@@ -473,8 +473,40 @@ impl Validator<'_> {
         }
     }
 
+    /// Checks the whole spec against the table, collecting every problem rather than stopping
+    /// at the first, so the dashboard can mark each field at once.
     fn resolve(&mut self, spec: &ApiSpec) -> ResolvedSpec {
         self.problems.extend(check_syntax(spec));
+        let table = self.resolve_table(spec);
+        let keys = self.resolve_keys(spec);
+        let group_by = self.resolve_group_by(spec);
+        let outputs = self.resolve_outputs(spec);
+        let order = self.resolve_order(spec, &outputs);
+        self.check_limit_and_shape(spec);
+        let filters = self.resolve_filters(spec);
+        let columns = columns_read(&keys, &group_by, &outputs, &filters);
+        let grouping = spec.is_aggregating().then(|| {
+            let mut g: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
+            for c in &group_by {
+                if !g.contains(c) {
+                    g.push(c.clone());
+                }
+            }
+            g
+        });
+        ResolvedSpec {
+            spec: spec.clone(),
+            table,
+            keys,
+            outputs,
+            grouping,
+            order,
+            filters,
+            columns,
+        }
+    }
+
+    fn resolve_table(&mut self, spec: &ApiSpec) -> TableName {
         let table = spec
             .table_name()
             .unwrap_or_else(|_| self.table.name.clone());
@@ -488,6 +520,10 @@ impl Validator<'_> {
             );
         }
 
+        table
+    }
+
+    fn resolve_keys(&mut self, spec: &ApiSpec) -> Vec<Field> {
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
         for (i, name) in spec.key.iter().enumerate() {
@@ -503,7 +539,10 @@ impl Validator<'_> {
             }
         }
 
-        let aggregating = spec.is_aggregating();
+        keys
+    }
+
+    fn resolve_group_by(&mut self, spec: &ApiSpec) -> Vec<String> {
         let mut group_by = Vec::new();
         for (i, name) in spec.group_by.iter().enumerate() {
             if self
@@ -513,92 +552,115 @@ impl Validator<'_> {
                 group_by.push(name.to_ascii_lowercase());
             }
         }
-        let grouped = |name: &str| {
-            spec.key
-                .iter()
-                .chain(spec.group_by.iter())
-                .any(|g| g.eq_ignore_ascii_case(name))
-        };
+        group_by
+    }
 
+    fn resolve_outputs(&mut self, spec: &ApiSpec) -> Vec<OutputField> {
         if spec.values.is_empty() {
             self.problem("values", "at least one value is needed");
         }
         let mut outputs = Vec::new();
         let mut output_names = HashSet::new();
         for (i, value) in spec.values.iter().enumerate() {
-            let field = format!("values[{i}]");
-            let name = match (&value.alias, value.agg, &value.column) {
-                (Some(alias), _, _) => alias.clone(),
-                (None, None, Some(column)) => column.to_ascii_lowercase(),
-                (None, Some(func), _) => {
-                    self.problem(
-                        format!("{field}.as"),
-                        format!("the {} aggregate needs an output name (`as`)", func.name()),
-                    );
-                    continue;
-                }
-                (None, None, None) => {
-                    self.problem(&field, "a value needs a `column`, or an `agg` with `as`");
-                    continue;
-                }
-            };
-            if !is_identifier(&name) {
-                self.problem(format!("{field}.as"), format!("output name {name:?} must be a letter or _ followed by letters, digits or _"));
-            } else if !output_names.insert(name.clone()) {
+            outputs.extend(self.resolve_output(spec, i, value, &mut output_names));
+        }
+        outputs
+    }
+
+    /// One value: its output name, and where it comes from (a column or an aggregate).
+    fn resolve_output(
+        &mut self,
+        spec: &ApiSpec,
+        i: usize,
+        value: &ValueSpec,
+        output_names: &mut HashSet<String>,
+    ) -> Option<OutputField> {
+        let aggregating = spec.is_aggregating();
+        let grouped = |name: &str| {
+            spec.key
+                .iter()
+                .chain(spec.group_by.iter())
+                .any(|g| g.eq_ignore_ascii_case(name))
+        };
+        let field = format!("values[{i}]");
+        let name = match (&value.alias, value.agg, &value.column) {
+            (Some(alias), _, _) => alias.clone(),
+            (None, None, Some(column)) => column.to_ascii_lowercase(),
+            (None, Some(func), _) => {
                 self.problem(
                     format!("{field}.as"),
-                    format!("output name `{name}` is used twice"),
+                    format!("the {} aggregate needs an output name (`as`)", func.name()),
                 );
+                return None;
             }
-            let column_type = match &value.column {
-                Some(c) => self.scalar_column(&format!("{field}.column"), c),
-                None => None,
-            };
-            let resolved = match value.agg {
-                None => {
-                    let Some(column) = &value.column else {
-                        continue;
-                    };
-                    if aggregating && !grouped(column) {
-                        self.problem(
-                            format!("{field}.column"),
-                            format!("value column `{column}` is neither grouped (key or group_by) nor aggregated"),
-                        );
-                    }
-                    column_type.map(|t| (Source::Column(column.to_ascii_lowercase()), t))
-                }
-                Some(func) => {
-                    if value.column.is_some() && column_type.is_none() {
-                        continue; // already reported
-                    }
-                    match aggregate_type(func, column_type.as_ref()) {
-                        Ok(t) => Some((
-                            Source::Aggregate {
-                                func,
-                                column: value.column.as_ref().map(|c| c.to_ascii_lowercase()),
-                            },
-                            t,
-                        )),
-                        Err(message) => {
-                            let column = value.column.as_deref().unwrap_or("");
-                            self.problem(
-                                format!("{field}.agg"),
-                                format!("{message} (column `{column}`)"),
-                            );
-                            None
-                        }
-                    }
-                }
-            };
-            if let Some((source, data_type)) = resolved {
-                outputs.push(OutputField {
-                    name,
-                    source,
-                    data_type,
-                });
+            (None, None, None) => {
+                self.problem(&field, "a value needs a `column`, or an `agg` with `as`");
+                return None;
             }
+        };
+        if !is_identifier(&name) {
+            self.problem(
+                format!("{field}.as"),
+                format!(
+                    "output name {name:?} must be a letter or _ followed by letters, digits or _"
+                ),
+            );
+        } else if !output_names.insert(name.clone()) {
+            self.problem(
+                format!("{field}.as"),
+                format!("output name `{name}` is used twice"),
+            );
         }
+        let column_type = match &value.column {
+            Some(c) => self.scalar_column(&format!("{field}.column"), c),
+            None => None,
+        };
+        let resolved = match value.agg {
+            None => {
+                let Some(column) = &value.column else {
+                    return None;
+                };
+                if aggregating && !grouped(column) {
+                    self.problem(
+                        format!("{field}.column"),
+                        format!("value column `{column}` is neither grouped (key or group_by) nor aggregated"),
+                    );
+                }
+                column_type.map(|t| (Source::Column(column.to_ascii_lowercase()), t))
+            }
+            Some(func) => {
+                if value.column.is_some() && column_type.is_none() {
+                    return None; // already reported
+                }
+                match aggregate_type(func, column_type.as_ref()) {
+                    Ok(t) => Some((
+                        Source::Aggregate {
+                            func,
+                            column: value.column.as_ref().map(|c| c.to_ascii_lowercase()),
+                        },
+                        t,
+                    )),
+                    Err(message) => {
+                        let column = value.column.as_deref().unwrap_or("");
+                        self.problem(
+                            format!("{field}.agg"),
+                            format!("{message} (column `{column}`)"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        resolved.map(|(source, data_type)| OutputField {
+            name,
+            source,
+            data_type,
+        })
+    }
 
+    /// The order within a key: the spec's fields, then (for determinism) the remaining output
+    /// fields in spec order, ascending, as tie-breakers.
+    fn resolve_order(&mut self, spec: &ApiSpec, outputs: &[OutputField]) -> Vec<SortField> {
         let mut order = Vec::new();
         for (i, o) in spec.order_by.iter().enumerate() {
             match outputs
@@ -629,7 +691,6 @@ impl Validator<'_> {
                 ),
             }
         }
-        // Determinism: ties broken by the remaining output fields in spec order, ascending.
         for p in 0..outputs.len() {
             if !order.iter().any(|s| s.output == p) {
                 order.push(SortField {
@@ -639,6 +700,11 @@ impl Validator<'_> {
             }
         }
 
+        order
+    }
+
+    fn check_limit_and_shape(&mut self, spec: &ApiSpec) {
+        let aggregating = spec.is_aggregating();
         match spec.limit {
             Some(0) => self.problem("limit", "limit must be at least 1"),
             Some(n) if n > 1_000_000 => self.problem(
@@ -661,7 +727,9 @@ impl Validator<'_> {
                 );
             }
         }
+    }
 
+    fn resolve_filters(&mut self, spec: &ApiSpec) -> Vec<ResolvedFilter> {
         let mut filters = Vec::new();
         for (i, f) in spec.filter.iter().enumerate() {
             let field = format!("filter[{i}]");
@@ -696,46 +764,38 @@ impl Validator<'_> {
             }
         }
 
-        let mut columns: Vec<String> = Vec::new();
-        let mut use_column = |c: &str| {
-            let c = c.to_ascii_lowercase();
-            if !columns.contains(&c) {
-                columns.push(c);
-            }
-        };
-        keys.iter().for_each(|k| use_column(&k.name));
-        group_by.iter().for_each(|g| use_column(g));
-        for o in &outputs {
-            match &o.source {
-                Source::Column(c)
-                | Source::Aggregate {
-                    column: Some(c), ..
-                } => use_column(c),
-                Source::Aggregate { column: None, .. } => {}
-            }
-        }
-        filters.iter().for_each(|f| use_column(&f.column));
+        filters
+    }
+}
 
-        let grouping = aggregating.then(|| {
-            let mut g: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
-            for c in &group_by {
-                if !g.contains(c) {
-                    g.push(c.clone());
-                }
-            }
-            g
-        });
-        ResolvedSpec {
-            spec: spec.clone(),
-            table,
-            keys,
-            outputs,
-            grouping,
-            order,
-            filters,
-            columns,
+/// Every column the engine must read, each once, in first-use order.
+fn columns_read(
+    keys: &[Field],
+    group_by: &[String],
+    outputs: &[OutputField],
+    filters: &[ResolvedFilter],
+) -> Vec<String> {
+    let mut columns: Vec<String> = Vec::new();
+    let mut use_column = |c: &str| {
+        let c = c.to_ascii_lowercase();
+        if !columns.contains(&c) {
+            columns.push(c);
+        }
+    };
+    keys.iter().for_each(|k| use_column(&k.name));
+    group_by.iter().for_each(|g| use_column(g));
+    for o in outputs {
+        match &o.source {
+            Source::Column(c)
+            | Source::Aggregate {
+                column: Some(c), ..
+            } => use_column(c),
+            Source::Aggregate { column: None, .. } => {}
         }
     }
+    filters.iter().for_each(|f| use_column(&f.column));
+
+    columns
 }
 
 /// Converts a JSON/TOML literal to the column's type; strings are never reinterpreted as code.
