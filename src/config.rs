@@ -1,10 +1,10 @@
 //! One typed configuration for every command: `tablecast.toml` (or `--config FILE`), then
-//! `TABLECAST_*` environment overrides. `TABLECAST_GUARDS__MAX_ROWS=1000` sets
-//! `[guards] max_rows = 1000`: the name after the prefix is the path, `__` between levels.
+//! `TABLECAST_*` environment overrides, layered as [`edge_contract::settings`] says.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use edge_contract::settings::{Layered, LogConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,24 +30,6 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `text` for people, `json` for machines.
-    pub format: String,
-    /// A `tracing` filter, e.g. `info,tablecast=debug`.
-    pub filter: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: "text".into(),
-            filter: "info".into(),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         let home = std::env::var_os("HOME")
@@ -69,17 +51,6 @@ impl Default for Config {
     }
 }
 
-/// Environment variables with the prefix that are not configuration (used by scripts and tests).
-const NOT_CONFIG: &[&str] = &[
-    "CONFIG",
-    "BIN",
-    "VENV",
-    "ROOT",
-    "CACHE",
-    "ADMIN_TOKEN",
-    "TOKEN",
-];
-
 impl Config {
     /// Loads `path` if given, else `./tablecast.toml` if present, else defaults; then applies
     /// the environment.
@@ -89,36 +60,15 @@ impl Config {
     }
 
     fn load_with(path: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
-        let explicit = path.map(Path::to_path_buf).or_else(|| {
-            env.iter()
-                .find(|(k, _)| k == "TABLECAST_CONFIG")
-                .map(|(_, v)| PathBuf::from(v))
-        });
-        let file = explicit
-            .clone()
-            .or_else(|| Some(PathBuf::from("tablecast.toml")).filter(|p| p.exists()));
-        let mut table = match &file {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading config {}", p.display()))?;
-                text.parse::<toml::Table>()
-                    .with_context(|| format!("parsing config {}", p.display()))?
-            }
-            None => toml::Table::new(),
-        };
-        apply_env(&mut table, env)?;
-        let staging_given = table
+        let layered = Layered::load(path, env)?;
+        let staging_given = layered
+            .table
             .get("fallback")
             .and_then(|f| f.get("staging_dir"))
             .is_some();
-        let mut config: Config = toml::Value::Table(table).try_into().with_context(|| {
-            format!(
-                "config {} (with TABLECAST_* overrides)",
-                file.as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "defaults".into())
-            )
-        })?;
+        let mut config: Config = toml::Value::Table(layered.table.clone())
+            .try_into()
+            .with_context(|| layered.origin())?;
         // The documented short name for the dashboard's admin token.
         if let Some((_, token)) = env.iter().find(|(k, _)| k == "TABLECAST_ADMIN_TOKEN") {
             config.dashboard.admin_token = Some(token.clone());
@@ -156,43 +106,10 @@ impl Config {
     }
 }
 
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
-    for (name, value) in env {
-        let Some(rest) = name.strip_prefix("TABLECAST_") else {
-            continue;
-        };
-        if NOT_CONFIG.contains(&rest) || rest.starts_with("TEST_") {
-            continue;
-        }
-        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        let (last, parents) = path.split_last().context("empty variable name")?;
-        let mut node = &mut *table;
-        for p in parents {
-            let entry = node
-                .entry(p.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            node = match entry {
-                toml::Value::Table(t) => t,
-                _ => bail!("{name}: `{p}` is not a section"),
-            };
-        }
-        node.insert(last.clone(), env_value(value));
-    }
-    Ok(())
-}
-
-/// `1000` is an integer, `true` a boolean, `["a","b"]` an array; anything else a string.
-fn env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_contract::settings::apply_env;
 
     #[test]
     fn env_overrides_nested_fields_with_types() {

@@ -59,10 +59,10 @@ impl AppStack {
         if let Some(e) = edges.get(url) {
             return Ok(Arc::clone(e));
         }
-        let edge = Arc::new(edge_cache::RedisEdge::lazy(
-            url,
-            self.config.edge.options(),
-        )?);
+        let edge = Arc::new(
+            edge_cache::RedisEdge::lazy(url, self.config.edge.options())
+                .map_err(edge_contract::EdgeError::from)?,
+        );
         edges.insert(url.to_string(), Arc::clone(&edge));
         Ok(edge)
     }

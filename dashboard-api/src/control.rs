@@ -515,13 +515,14 @@ impl ControlPlane {
             let error = StepError {
                 step: Step::Commit,
                 edge: Some(edge.clone()),
-                source: publisher::Error::Edge {
+                source: edge_contract::EdgeError {
                     edge,
                     step: "commit".into(),
                     message,
                     // The next attempt converges this one's edges first, then publishes.
                     transient: true,
-                },
+                }
+                .into(),
             };
             return (outcomes, Err(error));
         }

@@ -61,6 +61,13 @@ pub enum Error {
     Internal(String),
 }
 
+/// An edge's failure is the publisher's, and is answered as such.
+impl From<edge_contract::EdgeError> for Error {
+    fn from(e: edge_contract::EdgeError) -> Self {
+        Error::Publisher(e.into())
+    }
+}
+
 impl Error {
     pub fn not_found(what: &'static str, name: impl Into<String>) -> Self {
         Error::NotFound {
@@ -201,7 +208,7 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         );
         // An edge that answered and refused a step is not "unavailable".
-        let e = Error::from(publisher::Error::Edge {
+        let e = Error::from(edge_contract::EdgeError {
             edge: "redis://e:1".into(),
             step: "seal".into(),
             message: "incomplete".into(),

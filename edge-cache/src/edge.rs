@@ -27,8 +27,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use publisher::canonical::{Checksum, Entry};
-use publisher::sink::{Access, EdgeSink, EdgeVersions, Fence, SwitchMode, VersionManifest};
+use edge_contract::canonical::{Checksum, Entry};
+use edge_contract::sink::{
+    Access, EdgeResult, EdgeSink, EdgeVersions, Fence, SwitchMode, VersionManifest,
+};
 use redis::{Cmd, RedisError, Value};
 
 use crate::conn::{Address, Conn, Grouped, Timeouts, value};
@@ -157,7 +159,7 @@ impl std::fmt::Debug for RedisEdge {
 }
 
 fn check_api(edge: &str, step: &'static str, api: &str) -> Result<()> {
-    if publisher::spec::is_api_name(api) {
+    if edge_contract::is_api_name(api) {
         Ok(())
     } else {
         Err(Error::edge(
@@ -956,23 +958,23 @@ impl EdgeSink for RedisEdge {
         &self.address
     }
 
-    async fn versions(&self, api: &str) -> publisher::Result<EdgeVersions> {
+    async fn versions(&self, api: &str) -> EdgeResult<EdgeVersions> {
         Ok(RedisEdge::versions(self, api).await?)
     }
 
-    async fn holds(&self, api: &str, version: u64) -> publisher::Result<bool> {
+    async fn holds(&self, api: &str, version: u64) -> EdgeResult<bool> {
         Ok(RedisEdge::holds(self, api, version).await?)
     }
 
-    async fn begin(&self, manifest: &VersionManifest) -> publisher::Result<()> {
+    async fn begin(&self, manifest: &VersionManifest) -> EdgeResult<()> {
         Ok(RedisEdge::begin(self, manifest).await?)
     }
 
-    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> publisher::Result<()> {
+    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> EdgeResult<()> {
         Ok(RedisEdge::write(self, api, version, entries).await?)
     }
 
-    async fn seal(&self, manifest: &VersionManifest) -> publisher::Result<Checksum> {
+    async fn seal(&self, manifest: &VersionManifest) -> EdgeResult<Checksum> {
         Ok(RedisEdge::seal(self, manifest).await?)
     }
 
@@ -982,19 +984,19 @@ impl EdgeSink for RedisEdge {
         version: u64,
         fence: Fence,
         mode: SwitchMode,
-    ) -> publisher::Result<Option<u64>> {
+    ) -> EdgeResult<Option<u64>> {
         Ok(RedisEdge::switch(self, api, version, fence, mode).await?)
     }
 
-    async fn set_access(&self, api: &str, access: &Access) -> publisher::Result<()> {
+    async fn set_access(&self, api: &str, access: &Access) -> EdgeResult<()> {
         Ok(RedisEdge::set_access(self, api, access).await?)
     }
 
-    async fn discard(&self, api: &str, version: u64) -> publisher::Result<()> {
+    async fn discard(&self, api: &str, version: u64) -> EdgeResult<()> {
         Ok(RedisEdge::discard(self, api, version).await?)
     }
 
-    async fn gc(&self, api: &str, keep: usize) -> publisher::Result<u64> {
+    async fn gc(&self, api: &str, keep: usize) -> EdgeResult<u64> {
         Ok(RedisEdge::gc(self, api, keep).await?)
     }
 }

@@ -24,8 +24,6 @@ pub enum Error {
         "invalid edge address {0:?}: expected redis://host:port[/db] or redis+cluster://host:port[,host:port...]"
     )]
     BadAddress(String),
-    #[error("snapshot: {0}")]
-    Snapshot(#[source] publisher::Error),
     #[error("lookup service: {context}: {source}")]
     Io {
         context: String,
@@ -64,44 +62,29 @@ impl Error {
         match self {
             Error::Redis { step, .. } | Error::Edge { step, .. } => step,
             Error::BadAddress(_) => "connect",
-            Error::Snapshot(_) => "snapshot",
             Error::Io { .. } => "listen",
             Error::Config(_) => "config",
         }
     }
 }
 
-impl From<Error> for publisher::Error {
+impl From<Error> for edge_contract::EdgeError {
     /// The kind is decided here, once, from what actually failed: Redis down or silent is
     /// transient; an edge that answered and refused a step is not.
     fn from(e: Error) -> Self {
         let transient = e.is_unavailable();
-        match e {
-            Error::Redis { edge, step, source } => publisher::Error::Edge {
-                edge,
-                step: step.to_string(),
-                message: source.to_string(),
-                transient,
-            },
-            Error::Edge {
-                edge,
-                step,
-                message,
-            } => publisher::Error::Edge {
-                edge,
-                step: step.to_string(),
-                message,
-                transient,
-            },
-            Error::BadAddress(a) => publisher::Error::Edge {
-                edge: a.clone(),
-                step: "connect".into(),
-                message: Error::BadAddress(a).to_string(),
-                transient,
-            },
-            Error::Snapshot(e) => e,
-            Error::Io { context, source } => publisher::Error::Io { context, source },
-            Error::Config(m) => publisher::Error::Config(m),
+        let step = e.step().to_string();
+        let (edge, message) = match e {
+            Error::Redis { edge, source, .. } => (edge, source.to_string()),
+            Error::Edge { edge, message, .. } => (edge, message),
+            Error::BadAddress(ref address) => (address.clone(), e.to_string()),
+            Error::Io { .. } | Error::Config(_) => ("lookup service".into(), e.to_string()),
+        };
+        edge_contract::EdgeError {
+            edge,
+            step,
+            message,
+            transient,
         }
     }
 }

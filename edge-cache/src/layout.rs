@@ -25,7 +25,7 @@
 //! Global: `tc:apis`, a set of the API names this Redis has ever committed (for readiness and
 //! listing; tiny).
 
-use publisher::sink::VersionManifest;
+use edge_contract::sink::VersionManifest;
 use serde::{Deserialize, Serialize};
 
 /// The version of this layout, stored in each manifest.
@@ -81,7 +81,7 @@ pub fn bucket_pattern(api: &str, version: u64) -> String {
 /// version must agree. `buckets` is a power of two.
 pub fn bucket_of(key: &[u8], buckets: u32) -> u32 {
     debug_assert!(buckets.is_power_of_two());
-    (publisher::canonical::entry_hash(key, &[]) & u64::from(buckets - 1)) as u32
+    (edge_contract::canonical::entry_hash(key, &[]) & u64::from(buckets - 1)) as u32
 }
 
 /// Bucket count for about `keys` entries: ~1000 fields per hash, a power of two, at least 16 (so

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, router};
-use publisher::canonical::Entry;
-use publisher::keypath::KeyType;
-use publisher::sink::{Access, EdgeSink, Fence, SwitchMode};
+use edge_contract::canonical::Entry;
+use edge_contract::keypath::KeyType;
+use edge_contract::sink::{Access, EdgeSink, Fence, SwitchMode};
 use redis::AsyncCommands;
 
 fn options() -> EdgeOptions {
@@ -306,14 +306,12 @@ async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
     let err = edge.commit("api", 2).await.unwrap_err().to_string();
     assert!(err.contains("not sealed"), "{err}");
     assert_eq!(edge.serving("api").await.unwrap(), Some(1));
-    // Through the publisher's trait, the error is an Edge error naming the edge and step.
+    // Through the sink trait, the error names the edge and step, and is not worth a retry.
     let err = EdgeSink::seal(edge.as_ref(), &m2).await.unwrap_err();
-    match err {
-        publisher::Error::Edge { edge: e, step, .. } => {
-            assert_eq!((e.as_str(), step.as_str()), (redis.url().as_str(), "seal"))
-        }
-        other => panic!("{other}"),
-    }
+    assert_eq!(
+        (err.edge.as_str(), err.step.as_str(), err.transient),
+        (redis.url().as_str(), "seal", false)
+    );
     // A writer that acknowledges a different checksum than the version's is refused too.
     let mut wrong = m2.clone();
     wrong.checksum.sum ^= 1;

@@ -474,3 +474,70 @@ fn served_version(resp: &reqwest::Response) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// The stand-alone `tablecast-lookup` binary: reads `[lookup]` from the shared configuration
+/// file (ignoring the sections other binaries own), takes `TABLECAST_LOOKUP__*` overrides and
+/// flags over it, answers lookups, stops on SIGTERM; a bad setting is refused with exit 2 and
+/// a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_binary_serves_from_the_shared_config_and_stops_on_sigterm() {
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let entries = composite_entries(20, 1);
+    let m = manifest("bin", 1, &composite_types(), checksum(&entries));
+    publish(&edge, &m, &entries).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tablecast.toml");
+    let port = fixtures::redis::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "metastore = \"thrift://nowhere:9083\"\n[guards]\nmax_rows = 5\n\
+             [lookup]\nredis_url = \"redis://127.0.0.1:1\"\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_tablecast-lookup");
+    let mut child = std::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .env("TABLECAST_LOOKUP__REDIS_URL", redis.url())
+        .env("TABLECAST_LOOKUP__VERSION_CACHE_MS", "20")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("the lookup binary answers", Duration::from_secs(20), || {
+        let client = client.clone();
+        let url = format!("{base}/readyz");
+        async move { status(&client, &url).await == 200 }
+    })
+    .await;
+    let path = key_path("bin", &entries[7].key);
+    let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap().as_bytes(), entries[7].value);
+
+    // SAFETY: signals the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exited = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success(), "{exited:?}");
+
+    let refused = std::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .env("TABLECAST_LOOKUP__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("listen") && stderr.contains("tablecast.toml"),
+        "{stderr}"
+    );
+}

@@ -48,15 +48,10 @@ pub enum Error {
     },
     #[error("encoding column `{column}`: {message}")]
     Encoding { column: String, message: String },
-    /// An edge failed; `transient` when its Redis was down or silent (set by the edge code
+    /// An edge failed; transient when its Redis was down or silent (set by the edge code
     /// that saw it), not when the edge answered and refused a step.
-    #[error("edge {edge}: {step}: {message}")]
-    Edge {
-        edge: String,
-        step: String,
-        message: String,
-        transient: bool,
-    },
+    #[error(transparent)]
+    Edge(#[from] edge_contract::EdgeError),
     #[error("snapshot {path}: {message}")]
     Snapshot { path: String, message: String },
     #[error("config: {0}")]
@@ -106,14 +101,14 @@ impl Error {
             | Error::Lease {
                 transient: true, ..
             }
-            | Error::Edge {
+            | Error::Edge(edge_contract::EdgeError {
                 transient: true, ..
-            }
+            })
             | Error::Engine {
                 transient: true, ..
             } => ErrorKind::Transient,
             Error::DatabaseNotFound(..) | Error::TableNotFound(..) => ErrorKind::NotFound,
-            Error::Lease { .. } | Error::Edge { .. } => ErrorKind::Conflict,
+            Error::Lease { .. } | Error::Edge(_) => ErrorKind::Conflict,
             Error::BadTableName(_)
             | Error::BadCatalogUri(_)
             | Error::Catalog { .. }
@@ -158,12 +153,12 @@ mod tests {
     use super::*;
 
     fn edge(transient: bool) -> Error {
-        Error::Edge {
+        Error::Edge(edge_contract::EdgeError {
             edge: "redis://e:1".into(),
             step: "seal".into(),
             message: "incomplete".into(),
             transient,
-        }
+        })
     }
 
     /// The mappings that used to be wrong: every edge error was transient (a seal failure was

@@ -23,13 +23,14 @@ pub mod error;
 pub mod files;
 pub mod freshness;
 pub mod guards;
-pub mod keypath;
 pub mod publish;
 
 pub mod report;
 pub mod schema;
-pub mod sink;
 pub mod snapshot;
 pub mod spec;
 
+/// The contract with the edges, owned by `edge-contract` and re-exported under the paths the
+/// publisher has always used.
+pub use edge_contract::{keypath, sink};
 pub use error::{Error, ErrorKind, Result};

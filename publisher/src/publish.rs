@@ -113,7 +113,7 @@ impl Plan {
                 .spec
                 .keys
                 .iter()
-                .map(|k| KeyType::of(&k.data_type))
+                .map(|k| key_type(&k.data_type))
                 .collect(),
             key_names: self.spec.keys.iter().map(|k| k.name.clone()).collect(),
             checksum,
@@ -142,11 +142,11 @@ impl StepError {
         }
     }
 
-    pub fn at_edge(step: Step, edge: &dyn EdgeSink, source: Error) -> Self {
+    pub fn at_edge(step: Step, edge: &dyn EdgeSink, source: impl Into<Error>) -> Self {
         StepError {
             step,
             edge: Some(edge.address().to_string()),
-            source,
+            source: source.into(),
         }
     }
 
@@ -645,7 +645,7 @@ impl EntrySink for EdgeFanout<'_> {
         for (edge, r) in self.edges.iter().zip(results) {
             if let Err(e) = r {
                 self.failed_edge = Some(edge.address().to_string());
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(())
@@ -692,4 +692,18 @@ pub async fn inspect(table: &TableMeta, spec: &ResolvedSpec) -> Result<Inspectio
         rows,
         rows_source,
     })
+}
+
+/// How lookups will read a key column of this Arrow type from a URL segment.
+fn key_type(t: &arrow::datatypes::DataType) -> KeyType {
+    use arrow::datatypes::DataType::*;
+    match t {
+        t if t.is_integer() => KeyType::Int,
+        t if t.is_floating() => KeyType::Float,
+        Boolean => KeyType::Bool,
+        Decimal128(_, s) => KeyType::Decimal { scale: *s },
+        Date32 => KeyType::Date,
+        Timestamp(..) => KeyType::Timestamp,
+        _ => KeyType::Str,
+    }
 }

@@ -17,6 +17,8 @@ use crate::catalog::TableMeta;
 use crate::error::{Error, Result};
 use crate::guards::LimitOverrides;
 use crate::schema::{TableName, is_identifier, is_scalar_type, normalize_arrow};
+pub use edge_contract::canonical::parse_decimal;
+pub use edge_contract::is_api_name;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -342,14 +344,6 @@ fn partition_value_matches(value: &str, filter: &ResolvedFilter) -> bool {
 
 fn days_since_epoch(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
-}
-
-/// API names appear in URLs and cache keys.
-pub fn is_api_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The type an aggregate produces; both engines cast their results to it, so that the canonical
@@ -864,41 +858,6 @@ fn parse_timestamp_micros(s: &str) -> Option<i64> {
             .and_then(|d| d.and_hms_opt(0, 0, 0))
     })
     .map(|t| t.and_utc().timestamp_micros())
-}
-
-/// Parses `-123.45` into the unscaled integer of a DECIMAL(p, s), refusing lost digits.
-pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> std::result::Result<i128, String> {
-    let bad = || format!("{text:?} is not a decimal({precision},{scale}) literal");
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-    if int_part.is_empty() && frac_part.is_empty()
-        || !int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let scale = scale.max(0) as usize;
-    let frac_trimmed = frac_part.trim_end_matches('0');
-    if frac_trimmed.len() > scale {
-        return Err(format!("{text:?} has more than {scale} decimal places"));
-    }
-    let int_digits = int_part.trim_start_matches('0');
-    if int_digits.len() + scale > precision as usize {
-        return Err(format!(
-            "{text:?} does not fit decimal({precision},{scale})"
-        ));
-    }
-    let mut unscaled: i128 = 0;
-    for b in int_digits.bytes().chain(frac_trimmed.bytes()) {
-        unscaled = unscaled * 10 + i128::from(b - b'0');
-    }
-    unscaled *= 10i128.pow((scale - frac_trimmed.len()) as u32);
-    Ok(if negative { -unscaled } else { unscaled })
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
             tokio::spawn(edge_cache::serve_on(
                 listener,
                 state,
-                super::edge::shutdown_signal(),
+                edge_cache::shutdown_signal(),
             )),
         ));
         redis.push(server);
@@ -163,7 +163,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         listener,
         dashboard,
         stack,
-        super::edge::shutdown_signal(),
+        edge_cache::shutdown_signal(),
     ));
 
     println!(
@@ -188,7 +188,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
         "  curl -s -X POST http://{first}/v1/recent_activity/_batch -d '{{\"keys\":[[1],[2]]}}'"
     );
     println!("\nCtrl-C stops everything.");
-    super::edge::shutdown_signal().await;
+    edge_cache::shutdown_signal().await;
     eprintln!("stopping…");
     for (_, task) in lookups {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -34,7 +34,7 @@ pub async fn run(command: EdgeCommand, config: &Config) -> Result<ExitCode> {
             if let Some(l) = listen {
                 lookup.listen = l;
             }
-            edge_cache::serve(lookup, shutdown_signal()).await?;
+            edge_cache::serve(lookup, edge_cache::shutdown_signal()).await?;
         }
         EdgeCommand::Rehydrate { api, redis } => {
             let control = crate::stack::control(config).await?;
@@ -50,20 +50,4 @@ pub async fn run(command: EdgeCommand, config: &Config) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGTERM or Ctrl-C: servers then drain and stop.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -20,7 +20,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> Result<ExitCode> {
         dashboard.listen = l;
     }
     let stack = Arc::new(crate::stack::AppStack::new(config.clone()));
-    dashboard_api::serve(dashboard, stack, super::edge::shutdown_signal()).await?;
+    dashboard_api::serve(dashboard, stack, edge_cache::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

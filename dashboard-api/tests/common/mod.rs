@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use dashboard_api::{NamedCatalog, ServerConfig, Stack};
 use futures::StreamExt;
 use publisher::canonical::{Checksum, Entry};
-use publisher::sink::{Access, EdgeSink, EdgeVersions, Fence, SwitchMode, VersionManifest};
+use publisher::sink::{
+    Access, EdgeError, EdgeResult, EdgeSink, EdgeVersions, Fence, SwitchMode, VersionManifest,
+};
 use serde_json::{Value, json};
 
 pub const ADMIN: &str = "admin-token-for-tests-0123456789";
@@ -93,19 +95,19 @@ impl EdgeSink for FaultyEdge {
         EdgeSink::address(self.redis.as_ref())
     }
 
-    async fn versions(&self, api: &str) -> publisher::Result<EdgeVersions> {
+    async fn versions(&self, api: &str) -> EdgeResult<EdgeVersions> {
         EdgeSink::versions(self.redis.as_ref(), api).await
     }
 
-    async fn holds(&self, api: &str, version: u64) -> publisher::Result<bool> {
+    async fn holds(&self, api: &str, version: u64) -> EdgeResult<bool> {
         EdgeSink::holds(self.redis.as_ref(), api, version).await
     }
 
-    async fn begin(&self, manifest: &VersionManifest) -> publisher::Result<()> {
+    async fn begin(&self, manifest: &VersionManifest) -> EdgeResult<()> {
         EdgeSink::begin(self.redis.as_ref(), manifest).await
     }
 
-    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> publisher::Result<()> {
+    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> EdgeResult<()> {
         let delay = self.faults.write_delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -114,10 +116,12 @@ impl EdgeSink for FaultyEdge {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if self.faults.permanent_writes.load(Ordering::Relaxed) {
-            return Err(publisher::Error::Config(format!(
-                "edge {}: injected permanent fault",
-                self.address()
-            )));
+            return Err(EdgeError {
+                edge: self.address().to_string(),
+                step: "write".into(),
+                message: "injected permanent fault".into(),
+                transient: false,
+            });
         }
         if self
             .faults
@@ -125,7 +129,7 @@ impl EdgeSink for FaultyEdge {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(publisher::Error::Edge {
+            return Err(EdgeError {
                 edge: self.address().to_string(),
                 step: "write".into(),
                 message: "injected transient fault: connection reset".into(),
@@ -135,7 +139,7 @@ impl EdgeSink for FaultyEdge {
         EdgeSink::write(self.redis.as_ref(), api, version, entries).await
     }
 
-    async fn seal(&self, manifest: &VersionManifest) -> publisher::Result<Checksum> {
+    async fn seal(&self, manifest: &VersionManifest) -> EdgeResult<Checksum> {
         EdgeSink::seal(self.redis.as_ref(), manifest).await
     }
 
@@ -145,11 +149,11 @@ impl EdgeSink for FaultyEdge {
         version: u64,
         fence: Fence,
         mode: SwitchMode,
-    ) -> publisher::Result<Option<u64>> {
+    ) -> EdgeResult<Option<u64>> {
         EdgeSink::switch(self.redis.as_ref(), api, version, fence, mode).await
     }
 
-    async fn set_access(&self, api: &str, access: &Access) -> publisher::Result<()> {
+    async fn set_access(&self, api: &str, access: &Access) -> EdgeResult<()> {
         self.pushes.lock().unwrap().push((
             self.address().to_string(),
             api.to_string(),
@@ -159,11 +163,11 @@ impl EdgeSink for FaultyEdge {
         EdgeSink::set_access(self.redis.as_ref(), api, access).await
     }
 
-    async fn discard(&self, api: &str, version: u64) -> publisher::Result<()> {
+    async fn discard(&self, api: &str, version: u64) -> EdgeResult<()> {
         EdgeSink::discard(self.redis.as_ref(), api, version).await
     }
 
-    async fn gc(&self, api: &str, keep: usize) -> publisher::Result<u64> {
+    async fn gc(&self, api: &str, keep: usize) -> EdgeResult<u64> {
         EdgeSink::gc(self.redis.as_ref(), api, keep).await
     }
 }
@@ -321,12 +325,13 @@ impl Stack for TestStack {
     async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn EdgeSink>> {
         match self.edges.get(url) {
             Some(e) => Ok(Arc::clone(e) as Arc<dyn EdgeSink>),
-            None => Err(publisher::Error::Edge {
+            None => Err(EdgeError {
                 edge: url.into(),
                 step: "connect".into(),
                 message: "no such test edge".into(),
                 transient: false,
-            }),
+            }
+            .into()),
         }
     }
 }

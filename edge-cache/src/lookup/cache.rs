@@ -123,7 +123,7 @@ impl LookupState {
     /// The serving state of `api`: from the cache while fresh, else from Redis.
     pub(super) async fn view(&self, api: &str) -> Result<Arc<View>, LookupError> {
         let unknown = || LookupError::UnknownApi(format!("no API `{api}` is served by this edge"));
-        if !publisher::spec::is_api_name(api) {
+        if !edge_contract::is_api_name(api) {
             return Err(unknown());
         }
         // The refresher keeps views within one TTL; a view older than a few means it is stuck

@@ -3,7 +3,7 @@
 //! - `GET /v1/{api}/{seg}/{seg}...` (composite keys as further segments; `GET /v1/{api}` for a
 //!   key-less API): the stored value bytes as they are, `content-type: application/json`,
 //!   `x-tablecast-version: N`. Segments are taken from the raw path, still percent-encoded, so
-//!   `a%2Fb` is one segment and `a/b` two; they decode with [`publisher::keypath::decode_key`].
+//!   `a%2Fb` is one segment and `a/b` two; they decode with [`edge_contract::keypath::decode_key`].
 //! - `POST /v1/{api}/_batch` with `{"keys": [[k1, ...], ...]}` (JSON values, at most
 //!   `max_batch_keys`): one pipelined round trip; `{"version":N,"results":[{"key":[...],"value":...|null}]}`.
 //! - `GET /healthz` (the process is up), `GET /readyz` (Redis answers and serves at least one
@@ -49,7 +49,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use publisher::keypath::{KeyError, KeyType, decode_key, encode_key};
+use edge_contract::keypath::{KeyError, KeyType, decode_key, encode_key};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -187,6 +187,22 @@ pub fn router(state: LookupState) -> Router {
         .route("/v1/{api}/{*rest}", get(lookup_get).post(lookup_post))
         .fallback(no_route)
         .with_state(state)
+}
+
+/// Resolves on SIGTERM or Ctrl-C: servers then drain and stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 /// Binds `config.listen` and serves lookups until `shutdown` completes (then drains in-flight

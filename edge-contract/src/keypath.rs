@@ -30,21 +30,6 @@ pub enum KeyType {
     Timestamp,
 }
 
-impl KeyType {
-    pub fn of(t: &arrow::datatypes::DataType) -> KeyType {
-        use arrow::datatypes::DataType::*;
-        match t {
-            t if t.is_integer() => KeyType::Int,
-            t if t.is_floating() => KeyType::Float,
-            Boolean => KeyType::Bool,
-            Decimal128(_, s) => KeyType::Decimal { scale: *s },
-            Date32 => KeyType::Date,
-            Timestamp(..) => KeyType::Timestamp,
-            _ => KeyType::Str,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("expected {expected} key segments, got {got}")]
@@ -240,8 +225,7 @@ pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Ve
                 canonical(text == "true" || text == "false", text.clone())?.as_bytes(),
             ),
             KeyType::Decimal { scale } => {
-                let unscaled =
-                    crate::spec::parse_decimal(&text, 38, (*scale).max(0)).map_err(err)?;
+                let unscaled = canonical::parse_decimal(&text, 38, (*scale).max(0)).map_err(err)?;
                 let mut form = Vec::new();
                 canonical::write_decimal(&mut form, unscaled, *scale);
                 let form = String::from_utf8(form).unwrap_or_default();

@@ -7,7 +7,20 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{Checksum, Entry};
-use crate::error::Result;
+
+/// Why an edge failed a step. `transient` is decided by the edge code that saw the failure:
+/// its Redis down or silent (a retry may succeed), not an edge that answered and refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("edge {edge}: {step}: {message}")]
+pub struct EdgeError {
+    /// The edge's address as the operator wrote it.
+    pub edge: String,
+    pub step: String,
+    pub message: String,
+    pub transient: bool,
+}
+
+pub type EdgeResult<T> = std::result::Result<T, EdgeError>;
 
 /// What an edge keeps about one version, written with it and read back by lookups. Who may read
 /// the API is not part of a version: see [`Access`].
@@ -23,7 +36,7 @@ pub struct VersionManifest {
     pub checksum: Checksum,
     /// `fasttrack` or `fallback`.
     pub path: String,
-    /// How new the data behind the version is (RFC 3339; see [`crate::freshness`]).
+    /// How new the data behind the version is (RFC 3339; the publisher's `freshness` module).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_time: Option<String>,
 }
@@ -80,19 +93,19 @@ pub trait EdgeSink: Send + Sync {
     /// The edge's address as the operator wrote it, for reports and errors.
     fn address(&self) -> &str;
 
-    async fn versions(&self, api: &str) -> Result<EdgeVersions>;
+    async fn versions(&self, api: &str) -> EdgeResult<EdgeVersions>;
 
     /// Whether the edge holds `version` complete: sealed here (committed or not) and not dropped.
-    async fn holds(&self, api: &str, version: u64) -> Result<bool>;
+    async fn holds(&self, api: &str, version: u64) -> EdgeResult<bool>;
 
     /// Clears any leftover staging of `version` and prepares to receive it.
-    async fn begin(&self, manifest: &VersionManifest) -> Result<()>;
+    async fn begin(&self, manifest: &VersionManifest) -> EdgeResult<()>;
 
     /// Writes a batch of entries of the staged version (pipelined; bounded by the batch).
-    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> Result<()>;
+    async fn write(&self, api: &str, version: u64, entries: &[Entry]) -> EdgeResult<()>;
 
     /// Verifies the edge holds the complete version (count and checksum) and marks it sealed.
-    async fn seal(&self, manifest: &VersionManifest) -> Result<Checksum>;
+    async fn seal(&self, manifest: &VersionManifest) -> EdgeResult<Checksum>;
 
     /// Switches readers to `version`, atomically on this edge, unless `fence` is older than one
     /// already seen here or `mode` forbids it. Returns the version served before.
@@ -102,14 +115,14 @@ pub trait EdgeSink: Send + Sync {
         version: u64,
         fence: Fence,
         mode: SwitchMode,
-    ) -> Result<Option<u64>>;
+    ) -> EdgeResult<Option<u64>>;
 
     /// Replaces who may read the API, unless the edge holds a newer access revision.
-    async fn set_access(&self, api: &str, access: &Access) -> Result<()>;
+    async fn set_access(&self, api: &str, access: &Access) -> EdgeResult<()>;
 
     /// Removes a staged, never-committed version.
-    async fn discard(&self, api: &str, version: u64) -> Result<()>;
+    async fn discard(&self, api: &str, version: u64) -> EdgeResult<()>;
 
     /// Drops committed versions beyond the newest `keep`, and stale staging, without blocking.
-    async fn gc(&self, api: &str, keep: usize) -> Result<u64>;
+    async fn gc(&self, api: &str, keep: usize) -> EdgeResult<u64>;
 }
