@@ -76,6 +76,47 @@ async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
         assert_eq!(again.status().as_u16(), 304, "{path} with its ETag");
         assert!(again.bytes().await.unwrap().is_empty());
     }
+    // The entry module's imports, followed transitively, are all served as JavaScript; and
+    // every file of `ui/` is served (a module added but not embedded would break the page).
+    let mut modules = vec!["app.js".to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(module) = modules.pop() {
+        if !seen.insert(module.clone()) {
+            continue;
+        }
+        let r = server
+            .client
+            .get(server.url(&format!("/ui/{module}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{module}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "text/javascript; charset=utf-8",
+            "{module}"
+        );
+        let source = r.text().await.unwrap();
+        for part in source.split(" from './").skip(1) {
+            modules.push(part[..part.find('\'').unwrap()].to_string());
+        }
+    }
+    assert!(seen.len() > 5, "the page is split into modules: {seen:?}");
+    let ui_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    for file in std::fs::read_dir(&ui_dir).unwrap() {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        let path = if name == "index.html" {
+            "/".to_string()
+        } else {
+            format!("/ui/{name}")
+        };
+        let r = server.client.get(server.url(&path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "ui/{name} is not served");
+        if name.ends_with(".js") {
+            assert!(seen.contains(&name), "ui/{name} is imported by no module");
+        }
+    }
+
     let missing = server
         .client
         .get(server.url("/ui/nope.js"))

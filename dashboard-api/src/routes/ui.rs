@@ -31,37 +31,44 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// One file of `ui/`, embedded in the binary: `asset!("name", "content type")`.
+macro_rules! asset {
+    ($file:literal, $content_type:expr) => {
+        (
+            $file,
+            Asset {
+                content_type: $content_type,
+                body: include_bytes!(concat!("../../ui/", $file)),
+            },
+        )
+    };
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
 /// `/` is `index.html`; the rest are under `/ui/`.
 static ASSETS: LazyLock<HashMap<&'static str, (Asset, String)>> = LazyLock::new(|| {
     let assets = [
-        (
-            "index.html",
-            Asset {
-                content_type: "text/html; charset=utf-8",
-                body: include_bytes!("../../ui/index.html"),
-            },
-        ),
-        (
-            "app.js",
-            Asset {
-                content_type: "text/javascript; charset=utf-8",
-                body: include_bytes!("../../ui/app.js"),
-            },
-        ),
-        (
-            "app.css",
-            Asset {
-                content_type: "text/css; charset=utf-8",
-                body: include_bytes!("../../ui/app.css"),
-            },
-        ),
-        (
-            "favicon.svg",
-            Asset {
-                content_type: "image/svg+xml",
-                body: include_bytes!("../../ui/favicon.svg"),
-            },
-        ),
+        asset!("index.html", "text/html; charset=utf-8"),
+        asset!("app.css", "text/css; charset=utf-8"),
+        asset!("favicon.svg", "image/svg+xml"),
+        // The page's ES modules: `app.js` is the entry (router and boot), the rest it imports.
+        asset!("app.js", JAVASCRIPT),
+        asset!("dom.js", JAVASCRIPT),
+        asset!("format.js", JAVASCRIPT),
+        asset!("nav.js", JAVASCRIPT),
+        asset!("api.js", JAVASCRIPT),
+        asset!("chrome.js", JAVASCRIPT),
+        asset!("spec.js", JAVASCRIPT),
+        asset!("progress.js", JAVASCRIPT),
+        asset!("api-form-model.js", JAVASCRIPT),
+        asset!("page-login.js", JAVASCRIPT),
+        asset!("page-tables.js", JAVASCRIPT),
+        asset!("page-apis.js", JAVASCRIPT),
+        asset!("page-api.js", JAVASCRIPT),
+        asset!("page-api-form.js", JAVASCRIPT),
+        asset!("page-jobs.js", JAVASCRIPT),
+        asset!("page-tokens.js", JAVASCRIPT),
     ];
     assets
         .into_iter()

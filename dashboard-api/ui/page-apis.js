@@ -1,0 +1,53 @@
+// Page #/apis: the list of APIs with what each serves and its last publish.
+
+import { enc, fill, h } from './dom.js';
+import { fmtBytes, fmtInt, pill, when } from './format.js';
+import { get } from './api.js';
+import { attempt, head, page } from './chrome.js';
+import { describeSpec } from './spec.js';
+
+export async function viewApis(ctx) {
+  const [apis, jobs] = await Promise.all([
+    get('/api/apis', { signal: ctx.signal }),
+    get('/api/jobs?limit=500', { signal: ctx.signal }),
+  ]);
+  const lastPublish = new Map();
+  for (const j of jobs) if (j.kind === 'publish' && !lastPublish.has(j.api)) lastPublish.set(j.api, j);
+
+  const newButton = h('a', { class: 'btn btn-primary', href: '#/apis/new', id: 'new-api' }, 'New API');
+  if (!apis.length) {
+    page(ctx, 'APIs', 'apis', head({ title: 'APIs', actions: newButton }),
+      h('div', { class: 'card empty' }, h('strong', {}, 'No APIs yet'),
+        'Pick a table in ', h('a', { href: '#/tables' }, 'Tables'), ' and press “New API from this table”, or start from scratch with New API.'));
+    return;
+  }
+  const rows = apis.map((a) => {
+    const job = lastPublish.get(a.name);
+    const serving = h('td', { class: 'num' }, h('span', { class: 'spinner', 'aria-label': 'loading' }));
+    const path = h('td', {}, job && job.report && job.report.path ? job.report.path : '—');
+    const keys = h('td', { class: 'num' }, '—');
+    const size = h('td', { class: 'num' }, '—');
+    attempt(ctx, serving, async () => {
+      const v = await get(`/api/apis/${enc(a.name)}/versions`, { signal: ctx.signal });
+      fill(serving, v.serving ? pill(`v${v.serving}`, 'ok') : v.edges.some((e) => e.serving) ? pill('edges differ', 'warn') : h('span', { class: 'muted' }, 'not published'));
+      const current = v.history.find((x) => x.version === v.serving) || v.history[0];
+      if (current) {
+        path.textContent = current.path;
+        keys.textContent = fmtInt(current.keys);
+        size.textContent = fmtBytes(current.bytes);
+      }
+    });
+    return h('tr', { dataset: { api: a.name } },
+      h('td', {}, h('a', { href: `#/apis/${enc(a.name)}`, dataset: { test: `api-${a.name}` } }, a.name), a.protected ? [' ', pill('protected', 'info')] : null,
+        h('span', { class: 'sub' }, describeSpec(a.spec))),
+      h('td', { class: 'mono small' }, a.spec.table),
+      serving,
+      h('td', {}, job ? [pill(job.state, job.state), ' ', when(job.finished_at || job.created_at)] : h('span', { class: 'muted' }, 'never')),
+      path, keys, size);
+  });
+  page(ctx, 'APIs', 'apis',
+    head({ title: 'APIs', subtitle: `${apis.length} API${apis.length === 1 ? '' : 's'} defined`, actions: newButton }),
+    h('div', { class: 'table-wrap card', id: 'apis-table-wrap' }, h('table', { class: 'data', id: 'apis-table' },
+      h('thead', {}, h('tr', {}, ['API', 'Table', 'Serving', 'Last publish', 'Path', 'Keys', 'Size'].map((c, i) => h('th', { scope: 'col', class: i >= 5 || i === 2 ? 'num' : '' }, c)))),
+      h('tbody', {}, rows))));
+}
