@@ -144,7 +144,14 @@ pub async fn register_api(
             spec.protected |= existing.protected;
             if spec != existing.spec || catalog != existing.catalog {
                 store
-                    .update_api(&spec.name, &spec, &catalog, &existing.edge_group, "cli")
+                    .update_api(
+                        &spec.name,
+                        &spec,
+                        &catalog,
+                        &existing.edge_group,
+                        &existing.editors,
+                        "cli",
+                    )
                     .await?;
             }
         }
@@ -156,6 +163,7 @@ pub async fn register_api(
                     spec: spec.clone(),
                     catalog,
                     owner: "cli".into(),
+                    editors: Vec::new(),
                     protected: spec.protected,
                     edge_group: group,
                     revision: 1,

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::Error;
+use crate::store::ApiRow;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,37 @@ impl User {
                 self.name
             )))
         }
+    }
+}
+
+/// Who may do what with one API: every analyst may read every API (definition, plans, jobs,
+/// versions); its owner, its editors and the administrators may also change it (edit,
+/// protect, publish, roll back, delete, manage its tokens, cancel its jobs); only its owner
+/// and the administrators may change who its editors are. Every route that changes an API
+/// asks here.
+impl User {
+    pub fn may_change(&self, api: &ApiRow) -> bool {
+        self.admin || api.owner == self.name || api.editors.contains(&self.name)
+    }
+
+    pub fn require_change(&self, api: &ApiRow, action: &str) -> Result<(), Error> {
+        if self.may_change(api) {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "{} may not {action} `{}`: only its owner ({}), its editors and administrators may",
+            self.name, api.name, api.owner
+        )))
+    }
+
+    pub fn require_owner(&self, api: &ApiRow, action: &str) -> Result<(), Error> {
+        if self.admin || api.owner == self.name {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "{} may not {action} `{}`: only its owner ({}) and administrators may",
+            self.name, api.name, api.owner
+        )))
     }
 }
 

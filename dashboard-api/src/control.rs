@@ -726,6 +726,71 @@ impl ControlPlane {
         })
     }
 
+    // ---- deletion ----
+
+    /// Deletes an API, under its lease (refused while another operation holds it): the store
+    /// forgets its definition, tokens and version history and marks it retiring (queued jobs
+    /// are cancelled, and the delete is refused while one runs), then every edge drops it
+    /// ([`EdgeSink::retire`]). If an edge fails, the API stays retiring: convergence retries,
+    /// and the name cannot be created again until every edge has dropped it. Returns the
+    /// cancelled jobs and each edge's outcome.
+    pub async fn delete(&self, api: &str) -> crate::Result<(Vec<String>, Vec<EdgeOutcome>)> {
+        let Some(guard) = self.try_acquire(api, "delete").await? else {
+            return Err(crate::Error::Conflict(format!(
+                "another operation on `{api}` (a publish, rollback or convergence) holds its \
+                 lease; delete it when that ends"
+            )));
+        };
+        let result = async {
+            let cancelled = self.store.delete_api(api).await?;
+            let outcomes = self.retire_leased(&guard.lease).await?;
+            Ok((cancelled, outcomes))
+        }
+        .await;
+        guard.release().await;
+        result
+    }
+
+    /// Lease held, API retiring: every recorded edge drops it; once all have, its snapshots
+    /// go and its state starts over.
+    async fn retire_leased(&self, lease: &Lease) -> crate::Result<Vec<EdgeOutcome>> {
+        let api = lease.api.as_str();
+        let Some(state) = self.store.api_state(api).await?.filter(|s| s.retiring) else {
+            return Ok(Vec::new());
+        };
+        let access = self.store.access(api).await?;
+        let sinks = self.connect(&state.edges).await?;
+        let outcomes: Vec<EdgeOutcome> = join_all(sinks.iter().map(|sink| {
+            let access = &access;
+            async move {
+                match sink.retire(api, access).await {
+                    Ok(_) => EdgeOutcome {
+                        edge: sink.address().to_string(),
+                        before: None,
+                        serving: None,
+                        action: "retired".into(),
+                        error: None,
+                    },
+                    Err(e) => {
+                        tracing::warn!(edge = sink.address(), api, error = %e, "retiring a deleted API failed; convergence retries");
+                        EdgeOutcome::failed(sink.address(), None, e)
+                    }
+                }
+            }
+        }))
+        .await;
+        if outcomes.iter().all(|o| o.error.is_none()) {
+            self.snapshots.remove_api(api)?;
+            self.store.retired(lease).await?;
+            tracing::info!(
+                api,
+                edges = outcomes.len(),
+                "deleted API retired from every edge"
+            );
+        }
+        Ok(outcomes)
+    }
+
     // ---- convergence ----
 
     /// Brings every edge of the API to the store's desired state, waiting for the lease.
@@ -765,19 +830,7 @@ impl ControlPlane {
         &self,
         state: &crate::store::ApiState,
     ) -> crate::Result<Option<ConvergeReport>> {
-        let Some(serving) = state.serving else {
-            return Ok(None);
-        };
-        let sinks = self.connect(&state.edges).await?;
-        let access = self.store.access(&state.api).await?;
-        let mut diverged = state.converging;
-        for sink in &sinks {
-            let agrees = async {
-                sink.set_access(&state.api, &access).await?;
-                Ok::<_, publisher::Error>(sink.versions(&state.api).await?.serving == Some(serving))
-            };
-            diverged |= !matches!(agrees.await, Ok(true));
-        }
+        let diverged = state.retiring || self.diverges(state).await?;
         if !diverged {
             return Ok(None);
         }
@@ -795,6 +848,25 @@ impl ControlPlane {
         Ok(Some(report))
     }
 
+    /// Re-applies access on every edge of a serving API; true if an edge does not serve what
+    /// the store says (or cannot be asked), or the last operation left it converging.
+    async fn diverges(&self, state: &crate::store::ApiState) -> crate::Result<bool> {
+        let Some(serving) = state.serving else {
+            return Ok(false);
+        };
+        let sinks = self.connect(&state.edges).await?;
+        let access = self.store.access(&state.api).await?;
+        let mut diverged = state.converging;
+        for sink in &sinks {
+            let agrees = async {
+                sink.set_access(&state.api, &access).await?;
+                Ok::<_, publisher::Error>(sink.versions(&state.api).await?.serving == Some(serving))
+            };
+            diverged |= !matches!(agrees.await, Ok(true));
+        }
+        Ok(diverged)
+    }
+
     /// Lease held: every edge to the store's serving version, forward (switch to a held
     /// version, or refill it from its snapshot) or, when a reachable edge can have it neither
     /// way, back to the previous version.
@@ -808,6 +880,15 @@ impl ControlPlane {
                 edges: Vec::new(),
             });
         };
+        if state.retiring {
+            let edges = self.retire_leased(lease).await?;
+            return Ok(ConvergeReport {
+                api: api.to_string(),
+                serving: None,
+                converged: edges.iter().all(|o| o.error.is_none()),
+                edges,
+            });
+        }
         let Some(mut target) = state.serving else {
             return Ok(ConvergeReport {
                 api: api.to_string(),

@@ -72,3 +72,48 @@ async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_ca
     assert_eq!(stack.serving(1, "conv").await, Some(3));
     server.stop().await;
 }
+
+/// A delete that one edge cannot take (unreachable) leaves the API retiring: the other edge
+/// dropped it, the name cannot be created again (409 naming the edges) until convergence has
+/// retired it there too; then it starts over from version 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_an_edge_missed_is_finished_by_convergence_before_the_name_is_reused() {
+    let dir = workspace();
+    let server = TestServer::boot(dir.path()).await;
+    let stack = &server.stack;
+    server.create_api(top_products_spec("gone")).await;
+    for _ in 1..=2 {
+        let job = server.wait_job(&server.publish("gone").await).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+    stack.edge(1).faults.fail_retire(true);
+    let (status, deleted) = server.delete("/api/apis/gone").await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["retired"], false, "{deleted}");
+    assert_eq!(deleted["edges"][1]["ok"], false, "{deleted}");
+    assert_eq!(stack.serving(0, "gone").await, None);
+    assert!(!stack.edge(0).redis.holds("gone", 2).await.unwrap());
+
+    let (status, refused) = server
+        .post(
+            "/api/apis",
+            serde_json::json!({ "spec": top_products_spec("gone") }),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&stack.urls[1]), "{message}");
+
+    stack.edge(1).faults.fail_retire(false);
+    let control = control_plane(&server, dir.path()).await;
+    control.converge_all().await.unwrap();
+    assert_eq!(stack.serving(1, "gone").await, None);
+    assert!(!stack.edge(1).redis.holds("gone", 2).await.unwrap());
+    let state = control.store().api_state("gone").await.unwrap().unwrap();
+    assert!(!state.retiring && state.edges.is_empty(), "{state:?}");
+
+    server.create_api(top_products_spec("gone")).await;
+    let job = server.wait_job(&server.publish("gone").await).await;
+    assert_eq!(job["report"]["version"], 1, "{job}");
+    server.stop().await;
+}

@@ -281,9 +281,13 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
         vec![2, 1]
     );
 
-    // Delete.
-    let (status, _) = server.delete("/api/apis/top").await;
-    assert_eq!(status, 204);
+    // Delete: every edge drops it.
+    let (status, deleted) = server.delete("/api/apis/top").await;
+    assert_eq!(
+        (status, &deleted["retired"]),
+        (200, &json!(true)),
+        "{deleted}"
+    );
     let (status, e) = server.get("/api/apis/top").await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),

@@ -3,7 +3,7 @@
 import { $, $$, append, enc, fill, h, setBusy } from './dom.js';
 import { fmtBytes, fmtInt, pill } from './format.js';
 import { go } from './nav.js';
-import { api, cachedGet, get, isAbort, post } from './api.js';
+import { api, cachedGet, get, isAbort, post, state } from './api.js';
 import { attempt, errorNotice, head, loading, page, toast } from './chrome.js';
 import { specViewer } from './spec.js';
 import {
@@ -240,6 +240,13 @@ export async function viewApiForm(ctx, name, query) {
   });
   const protectedBox = h('input', { type: 'checkbox', id: fieldId('protected'), name: 'protected', checked: m.protected, dataset: { field: 'protected' } });
   bind(protectedBox, 'protected', (v) => { m.protected = v; }, 'change');
+  // Who else may change the API: named by its owner (or an administrator) only.
+  const mayName = !editing || state.me.admin || existing.owner === state.me.name;
+  const editorsInput = h('input', {
+    type: 'text', id: fieldId('editors'), name: 'editors', autocomplete: 'off', placeholder: 'analyst names, comma-separated',
+    value: editing ? existing.editors.join(', ') : '', readOnly: !mayName, dataset: { field: 'editors' },
+  });
+  const editorsOf = () => editorsInput.value.split(',').map((e) => e.trim()).filter(Boolean);
 
   const field = (path, label, control, help) => h('div', { class: 'field' },
     h('label', { for: fieldId(path) }, label), control, help ? h('p', { class: 'help' }, help) : null, errorSlot(path));
@@ -266,6 +273,9 @@ export async function viewApiForm(ctx, name, query) {
       listSection('filter', 'Filters', 'Rows to keep. Values are typed: 5, true, or text; for `in`: a, b, c. Filters on partition keys skip whole partitions.', 'Add filter'),
       field('edge_group', 'Edge group', edgeInput, 'The group of edge caches to publish to (default: default).'),
       h('div', { class: 'field' }, h('label', { class: 'checkbox', for: protectedBox.id }, protectedBox, 'Protected: lookups need one of the API’s read tokens'), errorSlot('protected')),
+      field('editors', 'Editors', editorsInput, mayName
+        ? 'Analysts who may change, publish and delete it besides you (its owner) and administrators.'
+        : `Named by its owner, ${existing.owner}, or an administrator.`),
       m.limits ? h('p', { class: 'help' }, `Guard limit overrides kept from the spec: ${JSON.stringify(m.limits)}`) : null),
     h('div', { class: 'inline-form' }, saveButton,
       h('a', { class: 'btn btn-quiet', href: editing ? `#/apis/${enc(name)}` : '#/apis' }, 'Cancel')),
@@ -298,6 +308,7 @@ export async function viewApiForm(ctx, name, query) {
       }
       const body = { spec: result.spec, catalog: m.catalog || undefined };
       if (m.edge_group.trim()) body.edge_group = m.edge_group.trim();
+      if (mayName) body.editors = editorsOf();
       const saved = editing ? await api('PUT', `/api/apis/${enc(name)}`, body) : await post('/api/apis', body);
       toast(`Saved ${saved.name}, revision ${saved.revision}`);
       go(`#/apis/${enc(saved.name)}`);

@@ -54,7 +54,13 @@ export async function viewApi(ctx, name) {
       s.filter && s.filter.length ? [h('dt', {}, 'Filter'), h('dd', { class: 'mono' }, s.filter.map(filterLabel).join(' and '))] : null,
       h('dt', {}, 'Edges'), h('dd', {}, h('span', {}, a.edge_group), h('span', { class: 'muted small' }, ` (${a.edges.length ? a.edges.join(', ') : 'no edges configured'})`)),
       h('dt', {}, 'Access'), h('dd', {}, a.protected ? pill('protected: needs a read token', 'info') : pill('public', '')),
-      h('dt', {}, 'Revision'), h('dd', {}, `${a.revision} by ${a.owner}, `, when(a.updated_at))));
+      h('dt', {}, 'Revision'), h('dd', {}, `${a.revision}, `, when(a.updated_at)),
+      h('dt', {}, 'Owner'), h('dd', { id: 'overview-owner' }, a.owner,
+        a.editors.length ? h('span', { class: 'muted small' }, ` · editors: ${a.editors.join(', ')}`) : null)));
+  // Only its owner, its editors and administrators may change the API: the page offers them
+  // the actions, and tells everyone else who may.
+  const readOnly = a.may_change ? null
+    : h('p', { class: 'muted small', id: 'read-only-hint' }, `Only ${a.owner}${a.editors.length ? `, ${a.editors.join(', ')}` : ''} and administrators may change, publish or delete this API.`);
 
   // Plan
   const planResult = h('div', { id: 'plan-result', 'aria-live': 'polite' },
@@ -81,7 +87,8 @@ export async function viewApi(ctx, name) {
   const publishButton = h('button', { type: 'button', class: 'btn btn-primary', id: 'publish-button', disabled: !a.edges.length }, 'Publish');
   const publishMessage = h('div', {});
   const publishCard = h('section', { class: 'card', 'aria-labelledby': 'publish-h', id: 'publish-card' },
-    h('div', { class: 'card-head' }, h('h2', { id: 'publish-h' }, 'Publish'), publishRoute, publishButton),
+    h('div', { class: 'card-head' }, h('h2', { id: 'publish-h' }, 'Publish'), a.may_change ? [publishRoute, publishButton] : null),
+    readOnly,
     a.edges.length ? null : h('div', { class: 'notice warn' }, `Edge group ${a.edge_group} has no edges configured.`),
     publishMessage,
     h('p', { class: 'muted small', id: 'publish-hint' }, `Computes revision ${a.revision} and pushes it as a new version to ${a.edges.length} edge${a.edges.length === 1 ? '' : 's'}; all switch at once, only when every edge holds all of it.`),
@@ -223,11 +230,13 @@ export async function viewApi(ctx, name) {
               ? pill('serving', 'ok')
               : x.state !== 'committed' && x.state !== 'retired'
                 ? h('span', { class: 'muted small' }, x.state)
-                : keptEverywhere(x.version)
+                : keptEverywhere(x.version) && a.may_change
                 ? h('button', {
                   type: 'button', class: 'btn btn-small', dataset: { test: `rollback-${x.version}` }, onclick: () => rollback(x.version),
                   title: `${v.serving && x.version > v.serving ? 'Roll forward' : 'Roll back'} to version ${x.version}`,
                 }, `Serve v${x.version}`)
+                : keptEverywhere(x.version)
+                ? h('span', { class: 'muted small' }, 'kept')
                 : h('span', { class: 'muted small', title: 'Only the newest versions are kept on the edges' }, 'dropped'))))))));
       }
       fill(versionsBox, ...parts);
@@ -260,12 +269,12 @@ export async function viewApi(ctx, name) {
     h('div', { class: 'card-head' }, h('h2', { id: 'tokens-h' }, 'Read tokens')),
     a.protected ? h('p', { class: 'muted small' }, 'Lookups must send one of these as Authorization: Bearer ….')
       : h('p', { class: 'muted small' }, 'This API is public. Tokens take effect once it is protected (Edit → Protected).'),
-    tokenForm, secretBox, tokensBox);
+    a.may_change ? tokenForm : null, secretBox, tokensBox);
 
   async function refreshTokens() {
     await attempt(ctx, tokensBox, async () => {
       const list = await get(`/api/apis/${enc(name)}/tokens`, { signal: ctx.signal });
-      fill(tokensBox, tokenTable(ctx, list, () => refreshTokens(), secretBox));
+      fill(tokensBox, tokenTable(ctx, list, () => refreshTokens(), secretBox, a.may_change));
     });
   }
 
@@ -278,11 +287,12 @@ export async function viewApi(ctx, name) {
 
   const remove = h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-api' }, 'Delete');
   remove.addEventListener('click', async () => {
-    const ok = await confirmDialog(`Delete ${name}?`, 'Its revisions and tokens go; queued jobs are cancelled. What the edges serve stays until their operators drop it.', 'Delete API', true);
+    const ok = await confirmDialog(`Delete ${name}?`, 'Its revisions, versions and tokens go and queued jobs are cancelled; every edge drops its keys and its lookups answer 404 at once.', 'Delete API', true);
     if (!ok) return;
     await attempt(ctx, null, async () => {
-      await api('DELETE', `/api/apis/${enc(name)}`, undefined, { signal: ctx.signal });
-      toast(`${name} deleted`);
+      const deleted = await api('DELETE', `/api/apis/${enc(name)}`, undefined, { signal: ctx.signal });
+      const missed = deleted.edges.filter((e) => !e.ok).map((e) => e.edge);
+      toast(missed.length ? `${name} deleted; ${missed.join(', ')} will drop it when it answers` : `${name} deleted from every edge`, missed.length ? 'bad' : undefined);
       go('#/apis');
     });
   });
@@ -293,7 +303,7 @@ export async function viewApi(ctx, name) {
       title: name,
       id: 'page-title',
       subtitle: describeSpec(s),
-      actions: [h('a', { class: 'btn', href: `#/apis/${enc(name)}/edit`, id: 'edit-api' }, 'Edit'), remove],
+      actions: a.may_change ? [h('a', { class: 'btn', href: `#/apis/${enc(name)}/edit`, id: 'edit-api' }, 'Edit'), remove] : [],
     }),
     h('div', { class: 'grid-2' },
       h('div', { class: 'stack' }, overview, planCard, publishCard),

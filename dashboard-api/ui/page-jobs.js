@@ -3,7 +3,7 @@
 import { enc, fill, h } from './dom.js';
 import { durationBetween, fmtBytes, fmtInt, fmtMs, pill, when } from './format.js';
 import { go } from './nav.js';
-import { followJob, get, post } from './api.js';
+import { followJob, get, post, state } from './api.js';
 import { attempt, confirmDialog, head, page, toast } from './chrome.js';
 import { progressView } from './progress.js';
 
@@ -72,9 +72,12 @@ export async function viewJobs(ctx, query) {
 
 export async function viewJob(ctx, id) {
   const j = await get(`/api/jobs/${enc(id)}`, { signal: ctx.signal });
+  // Only the API's owner, editors and administrators may cancel its jobs.
+  const owning = await get(`/api/apis/${enc(j.api)}`, { signal: ctx.signal }).catch(() => null);
+  const mayCancel = owning ? owning.may_change : state.me.admin;
   const events = h('ol', { class: 'small events', id: 'job-events' });
   const progress = progressView(j.kind === 'publish' ? 'publish' : 'rollback', { onJobPage: true });
-  const cancel = h('button', { type: 'button', class: 'btn btn-danger', id: 'cancel-job', hidden: j.state !== 'queued' && j.state !== 'running' }, 'Cancel job');
+  const cancel = h('button', { type: 'button', class: 'btn btn-danger', id: 'cancel-job', hidden: !mayCancel || (j.state !== 'queued' && j.state !== 'running') }, 'Cancel job');
   cancel.addEventListener('click', async () => {
     const ok = await confirmDialog('Cancel this job?', 'A queued job will not run; a running one stops at its next lease renewal and nothing it staged is committed.', 'Cancel job', true);
     if (!ok) return;

@@ -21,7 +21,8 @@ export function pushResults(edges) {
     h('ul', {}, failed.map((e) => h('li', {}, h('code', {}, e.edge), `: ${e.error}`))));
 }
 
-export function tokenTable(ctx, list, refresh, messages) {
+// `canRevoke`: whether the signed-in user may revoke these tokens (else no Revoke buttons).
+export function tokenTable(ctx, list, refresh, messages, canRevoke = true) {
   if (!list.length) return h('p', { class: 'muted small' }, 'No tokens yet.');
   return h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
     h('thead', {}, h('tr', {}, ['Name', 'Created', 'By', 'Status', ''].map((c) => h('th', { scope: 'col' }, c)))),
@@ -42,7 +43,7 @@ export function tokenTable(ctx, list, refresh, messages) {
         h('td', {}, when(t.created_at)),
         h('td', {}, t.created_by),
         h('td', {}, t.revoked_at ? [pill('revoked', 'bad'), ' ', when(t.revoked_at)] : pill('active', 'ok')),
-        h('td', {}, t.revoked_at ? null : revoke));
+        h('td', {}, t.revoked_at || !canRevoke ? null : revoke));
     }))));
 }
 

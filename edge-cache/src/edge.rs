@@ -204,6 +204,7 @@ const BEGIN: &str = include_str!("scripts/begin.lua");
 const COMMIT: &str = include_str!("scripts/commit.lua");
 const DROP_META: &str = include_str!("scripts/drop_meta.lua");
 const SET_ACCESS: &str = include_str!("scripts/set_access.lua");
+const RETIRE: &str = include_str!("scripts/retire.lua");
 
 impl RedisEdge {
     /// Connects to `address` (see [`crate::conn`] for the forms) and checks it answers.
@@ -875,6 +876,46 @@ impl RedisEdge {
         Ok(())
     }
 
+    /// Drops everything of a deleted API: `access` (the store's lock: protected, no tokens)
+    /// first, then the serving pointer and version counter, then every version with its keys
+    /// (UNLINK, in slices). The fence, the access record and a tombstone stay, so that lookups
+    /// answer that the API is gone and no older operation's commit or access set revives it.
+    /// Safe to repeat after a failure part-way. Returns the versions dropped.
+    pub async fn retire(&self, api: &str, access: &Access) -> Result<u64> {
+        check_api(&self.address, "retire", api)?;
+        self.set_access(api, access).await?;
+        let keys = [
+            layout::current(api),
+            layout::versions(api),
+            layout::staged(api),
+            layout::retired(api),
+            layout::highest(api),
+            layout::auth(api),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let listed = self.script("retire", &eval(RETIRE, &keys, &[])).await?;
+        let mut versions: Vec<u64> = value(listed).map_err(self.redis_err("retire"))?;
+        versions.sort_unstable();
+        versions.dedup();
+        for v in &versions {
+            self.drop_version("retire", api, *v).await?;
+        }
+        let _: i64 = self
+            .query("retire", cmd("SREM").arg(layout::APIS).arg(api))
+            .await?;
+        tracing::info!(edge = %self.address, api, versions = versions.len(), "API retired");
+        Ok(versions.len() as u64)
+    }
+
+    /// Whether the API was deleted here (retired, and not published again since).
+    pub async fn is_retired(&self, api: &str) -> Result<bool> {
+        check_api(&self.address, "lookup", api)?;
+        let deleted: Option<String> = self
+            .query("lookup", cmd("HGET").arg(layout::auth(api)).arg("deleted"))
+            .await?;
+        Ok(deleted.is_some())
+    }
+
     /// The serving version of an API with its manifest and token set; `known` avoids
     /// re-reading a manifest already held (versions never change once sealed).
     pub async fn resolve(&self, api: &str, known: Option<&Resolved>) -> Result<Option<Resolved>> {
@@ -998,5 +1039,9 @@ impl EdgeSink for RedisEdge {
 
     async fn gc(&self, api: &str, keep: usize) -> EdgeResult<u64> {
         Ok(RedisEdge::gc(self, api, keep).await?)
+    }
+
+    async fn retire(&self, api: &str, access: &Access) -> EdgeResult<u64> {
+        Ok(RedisEdge::retire(self, api, access).await?)
     }
 }

@@ -14,7 +14,7 @@
 //! | `tc:{api}:v{N}:stage` | string | JSON [`StageRecord`]: bucket count of a version being written |
 //! | `tc:{api}:v{N}:manifest` | string | JSON [`StoredManifest`], written by seal: the version is complete |
 //! | `tc:{api}:tokens` | set | SHA-256 hex of the tokens that may read the API |
-//! | `tc:{api}:auth` | hash | `protected` (0/1) and `revision` (the control plane's access revision) |
+//! | `tc:{api}:auth` | hash | `protected` (0/1), `revision` (the control plane's access revision), `deleted` (set when the API was retired) |
 //! | `tc:{api}:fence` | string | the newest fencing token a switch carried here |
 //!
 //! Data, one hash per bucket, each bucket its own hash tag so a version spreads over every master

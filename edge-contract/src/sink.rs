@@ -125,4 +125,9 @@ pub trait EdgeSink: Send + Sync {
 
     /// Drops committed versions beyond the newest `keep`, and stale staging, without blocking.
     async fn gc(&self, api: &str, keep: usize) -> EdgeResult<u64>;
+
+    /// Drops everything of a deleted API (every version and its keys, the serving pointer),
+    /// after setting `access` (a lock); lookups then answer that it is gone. Repeatable.
+    /// Returns the versions dropped.
+    async fn retire(&self, api: &str, access: &Access) -> EdgeResult<u64>;
 }

@@ -154,6 +154,18 @@ impl SnapshotStore {
     }
 }
 
+impl SnapshotStore {
+    /// Removes every snapshot of a deleted API (the API's lease is held: no writer is live).
+    pub fn remove_api(&self, api: &str) -> Result<()> {
+        let dir = self.api_dir(api)?;
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(snap_err(&dir, e)),
+        }
+    }
+}
+
 pub struct SnapshotWriter {
     encoder: Option<zstd::Encoder<'static, BufWriter<File>>>,
     tmp_path: PathBuf,

@@ -783,8 +783,8 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.click("#nav-tokens").await?;
     b.fill("#analyst-token-name", "ana").await?;
     b.click("#analyst-token-create").await?;
-    let secret = b.text("#new-token-secret").await?;
-    ensure!(secret.starts_with("tcu_"), "analyst token {secret:?}");
+    let analyst = b.text("#new-token-secret").await?;
+    ensure!(analyst.starts_with("tcu_"), "analyst token {analyst:?}");
     b.until(
         "the token list",
         WAIT,
@@ -890,5 +890,40 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
         "the newest job is not the rollback"
     );
     b.shot("job").await?;
+
+    // Another analyst sees the API and its jobs but none of the actions that change them:
+    // only its owner, editors and administrators get those.
+    b.click("#sign-out").await?;
+    b.fill("#login-token", &analyst).await?;
+    b.click("#login-submit").await?;
+    b.until(
+        "the analyst signed in",
+        WAIT,
+        "document.querySelector('#whoami')?.textContent.startsWith('ana')",
+    )
+    .await?;
+    b.client
+        .goto(&format!("{}/#/apis/{API}", stack.base))
+        .await?;
+    b.until(
+        "the read-only API page with its versions",
+        WAIT,
+        "document.querySelector('#read-only-hint') && document.querySelector('tr[data-version] .pill')",
+    )
+    .await?;
+    let offered: Value = b
+        .js(
+            "return ['#publish-button', '#edit-api', '#delete-api', '#api-token-create', \
+             '#api-tokens [data-test^=revoke]', 'button[data-test^=rollback]'] \
+             .filter(css => document.querySelector(css))",
+            vec![],
+        )
+        .await?;
+    ensure!(offered == json!([]), "a reader is offered {offered}");
+    ensure!(
+        b.text("#read-only-hint").await?.contains("Only admin"),
+        "the hint names who may change it"
+    );
+    b.shot("api-read-only").await?;
     Ok(())
 }

@@ -34,6 +34,11 @@ pub struct ApiView {
     /// lists, the edges the control plane recorded for it.
     pub edges: Vec<String>,
     pub owner: String,
+    /// Analysts who may change it besides its owner and the administrators.
+    pub editors: Vec<String>,
+    /// Whether the user asking may change it (edit, publish, roll back, delete, manage its
+    /// tokens, cancel its jobs): its owner, an editor or an administrator.
+    pub may_change: bool,
     pub protected: bool,
     pub revision: i64,
     pub created_at: String,
@@ -50,12 +55,17 @@ pub struct ApiView {
 }
 
 impl ApiView {
-    pub(crate) fn new(state: &AppState, a: ApiRow) -> Self {
-        Self::with_recorded(state, a, Vec::new())
+    pub(crate) fn new(state: &AppState, user: &User, a: ApiRow) -> Self {
+        Self::with_recorded(state, user, a, Vec::new())
     }
 
     /// With the edges the control plane recorded, used when the API's group has none.
-    pub(crate) fn with_recorded(state: &AppState, a: ApiRow, recorded: Vec<String>) -> Self {
+    pub(crate) fn with_recorded(
+        state: &AppState,
+        user: &User,
+        a: ApiRow,
+        recorded: Vec<String>,
+    ) -> Self {
         let configured = state
             .config
             .edge_groups
@@ -63,6 +73,7 @@ impl ApiView {
             .cloned()
             .unwrap_or_default();
         ApiView {
+            may_change: user.may_change(&a),
             lookup_url: state.config.lookup_url(&a.edge_group, &a.name),
             edges: if configured.is_empty() {
                 recorded
@@ -74,6 +85,7 @@ impl ApiView {
             catalog: a.catalog,
             edge_group: a.edge_group,
             owner: a.owner,
+            editors: a.editors,
             protected: a.protected,
             revision: a.revision,
             created_at: rfc3339(a.created_at),
@@ -97,6 +109,31 @@ pub struct ApiInput {
     /// A configured edge group; default: the API's current one, else `default`.
     #[serde(default)]
     pub edge_group: Option<String>,
+    /// Analysts who may change the API besides its owner; default: the current ones (none on
+    /// creation). Only the owner and administrators may change the list.
+    #[serde(default)]
+    pub editors: Option<Vec<String>>,
+}
+
+/// Editors as given: trimmed, each a user name (1 to 64 printable characters), no repeats.
+fn editors_of(input: &ApiInput, current: &[String]) -> Result<Vec<String>> {
+    let Some(given) = &input.editors else {
+        return Ok(current.to_vec());
+    };
+    let mut editors: Vec<String> = Vec::with_capacity(given.len());
+    for (i, name) in given.iter().enumerate() {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                format!("editors[{i}]"),
+                "an editor is a user name of 1 to 64 printable characters",
+            ));
+        }
+        if !editors.iter().any(|e| e == name) {
+            editors.push(name.to_string());
+        }
+    }
+    Ok(editors)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -255,7 +292,10 @@ fn reject(problems: Vec<FieldError>) -> Error {
 
 /// Every API.
 #[utoipa::path(get, path = "/api/apis", tag = "apis", security(("bearer" = [])), responses((status = 200, body = [ApiView])))]
-pub async fn list_apis(State(state): State<AppState>) -> Result<Json<Vec<ApiView>>> {
+pub async fn list_apis(
+    State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
+) -> Result<Json<Vec<ApiView>>> {
     let mut recorded: std::collections::HashMap<String, Vec<String>> = state
         .store
         .api_states()
@@ -271,7 +311,7 @@ pub async fn list_apis(State(state): State<AppState>) -> Result<Json<Vec<ApiView
             .into_iter()
             .map(|a| {
                 let edges = recorded.remove(&a.name).unwrap_or_default();
-                ApiView::with_recorded(&state, a, edges)
+                ApiView::with_recorded(&state, &user, a, edges)
             })
             .collect(),
     ))
@@ -286,6 +326,7 @@ pub async fn create_api(
     body: Bytes,
 ) -> Result<Response> {
     let input: ApiInput = parse_body(&body, false)?;
+    let editors = editors_of(&input, &[])?;
     let checked = check(&state, &input, None, None).await?;
     let spec = match checked.spec {
         Some(spec) if checked.problems.is_empty() => spec,
@@ -298,6 +339,7 @@ pub async fn create_api(
         spec,
         catalog: checked.catalog,
         owner: user.name.clone(),
+        editors,
         edge_group: checked.edge_group,
         revision: 1,
         created_at: now,
@@ -306,7 +348,8 @@ pub async fn create_api(
     state.store.create_api(&row).await?;
     tracing::info!(api = %row.name, "API created");
     let location = format!("/api/apis/{}", row.name);
-    let mut response = (StatusCode::CREATED, Json(ApiView::new(&state, row))).into_response();
+    let mut response =
+        (StatusCode::CREATED, Json(ApiView::new(&state, &user, row))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -334,6 +377,7 @@ pub async fn validate_api(State(state): State<AppState>, body: Bytes) -> Result<
     responses((status = 200, body = ApiView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_api(
     State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
     Path(name): Path<String>,
 ) -> Result<Json<ApiView>> {
     let api = state.store.api(&name).await?;
@@ -343,7 +387,7 @@ pub async fn get_api(
         .await?
         .map(|s| s.edges)
         .unwrap_or_default();
-    let mut view = ApiView::with_recorded(&state, api, recorded);
+    let mut view = ApiView::with_recorded(&state, &user, api, recorded);
     view.last_job = state
         .store
         .jobs(Some(&name), None, 1)
@@ -366,6 +410,11 @@ pub async fn update_api(
 ) -> Result<Json<ApiView>> {
     let input: ApiInput = parse_body(&body, false)?;
     let before = state.store.api(&name).await?;
+    user.require_change(&before, "edit")?;
+    let editors = editors_of(&input, &before.editors)?;
+    if editors != before.editors {
+        user.require_owner(&before, "change the editors of")?;
+    }
     let checked = check(&state, &input, Some(&name), Some(&before)).await?;
     let spec = match checked.spec {
         Some(spec) if checked.problems.is_empty() => spec,
@@ -378,6 +427,7 @@ pub async fn update_api(
             &spec,
             &checked.catalog,
             &checked.edge_group,
+            &editors,
             &user.name,
         )
         .await?;
@@ -387,27 +437,57 @@ pub async fn update_api(
     } else {
         None
     };
-    let mut view = ApiView::new(&state, after);
+    let mut view = ApiView::new(&state, &user, after);
     view.token_push = push;
     Ok(Json(view))
 }
 
-/// Deletes an API (its revisions and tokens; queued jobs are cancelled). Refused while one of
-/// its jobs runs. Its edges lock it at once (protected, no token is valid); its keys stay until
-/// their operators drop them.
+/// What a delete did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeletedApi {
+    pub api: String,
+    /// Every edge dropped it (versions, keys, tokens). When false, the failed edges are
+    /// retried by convergence, and the name can be created again only once they have.
+    pub retired: bool,
+    /// Each edge's outcome.
+    pub edges: Vec<EdgePush>,
+    /// Queued jobs of the API, cancelled.
+    pub cancelled_jobs: Vec<String>,
+}
+
+/// Deletes an API: its definition, revisions, tokens and version history; queued jobs are
+/// cancelled (refused while one of its jobs runs). Every edge drops it at once: its tokens
+/// stop working, lookups answer 404, its keys are unlinked. Re-creating the name starts over
+/// from version 1 with no tokens.
 #[utoipa::path(delete, path = "/api/apis/{name}", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = DeletedApi), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn delete_api(
     State(state): State<AppState>,
+    axum::Extension(user): axum::Extension<User>,
     Path(name): Path<String>,
-) -> Result<StatusCode> {
-    let cancelled = state.store.delete_api(&name).await?;
-    for id in cancelled {
-        let _ = state.emit(&id, &serde_json::json!({"event": "finished", "state": "cancelled", "error": {"step": "cancel", "message": "the API was deleted", "transient": false}})).await;
+) -> Result<Json<DeletedApi>> {
+    let api = state.store.api(&name).await?;
+    user.require_change(&api, "delete")?;
+    let (cancelled, outcomes) = state.control.delete(&name).await?;
+    for id in &cancelled {
+        let _ = state.emit(id, &serde_json::json!({"event": "finished", "state": "cancelled", "error": {"step": "cancel", "message": "the API was deleted", "transient": false}})).await;
     }
-    push_access(&state, &name).await?;
-    tracing::info!(api = %name, "API deleted");
-    Ok(StatusCode::NO_CONTENT)
+    let edges: Vec<EdgePush> = outcomes
+        .into_iter()
+        .map(|o| EdgePush {
+            edge: o.edge,
+            ok: o.error.is_none(),
+            error: o.error,
+        })
+        .collect();
+    let retired = edges.iter().all(|e| e.ok);
+    tracing::info!(api = %name, by = %user.name, retired, "API deleted");
+    Ok(Json(DeletedApi {
+        api: name,
+        retired,
+        edges,
+        cancelled_jobs: cancelled,
+    }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -586,6 +666,7 @@ pub async fn publish_api(
 ) -> Result<Response> {
     let input: RouteInput = parse_body(&body, true)?;
     let api = state.store.api(&name).await?;
+    user.require_change(&api, "publish")?;
     let params = JobParams {
         spec: Some(api.spec.clone()),
         catalog: Some(api.catalog.clone()),
@@ -621,6 +702,7 @@ pub async fn rollback_api(
         return Err(Error::invalid("to", "versions start at 1"));
     }
     let api = state.store.api(&name).await?;
+    user.require_change(&api, "roll back")?;
     let params = JobParams {
         spec: None,
         catalog: None,

@@ -133,6 +133,12 @@ pub async fn cancel_job(
     axum::Extension(user): axum::Extension<User>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>> {
+    let job = state.store.job(&id).await?;
+    match state.store.api(&job.api).await {
+        Ok(api) => user.require_change(&api, "cancel jobs of")?,
+        Err(Error::NotFound { .. }) => user.require_admin()?,
+        Err(e) => return Err(e),
+    }
     match state.store.cancel(&id, &user.name).await? {
         Some((_, seq)) => {
             state.signal(&id, seq);

@@ -121,6 +121,7 @@ pub async fn create_api_token(
     let input: TokenInput = parse_body(&body, false)?;
     check_name(&input.name)?;
     let api = state.store.api(&name).await?;
+    user.require_change(&api, "create tokens for")?;
     let token = generate_token("tca_");
     let row = TokenRow {
         id: format!("tok_{}", new_id()),
@@ -163,8 +164,8 @@ pub async fn list_api_tokens(
     ))
 }
 
-/// Revokes a token. An API token's revocation is pushed to the API's edges; revoking an
-/// analyst token needs the admin token.
+/// Revokes a token. An API token's revocation is pushed to the API's edges (the API's owner,
+/// editors and administrators may revoke it); revoking an analyst token needs the admin token.
 #[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", security(("bearer" = [])), params(("id" = String, Path, description = "Token id")),
     responses((status = 200, body = RevokedToken), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn revoke_token(
@@ -173,8 +174,11 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Json<RevokedToken>> {
     let token = state.store.token(&id).await?;
-    if token.kind == TokenKind::Analyst {
-        user.require_admin()?;
+    match (&token.api, token.kind) {
+        (Some(api), TokenKind::Api) => {
+            user.require_change(&state.store.api(api).await?, "revoke tokens of")?
+        }
+        _ => user.require_admin()?,
     }
     state.store.revoke_token(&id).await?;
     tracing::info!(token = %id, "token revoked");
@@ -199,6 +203,13 @@ pub async fn create_analyst_token(
     user.require_admin()?;
     let input: TokenInput = parse_body(&body, false)?;
     check_name(&input.name)?;
+    // The name is the analyst's identity (owner, editor); `admin` is the administrator's.
+    if input.name.trim() == "admin" {
+        return Err(Error::invalid(
+            "name",
+            "`admin` names the administrator; choose the analyst's own name",
+        ));
+    }
     let token = generate_token("tcu_");
     let row = TokenRow {
         id: format!("tok_{}", new_id()),

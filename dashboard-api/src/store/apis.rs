@@ -8,6 +8,8 @@ pub struct ApiRow {
     pub spec: ApiSpec,
     pub catalog: String,
     pub owner: String,
+    /// Analysts who may change it besides its owner (and the administrators).
+    pub editors: Vec<String>,
     pub protected: bool,
     pub edge_group: String,
     pub revision: i64,
@@ -29,6 +31,7 @@ pub(super) fn api_row(row: &SqliteRow) -> Result<ApiRow> {
         spec: json_col(row, "spec")?,
         catalog: row.try_get("catalog")?,
         owner: row.try_get("owner")?,
+        editors: json_col(row, "editors")?,
         protected: row.try_get("protected")?,
         edge_group: row.try_get("edge_group")?,
         revision: row.try_get("revision")?,
@@ -40,16 +43,31 @@ pub(super) fn api_row(row: &SqliteRow) -> Result<ApiRow> {
 impl Store {
     // ---- APIs ----
 
+    /// Creates an API. Refused while a deleted API of the same name is still being retired
+    /// from its edges: the new one must not start where the old one's keys still live.
     pub async fn create_api(&self, api: &ApiRow) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let retiring = sqlx::query("SELECT edges FROM api_state WHERE api = $1 AND retiring")
+            .bind(&api.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = retiring {
+            let edges: String = row.try_get("edges")?;
+            return Err(Error::Conflict(format!(
+                "API `{}` was deleted and is still being retired from its edges ({edges}); \
+                 create it again once they have dropped it (a reconcile retries)",
+                api.name
+            )));
+        }
         let inserted = sqlx::query(
-            "INSERT INTO apis (name, spec, catalog, owner, protected, edge_group, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+            "INSERT INTO apis (name, spec, catalog, owner, editors, protected, edge_group, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
         )
         .bind(&api.name)
         .bind(to_json(&api.spec))
         .bind(&api.catalog)
         .bind(&api.owner)
+        .bind(to_json(&api.editors))
         .bind(api.protected)
         .bind(&api.edge_group)
         .bind(api.created_at)
@@ -80,25 +98,28 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a new revision of an API; returns it.
+    /// Stores a new revision of an API (with its editors); returns it.
     pub async fn update_api(
         &self,
         name: &str,
         spec: &ApiSpec,
         catalog: &str,
         edge_group: &str,
+        editors: &[String],
         author: &str,
     ) -> Result<i64> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "UPDATE apis SET spec = $1, catalog = $2, protected = $3, edge_group = $4, revision = revision + 1, updated_at = $5 \
-             WHERE name = $6 RETURNING revision",
+            "UPDATE apis SET spec = $1, catalog = $2, protected = $3, edge_group = $4, editors = $5, \
+                 revision = revision + 1, updated_at = $6 \
+             WHERE name = $7 RETURNING revision",
         )
         .bind(to_json(spec))
         .bind(catalog)
         .bind(spec.protected)
         .bind(edge_group)
+        .bind(to_json(&editors))
         .bind(now)
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -151,8 +172,9 @@ impl Store {
             .collect()
     }
 
-    /// Deletes an API with its revisions, revokes its tokens and cancels its queued jobs.
-    /// Refused while one of its jobs runs.
+    /// Deletes an API with its revisions, tokens and version history, cancels its
+    /// queued jobs and records that its edges must retire it (see [`Store::retired`]). Refused
+    /// while one of its jobs runs.
     pub async fn delete_api(&self, name: &str) -> Result<Vec<String>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -178,12 +200,13 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE api = $2 AND revoked_at IS NULL")
-            .bind(now)
+        // Its tokens go with it: a re-created API of the same name starts with none.
+        sqlx::query("DELETE FROM tokens WHERE api = $1 AND kind = 'api'")
             .bind(name)
             .execute(&mut *tx)
             .await?;
         control::bump_access(&mut tx, name, now).await?;
+        control::mark_retiring(&mut tx, name, now).await?;
         let cancelled = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE api = $2 AND state = 'queued' RETURNING id",
         )

@@ -22,6 +22,8 @@ pub struct ApiState {
     pub converging: bool,
     pub edges: Vec<String>,
     pub access_revision: u64,
+    /// The API was deleted: its edges must drop everything of it.
+    pub retiring: bool,
 }
 
 /// A held operation lease on one API. Every edge switch made under it carries its fence.
@@ -102,6 +104,7 @@ fn state_row(row: &SqliteRow) -> Result<ApiState> {
         edges: serde_json::from_str(&edges)
             .map_err(|e| Error::Internal(format!("stored edges are not a JSON list: {e}")))?,
         access_revision: row.try_get::<i64, _>("access_revision")? as u64,
+        retiring: row.try_get("retiring")?,
     })
 }
 
@@ -152,7 +155,44 @@ pub(super) async fn bump_access(conn: &mut SqliteConnection, api: &str, now: i64
     Ok(())
 }
 
+/// The API was deleted, in the caller's transaction: nothing may serve any more, its version
+/// history goes, and its edges must retire it.
+pub(super) async fn mark_retiring(conn: &mut SqliteConnection, api: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE api_state SET serving = NULL, previous = NULL, converging = TRUE, retiring = TRUE, updated_at = $1 \
+         WHERE api = $2",
+    )
+    .bind(now)
+    .bind(api)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM api_versions WHERE api = $1")
+        .bind(api)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 impl Store {
+    /// Every edge has retired the deleted API, under the lease: the state starts over (no
+    /// edges, version numbers from 1), keeping the fence and the access revision.
+    pub async fn retired(&self, lease: &Lease) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE api_state SET retiring = FALSE, converging = FALSE, edges = '[]', next_version = 1, updated_at = $1 \
+             WHERE api = $2 AND retiring AND lease_holder = $3 AND fence = $4",
+        )
+        .bind(now_ms())
+        .bind(&lease.api)
+        .bind(&lease.holder)
+        .bind(lease.fence.0 as i64)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+
     pub async fn api_state(&self, api: &str) -> Result<Option<ApiState>> {
         let row = sqlx::query("SELECT * FROM api_state WHERE api = $1")
             .bind(api)

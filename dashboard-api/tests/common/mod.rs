@@ -59,6 +59,8 @@ pub struct Faults {
     pub write_delay_ms: AtomicU64,
     /// Writes never return (a hung edge) while set.
     pub hang_writes: AtomicBool,
+    /// Retiring a deleted API fails as if the edge were unreachable while set.
+    pub unreachable_for_retire: AtomicBool,
 }
 
 impl Faults {
@@ -76,6 +78,10 @@ impl Faults {
 
     pub fn hang_writes(&self, on: bool) {
         self.hang_writes.store(on, Ordering::SeqCst);
+    }
+
+    pub fn fail_retire(&self, on: bool) {
+        self.unreachable_for_retire.store(on, Ordering::SeqCst);
     }
 }
 
@@ -169,6 +175,18 @@ impl EdgeSink for FaultyEdge {
 
     async fn gc(&self, api: &str, keep: usize) -> EdgeResult<u64> {
         EdgeSink::gc(self.redis.as_ref(), api, keep).await
+    }
+
+    async fn retire(&self, api: &str, access: &Access) -> EdgeResult<u64> {
+        if self.faults.unreachable_for_retire.load(Ordering::SeqCst) {
+            return Err(EdgeError {
+                edge: self.address().to_string(),
+                step: "retire".into(),
+                message: "injected fault: connection refused".into(),
+                transient: true,
+            });
+        }
+        EdgeSink::retire(self.redis.as_ref(), api, access).await
     }
 }
 

@@ -137,12 +137,39 @@ impl LookupState {
         }
         match self.refresh(api).await {
             Ok(Some(v)) => Ok(v),
-            Ok(None) if self.has_served(api) => Err(LookupError::Refilling(format!(
-                "API `{api}` is missing from this edge's Redis and is being refilled; retry shortly"
-            ))),
+            Ok(None) if self.has_served(api) => match self.inner.edge.is_retired(api).await {
+                Ok(true) => {
+                    self.forget(api);
+                    Err(LookupError::UnknownApi(format!("API `{api}` was deleted")))
+                }
+                Ok(false) => Err(LookupError::Refilling(format!(
+                    "API `{api}` is missing from this edge's Redis and is being refilled; retry shortly"
+                ))),
+                Err(e) => Err(self.unavailable(e)),
+            },
             Ok(None) => Err(unknown()),
             Err(e) => Err(self.unavailable(e)),
         }
+    }
+
+    /// Drops what this process knew of a deleted API.
+    fn forget(&self, api: &str) {
+        self.inner
+            .served
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(api);
+        self.inner
+            .views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(api);
+        let _ = self
+            .inner
+            .metrics
+            .served_version
+            .remove_label_values(&[api]);
+        let _ = self.inner.metrics.data_age.remove_label_values(&[api]);
     }
 
     pub(super) fn has_served(&self, api: &str) -> bool {

@@ -7,4 +7,6 @@ end
 redis.call('DEL', KEYS[1])
 for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
 redis.call('HSET', KEYS[2], 'protected', ARGV[2], 'revision', ARGV[1])
+-- A newer set than the delete's is a re-created API: it is no longer gone.
+redis.call('HDEL', KEYS[2], 'deleted')
 return {'ok', 'applied'}

@@ -1,0 +1,408 @@
+//! Many analysts, one dashboard, over a real `tablecast serve`, real redis-server edges and
+//! real lookup services: an API changes only by its owner, its editors and administrators
+//! (every analyst may read it); deleting an API retires it from every edge at once (its tokens
+//! stop working, its keys go) and re-creating the name starts from version 1.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tablecast_e2e::dashboard::{ADMIN_TOKEN, sample_spec_json};
+use tablecast_e2e::lookup::{answer, answer_until, scan_keys};
+use tablecast_e2e::{Dashboard, DashboardSettings, Deployment, lookup_url};
+
+const API: &str = "top_products_by_network";
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn log(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(format!("{name}.log"))
+}
+
+/// An analyst's dashboard token, made by the administrator.
+async fn analyst(dash: &Dashboard, name: &str) -> String {
+    let (status, created) = dash
+        .post("/api/users/tokens", Some(&json!({ "name": name })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["token"].as_str().unwrap().to_string()
+}
+
+async fn call(
+    dash: &Dashboard,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let body = (!body.is_null()).then_some(body);
+    dash.request(method, path, Some(token), body.as_ref()).await
+}
+
+async fn wait_job(dash: &Dashboard, job: &Value) -> Value {
+    let id = job["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job in {job}"));
+    let view = dash.wait_job(id, JOB_TIMEOUT).await;
+    assert_eq!(view["state"], "succeeded", "{view}\n{}", dash.log_tail(30));
+    view
+}
+
+/// Every mutating route of analyst A's API answers 403 to analyst B (naming the owner) and
+/// 2xx to A; B may read everything; once A makes B an editor, B may change it but not its
+/// editors; the administrator may do everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_owner_editors_and_admins_change_an_api() {
+    let deployment = Deployment::start(1);
+    let edge = deployment.edges[0].url();
+    let logs = tempfile::tempdir().unwrap();
+    let settings = DashboardSettings::new(
+        deployment.state.path(),
+        &deployment.catalog(),
+        std::slice::from_ref(&edge),
+    );
+    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    let (ana, bob) = (analyst(&dash, "ana").await, analyst(&dash, "bob").await);
+
+    let mut spec = sample_spec_json(API);
+    spec["protected"] = json!(true);
+    let (status, created) = call(
+        &dash,
+        &ana,
+        Method::POST,
+        "/api/apis",
+        json!({ "spec": spec }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (&created["owner"], &created["may_change"]),
+        (&json!("ana"), &json!(true))
+    );
+
+    // What ana may do, bob may not (and nothing changes); every refusal names the owner.
+    let published = {
+        let (status, job) = call(
+            &dash,
+            &ana,
+            Method::POST,
+            &format!("/api/apis/{API}/publish"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 202, "{job}");
+        wait_job(&dash, &job).await
+    };
+    let (status, token) = call(
+        &dash,
+        &ana,
+        Method::POST,
+        &format!("/api/apis/{API}/tokens"),
+        json!({"name": "app"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let token_id = token["id"].as_str().unwrap().to_string();
+    let (status, queued) = call(
+        &dash,
+        &ana,
+        Method::POST,
+        &format!("/api/apis/{API}/publish"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let queued_id = queued["id"].as_str().unwrap().to_string();
+
+    let mut unprotected = sample_spec_json(API);
+    unprotected["protected"] = json!(false);
+    let refused: Vec<(Method, String, Value)> = vec![
+        (
+            Method::PUT,
+            format!("/api/apis/{API}"),
+            json!({ "spec": sample_spec_json(API) }),
+        ),
+        (
+            Method::PUT,
+            format!("/api/apis/{API}"),
+            json!({ "spec": unprotected }),
+        ),
+        (
+            Method::POST,
+            format!("/api/apis/{API}/publish"),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            format!("/api/apis/{API}/rollback"),
+            json!({ "to": 1 }),
+        ),
+        (
+            Method::POST,
+            format!("/api/apis/{API}/tokens"),
+            json!({ "name": "bobs" }),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/tokens/{token_id}"),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            format!("/api/jobs/{queued_id}/cancel"),
+            Value::Null,
+        ),
+        (Method::DELETE, format!("/api/apis/{API}"), Value::Null),
+    ];
+    for (method, path, body) in &refused {
+        let (status, e) = call(&dash, &bob, method.clone(), path, body.clone()).await;
+        assert_eq!(status, 403, "bob {method} {path}: {e}");
+        let message = e["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("bob") && message.contains("(ana)"),
+            "{message}"
+        );
+    }
+    // Reading is everyone's.
+    for path in [
+        format!("/api/apis/{API}"),
+        format!("/api/apis/{API}/versions"),
+        format!("/api/apis/{API}/revisions"),
+        format!("/api/apis/{API}/tokens"),
+        format!("/api/jobs/{queued_id}"),
+    ] {
+        let (status, body) = call(&dash, &bob, Method::GET, &path, Value::Null).await;
+        assert_eq!(status, 200, "bob GET {path}: {body}");
+    }
+    let (status, view) = call(
+        &dash,
+        &bob,
+        Method::GET,
+        &format!("/api/apis/{API}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, &view["may_change"]),
+        (200, &json!(false)),
+        "{view}"
+    );
+    let (status, plan) = call(
+        &dash,
+        &bob,
+        Method::POST,
+        &format!("/api/apis/{API}/plan"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "bob may plan: {plan}");
+
+    // Nothing bob tried took effect.
+    assert_eq!(dash.get(&format!("/api/apis/{API}")).await["revision"], 1);
+    assert_ne!(
+        dash.get(&format!("/api/jobs/{queued_id}")).await["state"],
+        "cancelled"
+    );
+
+    // ana does the same things with success.
+    let (status, e) = call(
+        &dash,
+        &ana,
+        Method::POST,
+        &format!("/api/jobs/{queued_id}/cancel"),
+        Value::Null,
+    )
+    .await;
+    assert!(
+        status == 200 || status == 409,
+        "ana cancels her job (or it already ended): {e}"
+    );
+    let (status, rolled) = call(
+        &dash,
+        &ana,
+        Method::POST,
+        &format!("/api/apis/{API}/rollback"),
+        json!({ "to": published["report"]["version"] }),
+    )
+    .await;
+    assert_eq!(status, 202, "{rolled}");
+    wait_job(&dash, &rolled).await;
+    let (status, revoked) = call(
+        &dash,
+        &ana,
+        Method::DELETE,
+        &format!("/api/tokens/{token_id}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+
+    // Editors: only the owner (or an administrator) names them; an editor may then change it.
+    let (status, e) = call(
+        &dash,
+        &bob,
+        Method::PUT,
+        &format!("/api/apis/{API}"),
+        json!({ "spec": sample_spec_json(API), "editors": ["bob"] }),
+    )
+    .await;
+    assert_eq!(status, 403, "{e}");
+    let (status, edited) = call(
+        &dash,
+        &ana,
+        Method::PUT,
+        &format!("/api/apis/{API}"),
+        json!({ "spec": sample_spec_json(API), "editors": ["bob"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, &edited["editors"]),
+        (200, &json!(["bob"])),
+        "{edited}"
+    );
+    let (status, view) = call(
+        &dash,
+        &bob,
+        Method::GET,
+        &format!("/api/apis/{API}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((status, &view["may_change"]), (200, &json!(true)), "{view}");
+    let (status, job) = call(
+        &dash,
+        &bob,
+        Method::POST,
+        &format!("/api/apis/{API}/publish"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 202, "the editor publishes: {job}");
+    wait_job(&dash, &job).await;
+    let (status, e) = call(
+        &dash,
+        &bob,
+        Method::PUT,
+        &format!("/api/apis/{API}"),
+        json!({ "spec": sample_spec_json(API), "editors": ["bob", "cy"] }),
+    )
+    .await;
+    assert_eq!(status, 403, "an editor may not name editors: {e}");
+    let (status, edited) = call(
+        &dash,
+        ADMIN_TOKEN,
+        Method::PUT,
+        &format!("/api/apis/{API}"),
+        json!({ "spec": sample_spec_json(API), "editors": [] }),
+    )
+    .await;
+    assert_eq!((status, &edited["editors"]), (200, &json!([])), "{edited}");
+    let (status, e) = call(
+        &dash,
+        &bob,
+        Method::POST,
+        &format!("/api/apis/{API}/publish"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 403, "no longer an editor: {e}");
+    // The name `admin` is the administrator's, never an analyst's.
+    let (status, e) = dash
+        .post("/api/users/tokens", Some(&json!({ "name": "admin" })))
+        .await;
+    assert_eq!(status, 422, "{e}");
+}
+
+/// Deleting a published, protected API: right after the delete its token gets 404 on every
+/// edge's lookup service, and no key of it is left in any edge's Redis but the lock (its
+/// access record and fence); the name created again starts at version 1 with no tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_api_is_gone_from_every_edge_and_starts_over_when_recreated() {
+    let deployment = Deployment::start(2);
+    let edges: Vec<String> = deployment.edges.iter().map(|e| e.url()).collect();
+    let logs = tempfile::tempdir().unwrap();
+    let settings = DashboardSettings::new(deployment.state.path(), &deployment.catalog(), &edges);
+    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    let lookups: Vec<_> = (0..2)
+        .map(|i| deployment.lookup_service(i, &log(&logs, &format!("lookup{i}"))))
+        .collect();
+
+    let mut spec = sample_spec_json(API);
+    spec["protected"] = json!(true);
+    let (status, created) = dash.post("/api/apis", Some(&json!({ "spec": spec }))).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, job) = dash.post(&format!("/api/apis/{API}/publish"), None).await;
+    assert_eq!(status, 202, "{job}");
+    wait_job(&dash, &job).await;
+    let (status, token) = dash
+        .post(
+            &format!("/api/apis/{API}/tokens"),
+            Some(&json!({"name": "app"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let secret = token["token"].as_str().unwrap().to_string();
+    let key = tablecast_e2e::golden(API)[0].0.clone();
+    let urls: Vec<String> = lookups
+        .iter()
+        .map(|(_, base)| lookup_url(base, API, &key))
+        .collect();
+    for url in &urls {
+        answer_until(url, Some(&secret), 200, Some("1")).await;
+    }
+
+    let (status, deleted) = call(
+        &dash,
+        ADMIN_TOKEN,
+        Method::DELETE,
+        &format!("/api/apis/{API}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, &deleted["retired"]),
+        (200, &json!(true)),
+        "{deleted}"
+    );
+    for url in &urls {
+        // At once: the lookup services re-read the serving version within their cache TTL.
+        let (status, _) = answer_until(url, Some(&secret), 404, None).await;
+        assert_eq!(status, 404);
+        let (_, _, _, code) = answer(url, Some(&secret)).await;
+        assert_eq!(code, "unknown_api");
+    }
+    for edge in &deployment.edges {
+        let client = redis::Client::open(edge.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut left = scan_keys(&mut conn, &format!("tc:{{{API}*")).await;
+        left.sort();
+        let lock: Vec<String> = ["auth", "fence", "tokens"]
+            .iter()
+            .map(|k| format!("tc:{{{API}}}:{k}"))
+            .filter(|k| left.contains(k))
+            .collect();
+        assert_eq!(left, lock, "{}: only the lock stays", edge.url());
+    }
+
+    // Created again: version 1, the old token is not valid.
+    let (status, created) = dash
+        .post("/api/apis", Some(&json!({ "spec": sample_spec_json(API) })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, job) = dash.post(&format!("/api/apis/{API}/publish"), None).await;
+    assert_eq!(status, 202, "{job}");
+    let view = wait_job(&dash, &job).await;
+    assert_eq!(view["report"]["version"], 1, "{view}");
+    let (status, tokens) = call(
+        &dash,
+        ADMIN_TOKEN,
+        Method::GET,
+        &format!("/api/apis/{API}/tokens"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((status, tokens), (200, json!([])));
+    for url in &urls {
+        answer_until(url, None, 200, Some("1")).await;
+    }
+}
