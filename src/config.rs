@@ -149,6 +149,8 @@ mod tests {
         assert_eq!(c.publish.keep_versions, 2);
         // The example spells out the defaults.
         assert_eq!(c.edge, edge_cache::EdgeConfig::default());
+        assert_eq!(c.guards, publisher::guards::GuardLimits::default());
+        assert_eq!(c.dashboard.ceilings, Default::default());
     }
 
     #[test]

@@ -146,10 +146,13 @@ pub async fn register_api(
                 store
                     .update_api(
                         &spec.name,
-                        &spec,
-                        &catalog,
-                        &existing.edge_group,
-                        &existing.editors,
+                        &dashboard_api::store::ApiUpdate {
+                            spec: &spec,
+                            catalog: &catalog,
+                            edge_group: &existing.edge_group,
+                            editors: &existing.editors,
+                            ceilings: &existing.ceilings,
+                        },
                         "cli",
                     )
                     .await?;
@@ -164,6 +167,7 @@ pub async fn register_api(
                     catalog,
                     owner: "cli".into(),
                     editors: Vec::new(),
+                    ceilings: Default::default(),
                     protected: spec.protected,
                     edge_group: group,
                     revision: 1,

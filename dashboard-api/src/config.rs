@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub preview_rows: usize,
     /// How often `tablecast serve` converges every API's edges to the store (0: never).
     pub reconcile_ms: u64,
+    /// The most a spec's `limits` may ask for (`[dashboard.ceilings]`, one key per guard
+    /// limit); an administrator may grant one API more (`ceilings` on the API).
+    pub ceilings: publisher::guards::Ceilings,
 }
 
 pub const DEFAULT_EDGE_GROUP: &str = "default";
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             lookup_base_urls: BTreeMap::new(),
             preview_rows: 20,
             reconcile_ms: 5_000,
+            ceilings: Default::default(),
         }
     }
 }

@@ -717,3 +717,75 @@ async fn browses_the_generated_fixture_tables() {
     }
     server.stop().await;
 }
+
+/// A spec asking a limit above the server's ceiling (`memory_pool_bytes = 2^62`) is refused at
+/// validation and creation, naming the limit and the ceiling; only an administrator may grant
+/// one API more, and then the same spec is accepted; withdrawn, the spec is refused again.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_above_the_ceilings_are_refused_unless_an_admin_grants_them() {
+    let dir = workspace();
+    let server = TestServer::boot_with(dir.path(), |c| {
+        c.ceilings.0.memory_pool_bytes = 1 << 30;
+    })
+    .await;
+    let (_, created) = server
+        .post("/api/users/tokens", json!({"name": "ana"}))
+        .await;
+    let analyst = created["token"].as_str().unwrap().to_string();
+    let mut spec = top_products_spec("greedy");
+    spec["limits"] = json!({ "memory_pool_bytes": 1u64 << 62 });
+    let expected = (
+        "limits.memory_pool_bytes",
+        (1u64 << 62).to_string(),
+        (1u64 << 30).to_string(),
+    );
+    let named = |e: &Value| {
+        let f = &e["error"]["fields"][0];
+        let message = f["message"].as_str().unwrap_or_default();
+        f["field"] == expected.0 && message.contains(&expected.1) && message.contains(&expected.2)
+    };
+
+    let (status, v) = server
+        .post("/api/apis/_validate", json!({ "spec": spec }))
+        .await;
+    assert_eq!((status, &v["valid"]), (200, &json!(false)), "{v}");
+    assert_eq!(v["problems"][0]["field"], expected.0, "{v}");
+    let (status, e) = server
+        .call(
+            Method::POST,
+            "/api/apis",
+            Some(&analyst),
+            Some(json!({ "spec": spec })),
+        )
+        .await;
+    assert!(status == 422 && named(&e), "{e}");
+
+    // An analyst cannot grant it; an administrator can.
+    let grant = json!({ "spec": spec, "ceilings": { "memory_pool_bytes": 1u64 << 62 } });
+    let (status, e) = server
+        .call(
+            Method::POST,
+            "/api/apis",
+            Some(&analyst),
+            Some(grant.clone()),
+        )
+        .await;
+    assert_eq!(status, 403, "{e}");
+    let (status, api) = server.post("/api/apis", grant).await;
+    assert_eq!(status, 201, "{api}");
+    assert_eq!(api["ceilings"]["memory_pool_bytes"], json!(1u64 << 62));
+
+    // Withdrawn: the spec is over the ceiling again.
+    let (status, e) = server
+        .put("/api/apis/greedy", json!({ "spec": spec, "ceilings": {} }))
+        .await;
+    assert!(status == 422 && named(&e), "{e}");
+    let (status, api) = server
+        .put(
+            "/api/apis/greedy",
+            json!({ "spec": top_products_spec("greedy"), "ceilings": {} }),
+        )
+        .await;
+    assert_eq!(status, 200, "{api}");
+    server.stop().await;
+}

@@ -255,6 +255,79 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
     assert!(err.to_string().contains("memory_pool"), "{err}");
 }
 
+/// A key-less list over the big table (200 000 rows, ~9 MB of JSON in one value): the entry
+/// guard trips while the value grows, at the row that crosses the limit, so the encoder never
+/// holds much more than the limit; the output guard trips the same way over many keys.
+#[tokio::test]
+async fn output_guards_trip_while_encoding_not_after_the_value_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    write_big_table(dir.path());
+    let keyless = r#"
+        name = "everything"
+        table = "social.sales"
+        key = []
+        [[values]]
+        column = "network"
+        [[values]]
+        column = "ts"
+    "#;
+    let cases = [
+        (
+            keyless,
+            "entry_bytes",
+            GuardLimits {
+                max_entry_bytes: 1 << 20,
+                ..GuardLimits::default()
+            },
+        ),
+        (
+            "name = \"per_row\"\ntable = \"social.sales\"\nkey = [\"ts\"]\n[[values]]\ncolumn = \"network\"\n",
+            "output_bytes",
+            GuardLimits {
+                max_output_bytes: 1 << 20,
+                ..GuardLimits::default()
+            },
+        ),
+    ];
+    for (spec, guard, limits) in cases {
+        let limit = match guard {
+            "entry_bytes" => limits.max_entry_bytes,
+            _ => limits.max_output_bytes,
+        };
+        let p = publisher_over(dir.path(), limits.clone()).await;
+        let plan = p
+            .plan(&ApiSpec::from_toml(spec).unwrap(), Route::Fasttrack)
+            .await
+            .unwrap();
+        let mut run = p.fasttrack.execute(&plan.job("file:///")).await.unwrap();
+        let mut encoder = EntryEncoder::new(&plan.spec).bounded(&limits);
+        let mut out = Vec::new();
+        let mut tripped = None;
+        while let Some(batch) = run.batches.next().await {
+            if let Err(e) = encoder.push(&batch.unwrap(), &mut out) {
+                tripped = Some(e);
+                break;
+            }
+        }
+        let e = tripped.unwrap_or_else(|| panic!("{guard} must trip"));
+        let g = e
+            .tripped_guard()
+            .unwrap_or_else(|| panic!("not a guard trip: {e}"));
+        assert_eq!((g.name.as_str(), g.limit), (guard, limit), "{e}");
+        // Tripped at the crossing row: over the limit by less than one row's JSON.
+        assert!(g.measured > limit && g.measured < limit + 200, "{g:?}");
+        // Through a run: the trip is the error (no fallback to re-route to here); what was
+        // pushed before it is staged only, and discarded by the publish.
+        let mut sink = Collect(Vec::new());
+        let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
+        let err = p
+            .run(&plan, Route::Auto, &mut sink, &progress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(guard), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn encoder_sees_the_engine_contract() {
     // Engine output columns are keys then values; the encoder refuses anything else.

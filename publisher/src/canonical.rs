@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::guards::{ENTRY_BYTES, GuardLimits, GuardOutcome, OUTPUT_BYTES};
 use crate::spec::{ResolvedSpec, Shape};
 
 pub use edge_contract::canonical::{
@@ -42,6 +43,12 @@ pub struct EntryEncoder {
     current_rows: u64,
     scratch_key: Vec<u8>,
     emitted_keyless: bool,
+    /// Output guards, checked as each value grows (see [`EntryEncoder::bounded`]).
+    max_entry_bytes: u64,
+    max_output_bytes: u64,
+    /// Bytes of the entries closed so far, and of the largest one.
+    closed_bytes: u64,
+    largest_entry: u64,
 }
 
 impl EntryEncoder {
@@ -69,7 +76,50 @@ impl EntryEncoder {
             current_rows: 0,
             scratch_key: Vec::new(),
             emitted_keyless: false,
+            max_entry_bytes: u64::MAX,
+            max_output_bytes: u64::MAX,
+            closed_bytes: 0,
+            largest_entry: 0,
         }
+    }
+
+    /// Trips `entry_bytes` when one key's entry grows past `max_entry_bytes`, and
+    /// `output_bytes` when all entries together pass `max_output_bytes`, at the row that
+    /// crosses the limit: the encoder never holds more than a limit's worth of one value.
+    pub fn bounded(mut self, limits: &GuardLimits) -> Self {
+        self.max_entry_bytes = limits.max_entry_bytes;
+        self.max_output_bytes = limits.max_output_bytes;
+        self
+    }
+
+    /// Bytes of the largest entry closed so far (key and value).
+    pub fn largest_entry(&self) -> u64 {
+        self.largest_entry
+    }
+
+    fn check_size(&self) -> Result<()> {
+        let key = self.current_key.as_ref().map_or(0, Vec::len);
+        let entry = (key + self.current_value.len()) as u64;
+        if entry > self.max_entry_bytes {
+            return Err(Error::GuardTripped(GuardOutcome::new(
+                ENTRY_BYTES,
+                entry,
+                self.max_entry_bytes,
+                format!(
+                    "bytes of the entry of key {} so far",
+                    String::from_utf8_lossy(self.current_key.as_deref().unwrap_or_default())
+                ),
+            )));
+        }
+        if self.closed_bytes + entry > self.max_output_bytes {
+            return Err(Error::GuardTripped(GuardOutcome::new(
+                OUTPUT_BYTES,
+                self.closed_bytes + entry,
+                self.max_output_bytes,
+                "bytes of encoded entries so far",
+            )));
+        }
+        Ok(())
     }
 
     /// Encodes one batch; entries completed by it are appended to `out` (the last key of the
@@ -147,6 +197,7 @@ impl EntryEncoder {
             }
             v.push(b'}');
             self.current_rows += 1;
+            self.check_size()?;
         }
         Ok(())
     }
@@ -161,6 +212,9 @@ impl EntryEncoder {
         if key == b"[]" {
             self.emitted_keyless = true;
         }
+        let bytes = (key.len() + self.current_value.len()) as u64;
+        self.closed_bytes += bytes;
+        self.largest_entry = self.largest_entry.max(bytes);
         out.push(Entry {
             key,
             value: std::mem::take(&mut self.current_value),

@@ -24,6 +24,9 @@ pub struct GuardLimits {
     pub memory_pool_bytes: u64,
     pub max_output_keys: u64,
     pub max_output_bytes: u64,
+    /// One key's encoded entry (key and value); checked while the value grows, so a key-less
+    /// list over a big table trips here instead of being buffered whole.
+    pub max_entry_bytes: u64,
 }
 
 impl Default for GuardLimits {
@@ -38,6 +41,7 @@ impl Default for GuardLimits {
             memory_pool_bytes: 2 << 30,
             max_output_keys: 20_000_000,
             max_output_bytes: 4 << 30,
+            max_entry_bytes: 16 << 20,
         }
     }
 }
@@ -64,11 +68,29 @@ pub struct LimitOverrides {
     pub max_output_keys: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_entry_bytes: Option<u64>,
 }
 
 impl LimitOverrides {
     pub fn is_empty(&self) -> bool {
         *self == LimitOverrides::default()
+    }
+
+    /// Each override with its limit's name, in the order of [`GuardLimits::named`].
+    pub fn named(&self) -> [(&'static str, Option<u64>); 10] {
+        [
+            ("max_rows", self.max_rows),
+            ("max_columns", self.max_columns),
+            ("max_row_width_bytes", self.max_row_width_bytes),
+            ("max_files", self.max_files),
+            ("max_bytes", self.max_bytes),
+            ("max_partitions", self.max_partitions),
+            ("memory_pool_bytes", self.memory_pool_bytes),
+            ("max_output_keys", self.max_output_keys),
+            ("max_output_bytes", self.max_output_bytes),
+            ("max_entry_bytes", self.max_entry_bytes),
+        ]
     }
 }
 
@@ -84,7 +106,78 @@ impl GuardLimits {
             memory_pool_bytes: o.memory_pool_bytes.unwrap_or(self.memory_pool_bytes),
             max_output_keys: o.max_output_keys.unwrap_or(self.max_output_keys),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
+            max_entry_bytes: o.max_entry_bytes.unwrap_or(self.max_entry_bytes),
         }
+    }
+
+    /// Each limit with its name (the spec's `limits` key and the config key).
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("max_rows", self.max_rows),
+            ("max_columns", self.max_columns),
+            ("max_row_width_bytes", self.max_row_width_bytes),
+            ("max_files", self.max_files),
+            ("max_bytes", self.max_bytes),
+            ("max_partitions", self.max_partitions),
+            ("memory_pool_bytes", self.memory_pool_bytes),
+            ("max_output_keys", self.max_output_keys),
+            ("max_output_bytes", self.max_output_bytes),
+            ("max_entry_bytes", self.max_entry_bytes),
+        ]
+    }
+}
+
+/// The most a spec's `limits` may ask for, per limit: set by the administrator for a server
+/// that many analysts share (`[dashboard.ceilings]`), so that no spec can, say, give the
+/// in-memory engine more memory than the machine has. An administrator may grant one API
+/// more ([`Ceilings::with_grants`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ceilings(pub GuardLimits);
+
+impl Default for Ceilings {
+    /// Four times the default limits, except the memory pool (twice: it is real memory of the
+    /// server process) and the entry size (64 MiB: an entry is one Redis value and one answer).
+    fn default() -> Self {
+        let d = GuardLimits::default();
+        Ceilings(GuardLimits {
+            max_rows: d.max_rows * 4,
+            max_columns: d.max_columns * 4,
+            max_row_width_bytes: d.max_row_width_bytes * 4,
+            max_files: d.max_files * 4,
+            max_bytes: d.max_bytes * 4,
+            max_partitions: d.max_partitions * 4,
+            memory_pool_bytes: d.memory_pool_bytes * 2,
+            max_output_keys: d.max_output_keys * 4,
+            max_output_bytes: d.max_output_bytes * 4,
+            max_entry_bytes: 64 << 20,
+        })
+    }
+}
+
+impl Ceilings {
+    /// These ceilings with an API's grants in place of the server-wide ones.
+    pub fn with_grants(&self, grants: &LimitOverrides) -> Ceilings {
+        Ceilings(self.0.with_overrides(grants))
+    }
+
+    /// A problem for every limit the spec asks above its ceiling, naming both.
+    pub fn check(&self, asked: &LimitOverrides) -> Vec<crate::spec::SpecProblem> {
+        asked
+            .named()
+            .into_iter()
+            .zip(self.0.named())
+            .filter_map(|((name, asked), (_, ceiling))| {
+                let asked = asked.filter(|a| *a > ceiling)?;
+                Some(crate::spec::SpecProblem {
+                    field: format!("limits.{name}"),
+                    message: format!(
+                        "{asked} is over the ceiling of {ceiling} for {name}; an administrator \
+                         may grant this API more"
+                    ),
+                })
+            })
+            .collect()
     }
 }
 
@@ -115,6 +208,7 @@ impl GuardOutcome {
 pub const MEMORY_POOL: &str = "memory_pool";
 pub const OUTPUT_KEYS: &str = "output_keys";
 pub const OUTPUT_BYTES: &str = "output_bytes";
+pub const ENTRY_BYTES: &str = "entry_bytes";
 
 /// Where the row count came from: catalog statistics when they cover the selected data, else
 /// Parquet footers (cheap: a few KB per file). Never a scan.
@@ -235,6 +329,12 @@ pub fn runtime_guards(limits: &GuardLimits) -> Vec<GuardOutcome> {
             0,
             limits.max_output_bytes,
             "bytes of encoded values",
+        ),
+        GuardOutcome::new(
+            ENTRY_BYTES,
+            0,
+            limits.max_entry_bytes,
+            "bytes of the largest key's entry",
         ),
     ]
 }
@@ -367,8 +467,32 @@ mod tests {
         let runtime = runtime_guards(&l);
         assert_eq!(
             runtime.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
-            [MEMORY_POOL, OUTPUT_KEYS, OUTPUT_BYTES]
+            [MEMORY_POOL, OUTPUT_KEYS, OUTPUT_BYTES, ENTRY_BYTES]
         );
         assert!(runtime.iter().all(|g| !g.tripped));
+    }
+
+    #[test]
+    fn a_limit_above_its_ceiling_is_named_with_the_ceiling_unless_granted() {
+        let ceilings = Ceilings::default();
+        let asked = LimitOverrides {
+            memory_pool_bytes: Some(1 << 62),
+            max_rows: Some(10),
+            ..Default::default()
+        };
+        let problems = ceilings.check(&asked);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "limits.memory_pool_bytes");
+        assert!(
+            problems[0].message.contains(&(1u64 << 62).to_string())
+                && problems[0].message.contains(&(4u64 << 30).to_string()),
+            "{}",
+            problems[0]
+        );
+        let granted = ceilings.with_grants(&LimitOverrides {
+            memory_pool_bytes: Some(1 << 62),
+            ..Default::default()
+        });
+        assert!(granted.check(&asked).is_empty());
     }
 }

@@ -392,7 +392,7 @@ impl Publisher {
             Err(e) => return (0, 0, Err(e)),
         };
         let mut batches = run.batches;
-        let mut encoder = EntryEncoder::new(&plan.spec);
+        let mut encoder = EntryEncoder::new(&plan.spec).bounded(&plan.limits);
         let mut checksum = Checksum::default();
         let mut pending: Vec<Entry> = Vec::with_capacity(self.config.push_batch);
         let limits = &plan.limits;
@@ -421,14 +421,6 @@ impl Publisher {
                         checksum.keys,
                         limits.max_output_keys,
                         "keys produced",
-                    )));
-                }
-                if checksum.bytes > limits.max_output_bytes {
-                    return Err(Error::GuardTripped(GuardOutcome::new(
-                        OUTPUT_BYTES,
-                        checksum.bytes,
-                        limits.max_output_bytes,
-                        "bytes of encoded values",
                     )));
                 }
                 if done || pending.len() >= self.config.push_batch {
@@ -472,6 +464,12 @@ impl Publisher {
                 checksum.bytes,
                 limits.max_output_bytes,
                 "bytes of encoded values",
+            ),
+            GuardOutcome::new(
+                guards::ENTRY_BYTES,
+                encoder.largest_entry(),
+                limits.max_entry_bytes,
+                "bytes of the largest key's entry",
             ),
         ];
         (rows, peak, result.map(|()| (checksum, output_guards)))

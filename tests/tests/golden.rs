@@ -157,7 +157,8 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
             "partition_count",
             "memory_pool",
             "output_keys",
-            "output_bytes"
+            "output_bytes",
+            "entry_bytes"
         ]
     );
     let rows = plan["guards"]

@@ -19,7 +19,7 @@ use crate::routes::jobs::JobView;
 use crate::routes::tokens::{EdgePush, push_access};
 use crate::routes::{catalogs::open_catalog, json_error, parse_body};
 use crate::store::{
-    ApiRow, JobKind, JobParams, JobRow, JobState, VersionRow, new_id, now_ms, rfc3339,
+    ApiRow, ApiUpdate, JobKind, JobParams, JobRow, JobState, VersionRow, new_id, now_ms, rfc3339,
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -36,6 +36,9 @@ pub struct ApiView {
     pub owner: String,
     /// Analysts who may change it besides its owner and the administrators.
     pub editors: Vec<String>,
+    /// Ceilings an administrator granted this API above the server's (`[dashboard.ceilings]`).
+    #[schema(value_type = Object)]
+    pub ceilings: publisher::guards::LimitOverrides,
     /// Whether the user asking may change it (edit, publish, roll back, delete, manage its
     /// tokens, cancel its jobs): its owner, an editor or an administrator.
     pub may_change: bool,
@@ -86,6 +89,7 @@ impl ApiView {
             edge_group: a.edge_group,
             owner: a.owner,
             editors: a.editors,
+            ceilings: a.ceilings,
             protected: a.protected,
             revision: a.revision,
             created_at: rfc3339(a.created_at),
@@ -113,6 +117,11 @@ pub struct ApiInput {
     /// creation). Only the owner and administrators may change the list.
     #[serde(default)]
     pub editors: Option<Vec<String>>,
+    /// Ceilings granted to this API above the server's, per guard limit; default: the current
+    /// ones (none on creation). Only administrators may change them.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ceilings: Option<publisher::guards::LimitOverrides>,
 }
 
 /// Editors as given: trimmed, each a user name (1 to 64 printable characters), no repeats.
@@ -241,6 +250,20 @@ async fn check(
             message: "names starting with `_` are reserved".into(),
         });
     }
+    let grants = input
+        .ceilings
+        .clone()
+        .or_else(|| current.map(|c| c.ceilings.clone()))
+        .unwrap_or_default();
+    problems.extend(
+        state
+            .config
+            .ceilings
+            .with_grants(&grants)
+            .check(&spec.limits)
+            .into_iter()
+            .map(FieldError::from),
+    );
     let syntax = spec::check_syntax(&spec);
     let table = spec.table_name().ok();
     match (table, problems.iter().any(|p| p.field == "catalog")) {
@@ -327,6 +350,9 @@ pub async fn create_api(
 ) -> Result<Response> {
     let input: ApiInput = parse_body(&body, false)?;
     let editors = editors_of(&input, &[])?;
+    if input.ceilings.as_ref().is_some_and(|c| !c.is_empty()) {
+        user.require_admin()?;
+    }
     let checked = check(&state, &input, None, None).await?;
     let spec = match checked.spec {
         Some(spec) if checked.problems.is_empty() => spec,
@@ -340,6 +366,7 @@ pub async fn create_api(
         catalog: checked.catalog,
         owner: user.name.clone(),
         editors,
+        ceilings: input.ceilings.clone().unwrap_or_default(),
         edge_group: checked.edge_group,
         revision: 1,
         created_at: now,
@@ -415,6 +442,10 @@ pub async fn update_api(
     if editors != before.editors {
         user.require_owner(&before, "change the editors of")?;
     }
+    let ceilings = input.ceilings.clone().unwrap_or(before.ceilings.clone());
+    if ceilings != before.ceilings {
+        user.require_admin()?;
+    }
     let checked = check(&state, &input, Some(&name), Some(&before)).await?;
     let spec = match checked.spec {
         Some(spec) if checked.problems.is_empty() => spec,
@@ -424,10 +455,13 @@ pub async fn update_api(
         .store
         .update_api(
             &name,
-            &spec,
-            &checked.catalog,
-            &checked.edge_group,
-            &editors,
+            &ApiUpdate {
+                spec: &spec,
+                catalog: &checked.catalog,
+                edge_group: &checked.edge_group,
+                editors: &editors,
+                ceilings: &ceilings,
+            },
             &user.name,
         )
         .await?;
@@ -667,6 +701,15 @@ pub async fn publish_api(
     let input: RouteInput = parse_body(&body, true)?;
     let api = state.store.api(&name).await?;
     user.require_change(&api, "publish")?;
+    // The ceilings may have been lowered since the spec was saved.
+    let over = state
+        .config
+        .ceilings
+        .with_grants(&api.ceilings)
+        .check(&api.spec.limits);
+    if !over.is_empty() {
+        return Err(reject(over.into_iter().map(FieldError::from).collect()));
+    }
     let params = JobParams {
         spec: Some(api.spec.clone()),
         catalog: Some(api.catalog.clone()),

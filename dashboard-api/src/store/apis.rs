@@ -1,5 +1,7 @@
 //! The `apis` and `api_revisions` tables: API definitions and every saved revision.
 
+use publisher::guards::LimitOverrides;
+
 use super::*;
 
 #[derive(Debug, Clone)]
@@ -10,11 +12,23 @@ pub struct ApiRow {
     pub owner: String,
     /// Analysts who may change it besides its owner (and the administrators).
     pub editors: Vec<String>,
+    /// Ceilings an administrator granted it above the server's.
+    pub ceilings: LimitOverrides,
     pub protected: bool,
     pub edge_group: String,
     pub revision: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A new revision of an API's definition, with who may change it and its ceiling grants.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiUpdate<'a> {
+    pub spec: &'a ApiSpec,
+    pub catalog: &'a str,
+    pub edge_group: &'a str,
+    pub editors: &'a [String],
+    pub ceilings: &'a LimitOverrides,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +46,7 @@ pub(super) fn api_row(row: &SqliteRow) -> Result<ApiRow> {
         catalog: row.try_get("catalog")?,
         owner: row.try_get("owner")?,
         editors: json_col(row, "editors")?,
+        ceilings: json_col(row, "ceilings")?,
         protected: row.try_get("protected")?,
         edge_group: row.try_get("edge_group")?,
         revision: row.try_get("revision")?,
@@ -60,14 +75,15 @@ impl Store {
             )));
         }
         let inserted = sqlx::query(
-            "INSERT INTO apis (name, spec, catalog, owner, editors, protected, edge_group, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+            "INSERT INTO apis (name, spec, catalog, owner, editors, ceilings, protected, edge_group, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)",
         )
         .bind(&api.name)
         .bind(to_json(&api.spec))
         .bind(&api.catalog)
         .bind(&api.owner)
         .bind(to_json(&api.editors))
+        .bind(to_json(&api.ceilings))
         .bind(api.protected)
         .bind(&api.edge_group)
         .bind(api.created_at)
@@ -98,28 +114,33 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a new revision of an API (with its editors); returns it.
+    /// Stores a new revision of an API (with who may change it); returns it.
     pub async fn update_api(
         &self,
         name: &str,
-        spec: &ApiSpec,
-        catalog: &str,
-        edge_group: &str,
-        editors: &[String],
+        update: &ApiUpdate<'_>,
         author: &str,
     ) -> Result<i64> {
+        let ApiUpdate {
+            spec,
+            catalog,
+            edge_group,
+            editors,
+            ceilings,
+        } = *update;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE apis SET spec = $1, catalog = $2, protected = $3, edge_group = $4, editors = $5, \
-                 revision = revision + 1, updated_at = $6 \
-             WHERE name = $7 RETURNING revision",
+                 ceilings = $6, revision = revision + 1, updated_at = $7 \
+             WHERE name = $8 RETURNING revision",
         )
         .bind(to_json(spec))
         .bind(catalog)
         .bind(spec.protected)
         .bind(edge_group)
         .bind(to_json(&editors))
+        .bind(to_json(ceilings))
         .bind(now)
         .bind(name)
         .fetch_optional(&mut *tx)

@@ -19,7 +19,7 @@ mod control;
 mod jobs;
 mod tokens;
 
-pub use apis::{ApiRow, RevisionRow};
+pub use apis::{ApiRow, ApiUpdate, RevisionRow};
 pub use control::{ApiState, Lease, VersionRow, VersionState};
 pub use jobs::{EventRow, JobKind, JobParams, JobRow, JobState, Outcome};
 pub use tokens::{TokenKind, TokenRow};
