@@ -442,9 +442,7 @@ async fn shutdown_hands_a_running_job_back_and_the_next_start_finishes_it() {
     let stack = TestStack::new().await;
     let server = TestServer::start(config(dir.path(), &stack), stack.clone()).await;
     server.create_api(top_products_spec("top")).await;
-    stack.edge(0).faults.hang_writes(true);
-    let id = server.publish("top").await;
-    server.wait_job_state(&id, "running").await;
+    let id = server.publish_stuck_in_push("top").await;
     // An SSE follower does not hold up the shutdown.
     let follower = {
         let client = server.client.clone();
@@ -494,13 +492,11 @@ async fn shutdown_hands_a_running_job_back_and_the_next_start_finishes_it() {
 #[tokio::test]
 async fn cancelling_a_queued_or_running_job() {
     let dir = workspace();
-    let stack = TestStack::new().await;
-    let server = TestServer::start(config(dir.path(), &stack), stack.clone()).await;
+    let server = TestServer::boot(dir.path()).await;
+    let stack = server.stack.clone();
     server.create_api(top_products_spec("top")).await;
-    stack.edge(0).faults.hang_writes(true);
-    let running = server.publish("top").await;
+    let running = server.publish_stuck_in_push("top").await;
     let queued = server.publish("top").await;
-    server.wait_job_state(&running, "running").await;
 
     let (status, j) = server
         .post(&format!("/api/jobs/{queued}/cancel"), json!({}))
@@ -540,21 +536,7 @@ async fn cancelling_a_queued_or_running_job() {
 #[tokio::test]
 async fn a_sample_spec_over_the_generated_fixtures_serves_the_golden_answers() {
     let dir = workspace();
-    let out = dir.path().join("fixtures");
-    fixtures::generate(&fixtures::GenerateOptions {
-        out: out.clone(),
-        scale: 1,
-        seed: fixtures::DEFAULT_SEED,
-    })
-    .unwrap();
-    let uri = url::Url::from_file_path(&out).unwrap().to_string();
-    let server = TestServer::boot_with(dir.path(), |c| {
-        c.catalogs.push(dashboard_api::NamedCatalog {
-            name: "fixtures".into(),
-            uri,
-        })
-    })
-    .await;
+    let (server, _) = TestServer::boot_over_generated_fixtures(dir.path()).await;
 
     let spec = publisher::spec::ApiSpec::from_path(
         &fixtures::specs_dir().join("top_products_by_network.toml"),

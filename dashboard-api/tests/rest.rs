@@ -32,18 +32,7 @@ async fn browses_catalogs_databases_tables_and_previews_a_table() {
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["name"], "shop.sales");
     assert_eq!(t["format"], "parquet");
-    let columns: Vec<(&str, &str, bool)> = t["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap(),
-                c["type"].as_str().unwrap(),
-                c["partition_key"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let columns = fixtures::described_columns(&t);
     assert_eq!(
         columns,
         vec![
@@ -530,22 +519,10 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
 
     // Revoking pushes the smaller set; the edges refuse the revoked token at once.
     let (status, revoked) = server
-        .call(
-            Method::DELETE,
-            &format!("/api/tokens/{}", t1["id"].as_str().unwrap()),
-            Some(ADMIN),
-            None,
-        )
+        .delete(&format!("/api/tokens/{}", t1["id"].as_str().unwrap()))
         .await;
     assert_eq!(status, 200, "{revoked}");
-    assert!(
-        revoked["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["ok"] == true),
-        "{revoked}"
-    );
+    assert!(pushed_everywhere(&revoked), "{revoked}");
     assert_eq!(
         stack.pushes.lock().unwrap().last().unwrap().2,
         vec![h2.clone()]
@@ -559,12 +536,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
             .await;
     }
     let (status, _) = server
-        .call(
-            Method::DELETE,
-            &format!("/api/tokens/{}", t1["id"].as_str().unwrap()),
-            Some(ADMIN),
-            None,
-        )
+        .delete(&format!("/api/tokens/{}", t1["id"].as_str().unwrap()))
         .await;
     assert_eq!(status, 200, "revoking twice is harmless");
 
@@ -657,21 +629,7 @@ async fn serves_an_openapi_document_covering_the_routes_and_metrics() {
 #[tokio::test]
 async fn browses_the_generated_fixture_tables() {
     let dir = workspace();
-    let out = dir.path().join("fixtures");
-    let tables = fixtures::generate(&fixtures::GenerateOptions {
-        out: out.clone(),
-        scale: 1,
-        seed: fixtures::DEFAULT_SEED,
-    })
-    .unwrap();
-    let uri = url::Url::from_file_path(&out).unwrap().to_string();
-    let server = TestServer::boot_with(dir.path(), |c| {
-        c.catalogs.push(dashboard_api::NamedCatalog {
-            name: "fixtures".into(),
-            uri,
-        })
-    })
-    .await;
+    let (server, tables) = TestServer::boot_over_generated_fixtures(dir.path()).await;
 
     let (status, dbs) = server.get("/api/catalogs/fixtures/databases").await;
     assert_eq!(status, 200, "{dbs}");
@@ -788,4 +746,11 @@ async fn limits_above_the_ceilings_are_refused_unless_an_admin_grants_them() {
         .await;
     assert_eq!(status, 200, "{api}");
     server.stop().await;
+}
+
+/// Every edge took the access push a token route reports (`edges[].ok`).
+fn pushed_everywhere(reply: &Value) -> bool {
+    reply["edges"]
+        .as_array()
+        .is_some_and(|edges| edges.iter().all(|e| e["ok"] == true))
 }

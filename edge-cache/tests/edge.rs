@@ -38,6 +38,11 @@ fn service(edge: &Arc<RedisEdge>) -> axum::Router {
     ))
 }
 
+/// The status of `GET /v1/top_global` with `token`.
+async fn global_status(app: &axum::Router, token: &str) -> axum::http::StatusCode {
+    get_with_token(app, "/v1/top_global", token).await.status
+}
+
 #[tokio::test]
 async fn every_key_round_trips_through_the_url() {
     let redis = RedisServer::start();
@@ -218,16 +223,10 @@ async fn keyless_api_and_tokens() {
         .await
         .unwrap();
     eventually("token revocation", Duration::from_secs(2), || async {
-        get_with_token(&app, "/v1/top_global", "s3cret")
-            .await
-            .status
-            == 403
+        global_status(&app, "s3cret").await == 403
     })
     .await;
-    assert_eq!(
-        get_with_token(&app, "/v1/top_global", "n3w").await.status,
-        200
-    );
+    assert_eq!(global_status(&app, "n3w").await, 200);
     // An older access revision arriving late (a slow writer) changes nothing, and a new
     // version does not touch access at all.
     edge.set_access("top_global", &access(1, true, &["s3cret"]))
@@ -237,16 +236,8 @@ async fn keyless_api_and_tokens() {
     m2.version = 2;
     publish(&edge, &m2, &entries).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        get_with_token(&app, "/v1/top_global", "s3cret")
-            .await
-            .status,
-        403
-    );
-    assert_eq!(
-        get_with_token(&app, "/v1/top_global", "n3w").await.status,
-        200
-    );
+    assert_eq!(global_status(&app, "s3cret").await, 403);
+    assert_eq!(global_status(&app, "n3w").await, 200);
     // Public when unprotected, whatever tokens exist.
     edge.set_access("top_global", &access(3, false, &["n3w"]))
         .await

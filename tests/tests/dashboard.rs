@@ -101,6 +101,40 @@ async fn bucket_versions(conn: &mut MultiplexedConnection, api: &str) -> BTreeSe
         .collect()
 }
 
+/// `version` of the API is sealed (its manifest is there) and holds every golden key.
+async fn assert_complete(conn: &mut MultiplexedConnection, api: &str, version: u64) {
+    let manifest: bool = redis::cmd("EXISTS")
+        .arg(format!("tc:{{{api}}}:v{version}:manifest"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert!(manifest, "v{version} has no manifest");
+    assert_eq!(
+        version_fields(conn, api, version).await,
+        golden(api).len() as u64,
+        "v{version} is not complete"
+    );
+}
+
+/// GC left no staged version, and buckets only of kept versions; returns the kept ones.
+async fn assert_only_kept_versions_have_keys(
+    conn: &mut MultiplexedConnection,
+    api: &str,
+) -> BTreeSet<u64> {
+    let staged = zrange(conn, &format!("tc:{{{api}}}:staged")).await;
+    assert!(staged.is_empty(), "still staged: {staged:?}");
+    let kept: BTreeSet<u64> = zrange(conn, &format!("tc:{{{api}}}:versions"))
+        .await
+        .into_iter()
+        .collect();
+    let with_buckets = bucket_versions(conn, api).await;
+    assert!(
+        with_buckets.is_subset(&kept),
+        "buckets of versions {with_buckets:?}, kept {kept:?}"
+    );
+    kept
+}
+
 /// Fields over every bucket of one version.
 async fn version_fields(conn: &mut MultiplexedConnection, api: &str, version: u64) -> u64 {
     let prefix = format!("tc:{{{api}:v{version}:b");
@@ -206,18 +240,7 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
     let table = dash
         .get("/api/catalogs/default/tables/social.referrals?preview=5")
         .await;
-    let columns: Vec<(&str, &str, bool)> = table["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap(),
-                c["type"].as_str().unwrap(),
-                c["partition_key"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let columns = fixtures::described_columns(&table);
     assert_eq!(
         columns,
         [
@@ -470,16 +493,7 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
 
     // Exactly one complete version serves: the new one, with every key, sealed.
     assert_eq!(serving(&mut watch, API).await, Some(kept_version));
-    let manifest: bool = redis::cmd("EXISTS")
-        .arg(format!("tc:{{{API}}}:v{kept_version}:manifest"))
-        .query_async(&mut watch)
-        .await
-        .unwrap();
-    assert!(manifest, "v{kept_version} has no manifest");
-    assert_eq!(
-        version_fields(&mut watch, API, kept_version).await,
-        golden(API).len() as u64
-    );
+    assert_complete(&mut watch, API, kept_version).await;
     let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
     assert_eq!(
         assert_answers_golden(&base, API, 7).await,
@@ -487,19 +501,9 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
     );
 
     // After GC nothing staged remains: no staged version, and buckets only of kept versions.
-    let staged = zrange(&mut watch, &format!("tc:{{{API}}}:staged")).await;
-    assert!(staged.is_empty(), "still staged: {staged:?}");
-    let kept: BTreeSet<u64> = zrange(&mut watch, &format!("tc:{{{API}}}:versions"))
-        .await
-        .into_iter()
-        .collect();
+    let kept = assert_only_kept_versions_have_keys(&mut watch, API).await;
     assert!(kept.contains(&kept_version), "{kept:?}");
     assert!(!kept.contains(&staged_version), "{kept:?}");
-    let with_buckets = bucket_versions(&mut watch, API).await;
-    assert!(
-        with_buckets.is_subset(&kept),
-        "buckets of versions {with_buckets:?}, kept {kept:?}"
-    );
     for suffix in ["stage", "manifest"] {
         let exists: bool = redis::cmd("EXISTS")
             .arg(format!("tc:{{{API}}}:v{staged_version}:{suffix}"))
@@ -1160,34 +1164,15 @@ async fn killing_serve_after_the_commit_leaves_one_complete_version() {
             Some(reported),
             "a version was begun after v{reported}"
         );
-        let kept: BTreeSet<u64> = zrange(&mut watch, &format!("tc:{{{API}}}:versions"))
-            .await
-            .into_iter()
-            .collect();
+        eprintln!("try {attempt}: checking what the edge keeps");
+        let kept = assert_only_kept_versions_have_keys(&mut watch, API).await;
         for v in [committed, reported] {
             if !kept.contains(&v) {
                 assert_ne!(v, reported, "the serving v{v} is not kept: {kept:?}");
                 continue;
             }
-            let manifest: bool = redis::cmd("EXISTS")
-                .arg(format!("tc:{{{API}}}:v{v}:manifest"))
-                .query_async(&mut watch)
-                .await
-                .unwrap();
-            assert!(manifest, "v{v} has no manifest");
-            assert_eq!(
-                version_fields(&mut watch, API, v).await,
-                golden(API).len() as u64,
-                "v{v} is not complete"
-            );
+            assert_complete(&mut watch, API, v).await;
         }
-        let staged = zrange(&mut watch, &format!("tc:{{{API}}}:staged")).await;
-        assert!(staged.is_empty(), "try {attempt}: still staged: {staged:?}");
-        let with_buckets = bucket_versions(&mut watch, API).await;
-        assert!(
-            with_buckets.is_subset(&kept),
-            "buckets of versions {with_buckets:?}, kept {kept:?}"
-        );
         wait_answered_version(&base, API, reported).await;
         assert_eq!(
             assert_answers_golden(&base, API, 7).await,

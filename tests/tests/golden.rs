@@ -197,21 +197,23 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
 fn plan_names_validation_problems_and_missing_tables() {
     let catalog = format!("file://{}", shared_fixtures().display());
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    // `tablecast plan` of a spec given as TOML: fails, returns its stderr.
+    let plan_failure = |toml: &str| {
+        let spec = dir.path().join("bad.toml");
+        std::fs::write(&spec, toml).unwrap();
+        let out = run_tablecast([
+            "plan",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--metastore",
+            &catalog,
+        ]);
+        assert!(!out.status.success(), "{toml}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = plan_failure(
         "name = \"bad\"\ntable = \"qa.awkward\"\nkey = [\"k\"]\n[[values]]\ncolumn = \"tags\"\n[[values]]\ncolumn = \"nope\"\n",
-    )
-    .unwrap();
-    let out = run_tablecast([
-        "plan",
-        "--spec",
-        bad.to_str().unwrap(),
-        "--metastore",
-        &catalog,
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains("values[0].column: column `tags` has nested type array<string>"),
         "{err}"
@@ -220,19 +222,6 @@ fn plan_names_validation_problems_and_missing_tables() {
         err.contains("values[1].column: unknown column `nope`"),
         "{err}"
     );
-
-    std::fs::write(
-        &bad,
-        "name = \"bad\"\ntable = \"qa.missing\"\n[[values]]\ncolumn = \"k\"\n",
-    )
-    .unwrap();
-    let out = run_tablecast([
-        "plan",
-        "--spec",
-        bad.to_str().unwrap(),
-        "--metastore",
-        &catalog,
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("qa.missing"), "{err}");
+    let err = plan_failure("name = \"bad\"\ntable = \"qa.missing\"\n[[values]]\ncolumn = \"k\"\n");
+    assert!(err.contains("qa.missing"), "{err}");
 }

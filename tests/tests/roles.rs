@@ -28,15 +28,44 @@ async fn analyst(dash: &Dashboard, name: &str) -> String {
     created["token"].as_str().unwrap().to_string()
 }
 
-async fn call(
-    dash: &Dashboard,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Value,
-) -> (u16, Value) {
-    let body = (!body.is_null()).then_some(body);
-    dash.request(method, path, Some(token), body.as_ref()).await
+/// One user's side of the dashboard: requests with their token.
+struct As<'a> {
+    dash: &'a Dashboard,
+    token: &'a str,
+}
+
+impl As<'_> {
+    async fn call(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
+        let body = (!body.is_null()).then_some(body);
+        self.dash
+            .request(method, path, Some(self.token), body.as_ref())
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, Value::Null).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, body).await
+    }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(Method::DELETE, path, Value::Null).await
+    }
+
+    /// Saves the sample spec again with these editors.
+    async fn set_editors(&self, editors: &[&str]) -> (u16, Value) {
+        let body = json!({ "spec": sample_spec_json(API), "editors": editors });
+        self.call(Method::PUT, &format!("/api/apis/{API}"), body)
+            .await
+    }
+
+    async fn may_change(&self) -> Value {
+        let (status, view) = self.get(&format!("/api/apis/{API}")).await;
+        assert_eq!(status, 200, "{view}");
+        view["may_change"].clone()
+    }
 }
 
 async fn wait_job(dash: &Dashboard, job: &Value) -> Value {
@@ -63,54 +92,44 @@ async fn only_the_owner_editors_and_admins_change_an_api() {
     );
     let dash = Dashboard::start(&settings, &log(&logs, "serve"));
     let (ana, bob) = (analyst(&dash, "ana").await, analyst(&dash, "bob").await);
+    let (ana, bob, admin) = (
+        As {
+            dash: &dash,
+            token: &ana,
+        },
+        As {
+            dash: &dash,
+            token: &bob,
+        },
+        As {
+            dash: &dash,
+            token: ADMIN_TOKEN,
+        },
+    );
+    let (publish, api) = (
+        format!("/api/apis/{API}/publish"),
+        format!("/api/apis/{API}"),
+    );
 
     let mut spec = sample_spec_json(API);
     spec["protected"] = json!(true);
-    let (status, created) = call(
-        &dash,
-        &ana,
-        Method::POST,
-        "/api/apis",
-        json!({ "spec": spec }),
-    )
-    .await;
+    let (status, created) = ana.post("/api/apis", json!({ "spec": spec })).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(
-        (&created["owner"], &created["may_change"]),
-        (&json!("ana"), &json!(true))
+        (&created["owner"], ana.may_change().await),
+        (&json!("ana"), json!(true))
     );
 
     // What ana may do, bob may not (and nothing changes); every refusal names the owner.
-    let published = {
-        let (status, job) = call(
-            &dash,
-            &ana,
-            Method::POST,
-            &format!("/api/apis/{API}/publish"),
-            Value::Null,
-        )
+    let (status, job) = ana.post(&publish, Value::Null).await;
+    assert_eq!(status, 202, "{job}");
+    let published = wait_job(&dash, &job).await;
+    let (status, token) = ana
+        .post(&format!("{api}/tokens"), json!({"name": "app"}))
         .await;
-        assert_eq!(status, 202, "{job}");
-        wait_job(&dash, &job).await
-    };
-    let (status, token) = call(
-        &dash,
-        &ana,
-        Method::POST,
-        &format!("/api/apis/{API}/tokens"),
-        json!({"name": "app"}),
-    )
-    .await;
     assert_eq!(status, 201, "{token}");
     let token_id = token["id"].as_str().unwrap().to_string();
-    let (status, queued) = call(
-        &dash,
-        &ana,
-        Method::POST,
-        &format!("/api/apis/{API}/publish"),
-        Value::Null,
-    )
-    .await;
+    let (status, queued) = ana.post(&publish, Value::Null).await;
     assert_eq!(status, 202, "{queued}");
     let queued_id = queued["id"].as_str().unwrap().to_string();
 
@@ -119,27 +138,15 @@ async fn only_the_owner_editors_and_admins_change_an_api() {
     let refused: Vec<(Method, String, Value)> = vec![
         (
             Method::PUT,
-            format!("/api/apis/{API}"),
+            api.clone(),
             json!({ "spec": sample_spec_json(API) }),
         ),
-        (
-            Method::PUT,
-            format!("/api/apis/{API}"),
-            json!({ "spec": unprotected }),
-        ),
+        (Method::PUT, api.clone(), json!({ "spec": unprotected })),
+        (Method::POST, publish.clone(), Value::Null),
+        (Method::POST, format!("{api}/rollback"), json!({ "to": 1 })),
         (
             Method::POST,
-            format!("/api/apis/{API}/publish"),
-            Value::Null,
-        ),
-        (
-            Method::POST,
-            format!("/api/apis/{API}/rollback"),
-            json!({ "to": 1 }),
-        ),
-        (
-            Method::POST,
-            format!("/api/apis/{API}/tokens"),
+            format!("{api}/tokens"),
             json!({ "name": "bobs" }),
         ),
         (
@@ -152,10 +159,10 @@ async fn only_the_owner_editors_and_admins_change_an_api() {
             format!("/api/jobs/{queued_id}/cancel"),
             Value::Null,
         ),
-        (Method::DELETE, format!("/api/apis/{API}"), Value::Null),
+        (Method::DELETE, api.clone(), Value::Null),
     ];
     for (method, path, body) in &refused {
-        let (status, e) = call(&dash, &bob, method.clone(), path, body.clone()).await;
+        let (status, e) = bob.call(method.clone(), path, body.clone()).await;
         assert_eq!(status, 403, "bob {method} {path}: {e}");
         let message = e["error"]["message"].as_str().unwrap_or_default();
         assert!(
@@ -164,151 +171,58 @@ async fn only_the_owner_editors_and_admins_change_an_api() {
         );
     }
     // Reading is everyone's.
-    for path in [
-        format!("/api/apis/{API}"),
-        format!("/api/apis/{API}/versions"),
-        format!("/api/apis/{API}/revisions"),
-        format!("/api/apis/{API}/tokens"),
-        format!("/api/jobs/{queued_id}"),
-    ] {
-        let (status, body) = call(&dash, &bob, Method::GET, &path, Value::Null).await;
+    for path in ["", "/versions", "/revisions", "/tokens"].map(|p| format!("{api}{p}")) {
+        let (status, body) = bob.get(&path).await;
         assert_eq!(status, 200, "bob GET {path}: {body}");
     }
-    let (status, view) = call(
-        &dash,
-        &bob,
-        Method::GET,
-        &format!("/api/apis/{API}"),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(
-        (status, &view["may_change"]),
-        (200, &json!(false)),
-        "{view}"
-    );
-    let (status, plan) = call(
-        &dash,
-        &bob,
-        Method::POST,
-        &format!("/api/apis/{API}/plan"),
-        Value::Null,
-    )
-    .await;
+    assert_eq!(bob.get(&format!("/api/jobs/{queued_id}")).await.0, 200);
+    assert_eq!(bob.may_change().await, json!(false));
+    let (status, plan) = bob.post(&format!("{api}/plan"), Value::Null).await;
     assert_eq!(status, 200, "bob may plan: {plan}");
 
     // Nothing bob tried took effect.
-    assert_eq!(dash.get(&format!("/api/apis/{API}")).await["revision"], 1);
+    assert_eq!(dash.get(&api).await["revision"], 1);
     assert_ne!(
         dash.get(&format!("/api/jobs/{queued_id}")).await["state"],
         "cancelled"
     );
 
     // ana does the same things with success.
-    let (status, e) = call(
-        &dash,
-        &ana,
-        Method::POST,
-        &format!("/api/jobs/{queued_id}/cancel"),
-        Value::Null,
-    )
-    .await;
+    let (status, e) = ana
+        .post(&format!("/api/jobs/{queued_id}/cancel"), Value::Null)
+        .await;
     assert!(
         status == 200 || status == 409,
         "ana cancels her job (or it already ended): {e}"
     );
-    let (status, rolled) = call(
-        &dash,
-        &ana,
-        Method::POST,
-        &format!("/api/apis/{API}/rollback"),
-        json!({ "to": published["report"]["version"] }),
-    )
-    .await;
+    let to = json!({ "to": published["report"]["version"] });
+    let (status, rolled) = ana.post(&format!("{api}/rollback"), to).await;
     assert_eq!(status, 202, "{rolled}");
     wait_job(&dash, &rolled).await;
-    let (status, revoked) = call(
-        &dash,
-        &ana,
-        Method::DELETE,
-        &format!("/api/tokens/{token_id}"),
-        Value::Null,
-    )
-    .await;
+    let (status, revoked) = ana.delete(&format!("/api/tokens/{token_id}")).await;
     assert_eq!(status, 200, "{revoked}");
 
     // Editors: only the owner (or an administrator) names them; an editor may then change it.
-    let (status, e) = call(
-        &dash,
-        &bob,
-        Method::PUT,
-        &format!("/api/apis/{API}"),
-        json!({ "spec": sample_spec_json(API), "editors": ["bob"] }),
-    )
-    .await;
-    assert_eq!(status, 403, "{e}");
-    let (status, edited) = call(
-        &dash,
-        &ana,
-        Method::PUT,
-        &format!("/api/apis/{API}"),
-        json!({ "spec": sample_spec_json(API), "editors": ["bob"] }),
-    )
-    .await;
+    assert_eq!(bob.set_editors(&["bob"]).await.0, 403);
+    let (status, edited) = ana.set_editors(&["bob"]).await;
     assert_eq!(
         (status, &edited["editors"]),
         (200, &json!(["bob"])),
         "{edited}"
     );
-    let (status, view) = call(
-        &dash,
-        &bob,
-        Method::GET,
-        &format!("/api/apis/{API}"),
-        Value::Null,
-    )
-    .await;
-    assert_eq!((status, &view["may_change"]), (200, &json!(true)), "{view}");
-    let (status, job) = call(
-        &dash,
-        &bob,
-        Method::POST,
-        &format!("/api/apis/{API}/publish"),
-        Value::Null,
-    )
-    .await;
+    assert_eq!(bob.may_change().await, json!(true));
+    let (status, job) = bob.post(&publish, Value::Null).await;
     assert_eq!(status, 202, "the editor publishes: {job}");
     wait_job(&dash, &job).await;
-    let (status, e) = call(
-        &dash,
-        &bob,
-        Method::PUT,
-        &format!("/api/apis/{API}"),
-        json!({ "spec": sample_spec_json(API), "editors": ["bob", "cy"] }),
-    )
-    .await;
+    let (status, e) = bob.set_editors(&["bob", "cy"]).await;
     assert_eq!(status, 403, "an editor may not name editors: {e}");
-    let (status, edited) = call(
-        &dash,
-        ADMIN_TOKEN,
-        Method::PUT,
-        &format!("/api/apis/{API}"),
-        json!({ "spec": sample_spec_json(API), "editors": [] }),
-    )
-    .await;
+    let (status, edited) = admin.set_editors(&[]).await;
     assert_eq!((status, &edited["editors"]), (200, &json!([])), "{edited}");
-    let (status, e) = call(
-        &dash,
-        &bob,
-        Method::POST,
-        &format!("/api/apis/{API}/publish"),
-        Value::Null,
-    )
-    .await;
+    let (status, e) = bob.post(&publish, Value::Null).await;
     assert_eq!(status, 403, "no longer an editor: {e}");
     // The name `admin` is the administrator's, never an analyst's.
-    let (status, e) = dash
-        .post("/api/users/tokens", Some(&json!({ "name": "admin" })))
+    let (status, e) = admin
+        .post("/api/users/tokens", json!({ "name": "admin" }))
         .await;
     assert_eq!(status, 422, "{e}");
 }
@@ -351,14 +265,11 @@ async fn a_deleted_api_is_gone_from_every_edge_and_starts_over_when_recreated() 
         answer_until(url, Some(&secret), 200, Some("1")).await;
     }
 
-    let (status, deleted) = call(
-        &dash,
-        ADMIN_TOKEN,
-        Method::DELETE,
-        &format!("/api/apis/{API}"),
-        Value::Null,
-    )
-    .await;
+    let admin = As {
+        dash: &dash,
+        token: ADMIN_TOKEN,
+    };
+    let (status, deleted) = admin.delete(&format!("/api/apis/{API}")).await;
     assert_eq!(
         (status, &deleted["retired"]),
         (200, &json!(true)),
@@ -393,14 +304,7 @@ async fn a_deleted_api_is_gone_from_every_edge_and_starts_over_when_recreated() 
     assert_eq!(status, 202, "{job}");
     let view = wait_job(&dash, &job).await;
     assert_eq!(view["report"]["version"], 1, "{view}");
-    let (status, tokens) = call(
-        &dash,
-        ADMIN_TOKEN,
-        Method::GET,
-        &format!("/api/apis/{API}/tokens"),
-        Value::Null,
-    )
-    .await;
+    let (status, tokens) = admin.get(&format!("/api/apis/{API}/tokens")).await;
     assert_eq!((status, tokens), (200, json!([])));
     for url in &urls {
         answer_until(url, None, 200, Some("1")).await;

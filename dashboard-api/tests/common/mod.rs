@@ -95,6 +95,17 @@ pub struct FaultyEdge {
     pushes: Arc<Mutex<Vec<Push>>>,
 }
 
+impl FaultyEdge {
+    fn injected(&self, step: &str, message: &str, transient: bool) -> EdgeError {
+        EdgeError {
+            edge: self.address().to_string(),
+            step: step.into(),
+            message: message.into(),
+            transient,
+        }
+    }
+}
+
 #[async_trait]
 impl EdgeSink for FaultyEdge {
     fn address(&self) -> &str {
@@ -122,12 +133,7 @@ impl EdgeSink for FaultyEdge {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if self.faults.permanent_writes.load(Ordering::Relaxed) {
-            return Err(EdgeError {
-                edge: self.address().to_string(),
-                step: "write".into(),
-                message: "injected permanent fault".into(),
-                transient: false,
-            });
+            return Err(self.injected("write", "injected permanent fault", false));
         }
         if self
             .faults
@@ -135,12 +141,7 @@ impl EdgeSink for FaultyEdge {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(EdgeError {
-                edge: self.address().to_string(),
-                step: "write".into(),
-                message: "injected transient fault: connection reset".into(),
-                transient: true,
-            });
+            return Err(self.injected("write", "injected transient fault: connection reset", true));
         }
         EdgeSink::write(self.redis.as_ref(), api, version, entries).await
     }
@@ -179,12 +180,7 @@ impl EdgeSink for FaultyEdge {
 
     async fn retire(&self, api: &str, access: &Access) -> EdgeResult<u64> {
         if self.faults.unreachable_for_retire.load(Ordering::SeqCst) {
-            return Err(EdgeError {
-                edge: self.address().to_string(),
-                step: "retire".into(),
-                message: "injected fault: connection refused".into(),
-                transient: true,
-            });
+            return Err(self.injected("retire", "injected fault: connection refused", true));
         }
         EdgeSink::retire(self.redis.as_ref(), api, access).await
     }
@@ -399,6 +395,38 @@ pub fn config(dir: &Path, stack: &TestStack) -> ServerConfig {
 }
 
 impl TestServer {
+    /// Queues a publish of `api` whose writes to the first edge hang: the job stays
+    /// `running` (in its push) until `hang_writes(false)`. Returns the job id.
+    pub async fn publish_stuck_in_push(&self, api: &str) -> String {
+        self.stack.edge(0).faults.hang_writes(true);
+        let id = self.publish(api).await;
+        self.wait_job_state(&id, "running").await;
+        id
+    }
+
+    /// A dashboard that also has the generated fixture tables (scale 1) as catalog
+    /// `fixtures`; returns it with the tables' definitions.
+    pub async fn boot_over_generated_fixtures(
+        dir: &Path,
+    ) -> (TestServer, Vec<fixtures::GeneratedTable>) {
+        let out = dir.join("fixtures");
+        let tables = fixtures::generate(&fixtures::GenerateOptions {
+            out: out.clone(),
+            scale: 1,
+            seed: fixtures::DEFAULT_SEED,
+        })
+        .unwrap();
+        let uri = url::Url::from_file_path(&out).unwrap().to_string();
+        let server = TestServer::boot_with(dir, |c| {
+            c.catalogs.push(NamedCatalog {
+                name: "fixtures".into(),
+                uri,
+            })
+        })
+        .await;
+        (server, tables)
+    }
+
     /// A dashboard with default test settings over a new stack.
     pub async fn boot(dir: &Path) -> TestServer {
         Self::boot_with(dir, |_| {}).await
