@@ -32,8 +32,7 @@ async fn control_plane(server: &TestServer, dir: &std::path::Path) -> ControlPla
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_cannot() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (dir, server) = TestServer::fresh().await;
     let stack = &server.stack;
     server.create_api(top_products_spec("conv")).await;
     for v in 1..=2 {
@@ -78,8 +77,7 @@ async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_ca
 /// retired it there too; then it starts over from version 1.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delete_an_edge_missed_is_finished_by_convergence_before_the_name_is_reused() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (dir, server) = TestServer::fresh().await;
     let stack = &server.stack;
     server.create_api(top_products_spec("gone")).await;
     for _ in 1..=2 {

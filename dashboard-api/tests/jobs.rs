@@ -18,8 +18,7 @@ fn event_names(events: &[Value]) -> Vec<&str> {
 
 #[tokio::test]
 async fn publishes_follows_progress_rolls_back_and_publishes_again() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let stack = server.stack.clone();
     server.create_api(top_products_spec("top")).await;
 
@@ -115,20 +114,10 @@ async fn publishes_follows_progress_rolls_back_and_publishes_again() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["serving"], 2);
     assert_eq!(v["edges"].as_array().unwrap().len(), 2);
-    let kept: Vec<u64> = v["edges"][0]["kept"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["version"].as_u64().unwrap())
-        .collect();
+    let kept: Vec<u64> = fixtures::pluck_u64(&v["edges"][0]["kept"], "version");
     assert_eq!(kept, vec![2, 1]);
     assert_eq!(v["edges"][0]["kept"][0]["keys"], 4);
-    let history: Vec<u64> = v["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["version"].as_u64().unwrap())
-        .collect();
+    let history: Vec<u64> = fixtures::pluck_u64(&v["history"], "version");
     assert_eq!(history, vec![2, 1]);
     assert_eq!(v["history"][0]["job_id"], id2.as_str());
     assert_eq!(v["history"][0]["path"], "fasttrack");
@@ -208,15 +197,7 @@ async fn publishes_follows_progress_rolls_back_and_publishes_again() {
     assert_eq!(status, 400, "{e}");
 
     // Metrics count the jobs.
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.get_raw("/metrics").await.text().await.unwrap();
     assert!(
         text.contains("tablecast_dashboard_jobs{state=\"succeeded\"} 5"),
         "{text}"
@@ -298,8 +279,7 @@ async fn two_publishes_of_one_api_run_one_after_the_other() {
 
 #[tokio::test]
 async fn transient_faults_are_retried_with_backoff_and_permanent_ones_fail_at_once() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let stack = server.stack.clone();
     server.create_api(top_products_spec("top")).await;
 
@@ -373,15 +353,7 @@ async fn transient_faults_are_retried_with_backoff_and_permanent_ones_fail_at_on
     assert_eq!(stack.serving(0, "top").await, Some(3));
     assert_eq!(stack.serving(1, "top").await, Some(3));
 
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.get_raw("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(
             "tablecast_dashboard_job_attempts_total{kind=\"publish\",outcome=\"retried\"} 5"
@@ -491,8 +463,7 @@ async fn shutdown_hands_a_running_job_back_and_the_next_start_finishes_it() {
 
 #[tokio::test]
 async fn cancelling_a_queued_or_running_job() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let stack = server.stack.clone();
     server.create_api(top_products_spec("top")).await;
     let running = server.publish_stuck_in_push("top").await;

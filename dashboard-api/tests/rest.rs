@@ -10,8 +10,7 @@ use sqlx::Row;
 
 #[tokio::test]
 async fn browses_catalogs_databases_tables_and_previews_a_table() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
 
     let (status, catalogs) = server.get("/api/catalogs").await;
     assert_eq!(status, 200);
@@ -114,8 +113,7 @@ async fn browses_catalogs_databases_tables_and_previews_a_table() {
 
 #[tokio::test]
 async fn defines_validates_plans_updates_and_deletes_apis() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
 
     // Validation lists every problem by field.
     let mut bad = top_products_spec("top");
@@ -126,12 +124,7 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["valid"], false);
-    let fields: Vec<&str> = v["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = fixtures::pluck_str(&v["problems"], "field");
     assert!(fields.contains(&"key[0]"), "{v}");
     assert!(fields.contains(&"values[1].column"), "{v}");
     assert!(
@@ -153,12 +146,7 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
     let (_, v) = server
         .post("/api/apis/_validate", json!({"spec": {"name": "bad name", "table": "shop.nothere", "values": [{"column": "x"}]}, "catalog": "local", "edge_group": "mars"}))
         .await;
-    let fields: Vec<&str> = v["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = fixtures::pluck_str(&v["problems"], "field");
     assert!(
         fields.contains(&"name") && fields.contains(&"table") && fields.contains(&"edge_group"),
         "{v}"
@@ -214,12 +202,7 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
     assert_eq!(plan["reason"], "all guards within limits");
     assert_eq!(plan["rows"], 7);
     assert_eq!(plan["files"], 2);
-    let guards: Vec<&str> = plan["guards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
+    let guards: Vec<&str> = fixtures::pluck_str(&plan["guards"], "name");
     assert!(
         guards.contains(&"row_count") && guards.contains(&"memory_pool"),
         "{plan}"
@@ -319,8 +302,7 @@ async fn defines_validates_plans_updates_and_deletes_apis() {
 
 #[tokio::test]
 async fn every_api_route_needs_a_token_and_admin_routes_need_the_admin() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
 
     // Anonymous and unknown tokens: 401, JSON.
     for path in [
@@ -356,10 +338,7 @@ async fn every_api_route_needs_a_token_and_admin_routes_need_the_admin() {
     );
 
     // An analyst token, created by the admin, shown once.
-    let (status, created) = server
-        .post("/api/users/tokens", json!({"name": "ana"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
+    let created = server.create_token("/api/users/tokens", "ana").await;
     let analyst = created["token"].as_str().unwrap().to_string();
     assert!(analyst.starts_with("tcu_"));
     let (status, me) = server
@@ -456,17 +435,15 @@ async fn every_api_route_needs_a_token_and_admin_routes_need_the_admin() {
 
 #[tokio::test]
 async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let stack = &server.stack;
     let mut spec = top_products_spec("private");
     spec["protected"] = json!(true);
     server.create_api(spec).await;
 
-    let (status, t1) = server
-        .post("/api/apis/private/tokens", json!({"name": "checkout"}))
+    let t1 = server
+        .create_token("/api/apis/private/tokens", "checkout")
         .await;
-    assert_eq!(status, 201, "{t1}");
     let secret1 = t1["token"].as_str().unwrap().to_string();
     assert!(secret1.starts_with("tca_"));
     assert_eq!(t1["edges"], json!([]), "no edge serves the API yet: {t1}");
@@ -572,8 +549,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
 
 #[tokio::test]
 async fn serves_an_openapi_document_covering_the_routes_and_metrics() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let (status, doc) = server.get("/api/openapi.json").await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
@@ -607,12 +583,7 @@ async fn serves_an_openapi_document_covering_the_routes_and_metrics() {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
-    let resp = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.get_raw("/metrics").await;
     assert_eq!(resp.status().as_u16(), 200);
     let text = resp.text().await.unwrap();
     assert!(
@@ -686,9 +657,7 @@ async fn limits_above_the_ceilings_are_refused_unless_an_admin_grants_them() {
         c.ceilings.0.memory_pool_bytes = 1 << 30;
     })
     .await;
-    let (_, created) = server
-        .post("/api/users/tokens", json!({"name": "ana"}))
-        .await;
+    let created = server.create_token("/api/users/tokens", "ana").await;
     let analyst = created["token"].as_str().unwrap().to_string();
     let mut spec = top_products_spec("greedy");
     spec["limits"] = json!({ "memory_pool_bytes": 1u64 << 62 });

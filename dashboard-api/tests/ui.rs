@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
 
-    let page = server.client.get(server.url("/")).send().await.unwrap();
+    let page = server.get_raw("/").await;
     assert_eq!(page.status().as_u16(), 200);
     let headers = page.headers().clone();
     assert_eq!(headers["content-type"], "text/html; charset=utf-8");
@@ -59,7 +58,7 @@ async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
         ("/ui/app.css", "text/css; charset=utf-8"),
         ("/ui/favicon.svg", "image/svg+xml"),
     ] {
-        let r = server.client.get(server.url(path)).send().await.unwrap();
+        let r = server.get_raw(path).await;
         assert_eq!(r.status().as_u16(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], kind, "{path}");
         assert_eq!(r.headers()["cache-control"], "no-cache");
@@ -84,12 +83,7 @@ async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
         if !seen.insert(module.clone()) {
             continue;
         }
-        let r = server
-            .client
-            .get(server.url(&format!("/ui/{module}")))
-            .send()
-            .await
-            .unwrap();
+        let r = server.get_raw(&format!("/ui/{module}")).await;
         assert_eq!(r.status().as_u16(), 200, "{module}");
         assert_eq!(
             r.headers()["content-type"],
@@ -110,19 +104,14 @@ async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
         } else {
             format!("/ui/{name}")
         };
-        let r = server.client.get(server.url(&path)).send().await.unwrap();
+        let r = server.get_raw(&path).await;
         assert_eq!(r.status().as_u16(), 200, "ui/{name} is not served");
         if name.ends_with(".js") {
             assert!(seen.contains(&name), "ui/{name} is imported by no module");
         }
     }
 
-    let missing = server
-        .client
-        .get(server.url("/ui/nope.js"))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.get_raw("/ui/nope.js").await;
     assert_eq!(missing.status().as_u16(), 404);
 
     // The page needs no token; the API behind it does.
@@ -152,8 +141,7 @@ async fn try_until(server: &TestServer, api: &str, body: Value, status: u64) -> 
 
 #[tokio::test]
 async fn try_relays_lookups_with_the_key_url_rule_and_tokens() {
-    let dir = workspace();
-    let server = TestServer::boot(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     server.create_api(top_products_spec("tp")).await;
     let job = server.publish("tp").await;
     assert_eq!(server.wait_job(&job).await["state"], "succeeded");
@@ -207,10 +195,7 @@ async fn try_relays_lookups_with_the_key_url_rule_and_tokens() {
     spec["protected"] = json!(true);
     let (status, body) = server.put("/api/apis/tp", json!({"spec": spec})).await;
     assert_eq!(status, 200, "{body}");
-    let (status, token) = server
-        .post("/api/apis/tp/tokens", json!({"name": "relay"}))
-        .await;
-    assert_eq!(status, 201, "{token}");
+    let token = server.create_token("/api/apis/tp/tokens", "relay").await;
     let job = server.publish("tp").await;
     assert_eq!(server.wait_job(&job).await["state"], "succeeded");
     try_until(&server, "tp", json!({"key": ["fb"]}), 401).await;

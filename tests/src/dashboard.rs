@@ -216,6 +216,18 @@ impl Dashboard {
         body
     }
 
+    /// Creates a read token of `api` named `name`; panics unless 201; returns its secret.
+    pub async fn create_token(&self, api: &str, name: &str) -> String {
+        let (status, token) = self
+            .post(
+                &format!("/api/apis/{api}/tokens"),
+                Some(&json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 201, "creating token {name} of {api}: {token}");
+        token["token"].as_str().unwrap().to_string()
+    }
+
     /// Queues a publish; panics unless 202; returns the job id.
     pub async fn publish(&self, api: &str) -> String {
         self.start_job(&format!("/api/apis/{api}/publish"), None)

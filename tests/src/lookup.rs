@@ -64,19 +64,11 @@ pub async fn answer(url: &str, token: Option<&str>) -> (u16, String, Option<Stri
     (status, version, retry, code)
 }
 
-async fn connection(redis_url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 /// The version an edge's Redis serves for `api` (its `current` pointer).
 pub async fn serving(redis_url: &str, api: &str) -> Option<u64> {
     redis::cmd("GET")
         .arg(format!("tc:{{{api}}}:current"))
-        .query_async(&mut connection(redis_url).await)
+        .query_async(&mut fixtures::redis::connect(redis_url).await)
         .await
         .unwrap()
 }
@@ -84,29 +76,9 @@ pub async fn serving(redis_url: &str, api: &str) -> Option<u64> {
 /// Empties an edge's Redis, as a restart without persistence would.
 pub async fn flushall(redis_url: &str) {
     let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection(redis_url).await)
+        .query_async(&mut fixtures::redis::connect(redis_url).await)
         .await
         .unwrap();
 }
 
-/// Every key of an edge's Redis that matches a `SCAN` pattern (e.g. `tc:{api:v3:b*`).
-pub async fn scan_keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
-    let mut cursor = 0u64;
-    let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
-}
+pub use fixtures::redis::{connect, pause_writes, scan_keys};

@@ -42,6 +42,21 @@ pub struct StalledListener {
 }
 
 impl StalledListener {
+    /// A Hive catalog connected to this listener (TCP works, no call is ever answered), with
+    /// a 1 s connect timeout and `call_timeout_ms` per call.
+    pub async fn catalog(
+        &self,
+        call_timeout_ms: u64,
+    ) -> std::sync::Arc<dyn publisher::catalog::Catalog> {
+        let config = publisher::catalog::CatalogConfig {
+            connect_timeout_ms: 1_000,
+            call_timeout_ms,
+        };
+        publisher::catalog::open(&self.thrift_uri(), &config)
+            .await
+            .expect("the stalled listener accepts TCP")
+    }
+
     pub fn start() -> Self {
         let listener =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a loopback port");

@@ -150,16 +150,23 @@ impl ChildProcess {
                 );
             }
             if started.elapsed() > timeout {
-                bail!(
-                    "{} did not listen on {addr} within {} s; log {}:\n{}",
-                    self.name,
-                    timeout.as_secs(),
-                    self.log.display(),
-                    self.log_tail(40)
-                );
+                return Err(self.failure(format!(
+                    "did not listen on {addr} within {} s",
+                    timeout.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `<name> <what>; log <path>:` and the log's tail, for a failure to report.
+    fn failure(&self, what: String) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{} {what}; log {}:\n{}",
+            self.name,
+            self.log.display(),
+            self.log_tail(40)
+        )
     }
 
     /// Waits for the process to exit by itself; on timeout kills it and fails with the log tail.
@@ -171,13 +178,7 @@ impl ChildProcess {
             }
             if started.elapsed() > timeout {
                 self.kill();
-                bail!(
-                    "{} did not finish within {} s; log {}:\n{}",
-                    self.name,
-                    timeout.as_secs(),
-                    self.log.display(),
-                    self.log_tail(40)
-                );
+                return Err(self.failure(format!("did not finish within {} s", timeout.as_secs())));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -513,13 +513,7 @@ type CatalogCall<'a> =
 #[tokio::test]
 async fn a_stalled_metastore_fails_within_the_call_timeout() {
     let stalled = StalledListener::start();
-    let config = CatalogConfig {
-        connect_timeout_ms: 1_000,
-        call_timeout_ms: 1_000,
-    };
-    let catalog = catalog::open(&stalled.thrift_uri(), &config)
-        .await
-        .expect("it accepts TCP");
+    let catalog = stalled.catalog(1_000).await;
     let calls: [(&str, CatalogCall<'_>); 3] = [
         (
             "get_all_databases",

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{event_names, fixtures_metastore, lookup_service, sample_spec_json};
-use tablecast_e2e::lookup::scan_keys;
+use tablecast_e2e::lookup::{pause_writes, scan_keys};
 use tablecast_e2e::process::log_tail;
 use tablecast_e2e::{
     Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url, spawn_tied,
@@ -83,12 +83,7 @@ async fn bucket_keys(conn: &mut MultiplexedConnection, api: &str) -> Vec<String>
 
 /// The version numbers of `/api/apis/{api}/versions`' history, newest first.
 fn history(versions: &Value) -> Vec<u64> {
-    versions["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["version"].as_u64().unwrap())
-        .collect()
+    fixtures::pluck_u64(&versions["history"], "version")
 }
 
 /// The versions that have data buckets in the Redis (`tc:{api:vN:bK}`).
@@ -412,13 +407,7 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
                 .filter(|v| *v > old)
                 .max();
             if let Some(v) = newer {
-                let _: () = redis::cmd("CLIENT")
-                    .arg("PAUSE")
-                    .arg(60_000)
-                    .arg("WRITE")
-                    .query_async(&mut watch)
-                    .await
-                    .unwrap();
+                pause_writes(&mut watch).await;
                 seen = Some(v);
                 break;
             }

@@ -21,6 +21,16 @@ fn log(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(format!("{name}.log"))
 }
 
+/// Two edges, the second reached through a [`FreezeProxy`] (to make its writes or switch hang
+/// at will): the deployment, edge 1's URL, edge 2's own URL, the proxy.
+fn two_edges_second_behind_a_proxy() -> (Deployment, String, String, FreezeProxy) {
+    let deployment = Deployment::start(2);
+    let first = deployment.edges[0].url();
+    let second_direct = deployment.edges[1].url();
+    let proxy = FreezeProxy::start(tablecast_e2e::loopback(deployment.edges[1].port()));
+    (deployment, first, second_direct, proxy)
+}
+
 /// Runs a command to its end; returns whether it exited 0, its stdout and its stderr.
 fn run(mut c: Command) -> (bool, String, String) {
     let out = c.output().unwrap();
@@ -237,14 +247,8 @@ async fn a_retried_dashboard_job_commits_the_protection_set_meanwhile() {
     let url = format!("{base}/v1/{API}/facebook");
     answer_until(&url, None, 401, None).await;
     // A token made now opens it.
-    let (status, token) = dash
-        .post(
-            &format!("/api/apis/{API}/tokens"),
-            Some(&json!({ "name": "checkout" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-    answer_until(&url, token["token"].as_str(), 200, None).await;
+    let token = dash.create_token(API, "checkout").await;
+    answer_until(&url, Some(&token), 200, None).await;
 }
 
 /// The CLI and the dashboard share one store: tokens made on one side survive publishes from
@@ -258,14 +262,7 @@ async fn tokens_survive_publishes_from_the_other_side() {
     let dash = Dashboard::start(&settings, &log(&logs, "serve"));
     create_api(&dash, API, true).await;
     publish_job(&dash, API).await;
-    let (status, t1) = dash
-        .post(
-            &format!("/api/apis/{API}/tokens"),
-            Some(&json!({ "name": "dashboard-side" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{t1}");
-    let t1 = t1["token"].as_str().unwrap().to_string();
+    let t1 = dash.create_token(API, "dashboard-side").await;
     let (_lookup, base) = deployment.lookup_service(0, &log(&logs, "lookup"));
     let url = format!("{base}/v1/{API}/facebook");
     answer_until(&url, Some(&t1), 200, Some("1")).await;
@@ -376,10 +373,7 @@ async fn a_publisher_that_lost_its_lease_stops_before_commit() {
 /// `tablecast reconcile` brings both to the same version.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_second_edge_commit_converges() {
-    let mut deployment = Deployment::start(2);
-    let first = deployment.edges[0].url();
-    let second_direct = deployment.edges[1].url();
-    let proxy = FreezeProxy::start(tablecast_e2e::loopback(deployment.edges[1].port()));
+    let (mut deployment, first, second_direct, proxy) = two_edges_second_behind_a_proxy();
     let edges = [first.clone(), proxy.url()];
     let env = [("TABLECAST_EDGE__RESPONSE_TIMEOUT_MS", "1000")];
 
@@ -424,10 +418,7 @@ async fn a_failed_second_edge_commit_converges() {
 /// re-claimed job may publish a further one on top: never a mix, never backwards).
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_killed_between_two_edge_commits_converges_on_restart() {
-    let deployment = Deployment::start(2);
-    let first = deployment.edges[0].url();
-    let second_direct = deployment.edges[1].url();
-    let proxy = FreezeProxy::start(tablecast_e2e::loopback(deployment.edges[1].port()));
+    let (deployment, first, second_direct, proxy) = two_edges_second_behind_a_proxy();
     let logs = tempfile::tempdir().unwrap();
     let settings = dashboard_settings(&deployment, &[first.clone(), proxy.url()]);
     let mut dash = Dashboard::start(&settings, &log(&logs, "serve-1"));
@@ -478,10 +469,7 @@ async fn serve_killed_between_two_edge_commits_converges_on_restart() {
 /// converges at once: edge 2 holds the version). Both edges serve the same version.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_cancelled_during_its_commit_still_converges() {
-    let deployment = Deployment::start(2);
-    let first = deployment.edges[0].url();
-    let second_direct = deployment.edges[1].url();
-    let proxy = FreezeProxy::start(tablecast_e2e::loopback(deployment.edges[1].port()));
+    let (deployment, first, second_direct, proxy) = two_edges_second_behind_a_proxy();
     let logs = tempfile::tempdir().unwrap();
     // No periodic convergence here: only the commit phase itself can bring edge 2 along.
     let settings = dashboard_settings(&deployment, &[first.clone(), proxy.url()])

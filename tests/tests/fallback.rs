@@ -143,12 +143,7 @@ async fn tripped_guards_publish_through_spark_and_answer_like_the_fast_track() {
     assert!(ok, "{report}");
     assert_eq!(report["path"], "fallback", "{report}");
     assert_eq!(attempts(&report).len(), 1, "{report}");
-    let guard = report["guards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "row_count")
-        .unwrap();
+    let guard = fixtures::named(&report["guards"], "row_count");
     assert_eq!(guard["tripped"], true, "{report}");
 
     // A memory pool far below what the window over 100 k rows needs: the fast track starts, trips

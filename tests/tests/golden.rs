@@ -88,12 +88,7 @@ fn fast_track_matches_golden_answers_over_a_real_metastore() {
     // The same plan through the metastore: row counts from its statistics, same guards and route.
     let plan = plan_json(&metastore.uri(), "top_products_by_network", &[]);
     assert_eq!(plan["path"], "fasttrack");
-    let rows = plan["guards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "row_count")
-        .unwrap();
+    let rows = fixtures::named(&plan["guards"], "row_count");
     assert_eq!(rows["measured"], 100_000);
     assert_eq!(plan["files"], 14);
     let plan = plan_json(
@@ -139,12 +134,7 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
     let plan = plan_json(&catalog, "top_products_by_network", &[]);
     assert_eq!(plan["path"], "fasttrack");
     assert_eq!(plan["reason"], "all guards within limits");
-    let names: Vec<&str> = plan["guards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = fixtures::pluck_str(&plan["guards"], "name");
     assert_eq!(
         names,
         [
@@ -161,12 +151,7 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
             "entry_bytes"
         ]
     );
-    let rows = plan["guards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "row_count")
-        .unwrap();
+    let rows = fixtures::named(&plan["guards"], "row_count");
     assert_eq!(rows["measured"], 100_000);
     assert_eq!(plan["files"], 14);
     assert!(

@@ -81,13 +81,7 @@ async fn metastore_answers_get_all_databases() {
 #[tokio::test]
 async fn stalled_listener_accepts_and_never_answers() {
     let stalled = StalledListener::start();
-    let config = CatalogConfig {
-        connect_timeout_ms: 1_000,
-        call_timeout_ms: 500,
-    };
-    let catalog = HiveCatalog::connect(&stalled.address(), &config)
-        .await
-        .expect("TCP connect succeeds");
+    let catalog = stalled.catalog(500).await;
     let started = Instant::now();
     let err = catalog.databases().await.unwrap_err();
     assert!(

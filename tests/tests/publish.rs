@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tablecast_e2e::lookup::{answer_until, scan_keys};
+use tablecast_e2e::lookup::{answer_until, connect, pause_writes, scan_keys};
 use tablecast_e2e::{Deployment, assert_answers_golden};
 
 fn log_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
@@ -92,14 +92,6 @@ async fn every_golden_key_answers_from_an_edge_and_a_dead_edge_changes_nothing()
     }
 }
 
-async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 async fn serving(conn: &mut redis::aio::MultiplexedConnection, api: &str) -> Option<u64> {
     redis::cmd("GET")
         .arg(format!("tc:{{{api}}}:current"))
@@ -126,7 +118,7 @@ async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_com
     let (ok, report) = stack.publish(API);
     assert!(ok, "{report}");
     let v1 = report["version"].as_u64().unwrap();
-    let mut watch = redis(&stack.edges[1].url()).await;
+    let mut watch = connect(&stack.edges[1].url()).await;
     let baseline: u64 = redis::cmd("DBSIZE").query_async(&mut watch).await.unwrap();
 
     // Start a publish and catch it while its data is landing on edge 1: as soon as bucket keys
@@ -146,13 +138,7 @@ async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_com
         while std::time::Instant::now() < deadline {
             let size: u64 = redis::cmd("DBSIZE").query_async(&mut watch).await.unwrap();
             if size > baseline + 2 {
-                let _: () = redis::cmd("CLIENT")
-                    .arg("PAUSE")
-                    .arg(60_000)
-                    .arg("WRITE")
-                    .query_async(&mut watch)
-                    .await
-                    .unwrap();
+                pause_writes(&mut watch).await;
                 caught = Some(size - baseline);
                 break;
             }
@@ -190,7 +176,7 @@ async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_com
     assert!(failed > v1, "{report}");
 
     // Edge 0 still serves v1 and holds nothing of the failed version.
-    let mut edge0 = redis(&stack.edges[0].url()).await;
+    let mut edge0 = connect(&stack.edges[0].url()).await;
     assert_eq!(serving(&mut edge0, API).await, Some(v1));
     assert_eq!(bucket_keys(&mut edge0, API, failed).await, 0);
     let staged: Vec<u64> = redis::cmd("ZRANGE")
@@ -205,7 +191,7 @@ async fn an_edge_killed_mid_push_fails_the_publish_and_a_retry_after_restart_com
     // Restart edge 1 (empty), refill it with v1 from the snapshot, and a retry commits on both.
     stack.edges[1].restart();
     stack.rehydrate(API, 1);
-    let mut edge1 = redis(&stack.edges[1].url()).await;
+    let mut edge1 = connect(&stack.edges[1].url()).await;
     assert_eq!(serving(&mut edge1, API).await, Some(v1));
     let (ok, report) = stack.publish(API);
     assert!(ok, "{report}");
@@ -261,7 +247,7 @@ async fn a_full_snapshot_disk_fails_the_publish_before_any_edge_commits() {
     );
     let failed = report["version"].as_u64().unwrap();
     for edge in &deployment.edges {
-        let mut conn = redis(&edge.url()).await;
+        let mut conn = connect(&edge.url()).await;
         assert_eq!(serving(&mut conn, API).await, Some(v1));
         assert_eq!(bucket_keys(&mut conn, API, failed).await, 0);
     }
@@ -314,12 +300,7 @@ async fn versions_rollback_and_tokens_from_the_cli() {
         serde_json::from_str(&run_ok(with_edges(&["versions", "--api", API, "--json"]))).unwrap();
     for edge in listed.as_array().unwrap() {
         assert_eq!(edge["serving"], 2, "{listed}");
-        let kept: Vec<u64> = edge["kept"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["version"].as_u64().unwrap())
-            .collect();
+        let kept: Vec<u64> = fixtures::pluck_u64(&edge["kept"], "version");
         assert_eq!(kept, [2, 1], "{listed}");
     }
 
@@ -331,7 +312,7 @@ async fn versions_rollback_and_tokens_from_the_cli() {
     // each switch is awaited (bounded), never slept on.
     run_ok(with_edges(&["rollback", "--api", API]));
     for e in &deployment.edges {
-        assert_eq!(serving(&mut redis(&e.url()).await, API).await, Some(1));
+        assert_eq!(serving(&mut connect(&e.url()).await, API).await, Some(1));
     }
     assert_eq!(
         answer_until(&url, None, 200, Some("1")).await,

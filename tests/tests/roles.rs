@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{ADMIN_TOKEN, sample_spec_json};
-use tablecast_e2e::lookup::{answer, answer_until, scan_keys};
+use tablecast_e2e::lookup::{answer, answer_until, connect, scan_keys};
 use tablecast_e2e::{Dashboard, DashboardSettings, Deployment, lookup_url};
 
 const API: &str = "top_products_by_network";
@@ -248,14 +248,7 @@ async fn a_deleted_api_is_gone_from_every_edge_and_starts_over_when_recreated() 
     let (status, job) = dash.post(&format!("/api/apis/{API}/publish"), None).await;
     assert_eq!(status, 202, "{job}");
     wait_job(&dash, &job).await;
-    let (status, token) = dash
-        .post(
-            &format!("/api/apis/{API}/tokens"),
-            Some(&json!({"name": "app"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-    let secret = token["token"].as_str().unwrap().to_string();
+    let secret = dash.create_token(API, "app").await;
     let key = tablecast_e2e::golden(API)[0].0.clone();
     let urls: Vec<String> = lookups
         .iter()
@@ -283,8 +276,7 @@ async fn a_deleted_api_is_gone_from_every_edge_and_starts_over_when_recreated() 
         assert_eq!(code, "unknown_api");
     }
     for edge in &deployment.edges {
-        let client = redis::Client::open(edge.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = connect(&edge.url()).await;
         let mut left = scan_keys(&mut conn, &format!("tc:{{{API}*")).await;
         left.sort();
         let lock: Vec<String> = ["auth", "fence", "tokens"]

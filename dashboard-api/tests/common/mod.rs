@@ -427,6 +427,14 @@ impl TestServer {
         (server, tables)
     }
 
+    /// A dashboard with default test settings over a new stack, in a new workspace (kept
+    /// until the returned folder is dropped).
+    pub async fn fresh() -> (tempfile::TempDir, TestServer) {
+        let dir = workspace();
+        let server = TestServer::boot(dir.path()).await;
+        (dir, server)
+    }
+
     /// A dashboard with default test settings over a new stack.
     pub async fn boot(dir: &Path) -> TestServer {
         Self::boot_with(dir, |_| {}).await
@@ -523,6 +531,11 @@ impl TestServer {
         (status, value)
     }
 
+    /// A GET without a token, as a browser would make it: the whole response.
+    pub async fn get_raw(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, Some(ADMIN), None)
             .await
@@ -570,6 +583,15 @@ impl TestServer {
             assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Creates a token (`/api/users/tokens` for an analyst, `/api/apis/{name}/tokens` for a
+    /// read token) named `name` with the admin token; panics unless 201; returns the reply
+    /// (with the secret in `token`).
+    pub async fn create_token(&self, route: &str, name: &str) -> Value {
+        let (status, created) = self.post(route, json!({ "name": name })).await;
+        assert_eq!(status, 201, "creating token {name} at {route}: {created}");
+        created
     }
 
     /// Polls a job until it reaches `state`.

@@ -27,24 +27,7 @@ pub async fn redis_client(server: &RedisServer) -> redis::aio::MultiplexedConnec
 
 /// Every key of a Redis (SCAN), sorted.
 pub async fn all_keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys
+    fixtures::redis::scan_keys(conn, "*").await
 }
 
 /// Strings no URL should break.
