@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Tablecast fallback job: computes one API over a table with Spark and stages the result.
+"""Tablecast fallback job: computes APIs over tables with Spark and stages the results.
 
 Shipped inside the `fallback` crate and written next to its job description at run time.
-It takes exactly one argument: the path or URL of the job JSON that `fallback::JobDescription`
-serializes (see that type for the schema). User input never becomes code here: identifiers are
+Its arguments are the paths or URLs of one or more job JSONs that `fallback::JobDescription`
+serializes (see that type for the schema): a batch runs its jobs one after the other in one
+Spark session, so that the session starts once; each job writes only its own output. The first
+job that fails stops the batch (the ones after it do not run), and is named in the error line. User input never becomes code here: identifiers are
 checked against `[A-Za-z_][A-Za-z0-9_]*`, types against a fixed list, literals arrive typed, and
 the query is built with the DataFrame API only (no SQL text).
 
@@ -23,8 +25,9 @@ Semantics chosen to match the DataFusion fast track byte for byte after canonica
 - Session time zone UTC; timestamps written as INT64 microseconds; dates and timestamps read
   and written proleptic Gregorian (no rebasing), as Arrow does.
 
-On failure it prints the traceback, then one line `tablecast-job: ERROR step=<step>: <message>`
-(with the innermost Java cause) to stderr, last, where a log tail sees it; and exits with status 2.
+On failure it prints the traceback, then one line
+`tablecast-job: ERROR job=<job id> step=<step>: <message>` (with the innermost Java cause) to
+stderr, last, where a log tail sees it; and exits with status 2.
 """
 
 import json
@@ -337,62 +340,75 @@ def root_cause(e):
         return None
 
 
-def main(argv):
-    if len(argv) != 2:
-        print("usage: tablecast_job.py JOB_JSON", file=sys.stderr)
-        return 64
-    step = "start"
-    try:
-        from pyspark.sql import Observation, SparkSession, Window
-        from pyspark.sql import functions as F
-        from pyspark.sql import types as T
+def run_job(spark, path, mark):
+    """Computes one job of the batch; `mark(step, job_id)` records where it is, for errors."""
+    from pyspark.sql import Observation, Window
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
-        step = "session"
+    mark("read job", path)
+    job = json.loads(read_text(spark, path))
+    if job.get("format") != FORMAT_VERSION:
+        raise JobError(f"job format {job.get('format')!r}, this program reads {FORMAT_VERSION}")
+    job_id = job.get("job_id")
+    for c in job["columns"]:
+        ident(c["name"], "columns.name")
+        spark_type(c["type"], f"columns[{c['name']}].type")
+    out = job["output"]["path"]
+    print(f"tablecast-job: job {job_id} api {job.get('api')} table {job.get('table')}", file=sys.stderr)
+
+    mark("read input", job_id)
+    df = read_input(spark, F, T, job)
+    observed = Observation(f"tablecast_input_{re.sub(r'[^A-Za-z0-9_]', '_', str(job_id))}")
+    df = df.observe(observed, F.count(F.lit(1)).alias("rows"))
+
+    mark("plan", job_id)
+    result = compute(spark, F, T, Window, job, df)
+
+    mark("write", job_id)
+    result.write.mode("errorifexists").parquet(out)
+
+    mark("stats", job_id)
+    try:
+        rows_in = int(observed.get.get("rows", 0))
+    except Exception:  # noqa: BLE001 - statistics are best effort
+        rows_in = None
+    write_text(spark, out.rstrip("/") + "/_tablecast_stats.json", json.dumps({"rows_in": rows_in}))
+    print(f"tablecast-job: job {job_id} done, {rows_in} rows in", file=sys.stderr)
+
+
+def main(argv):
+    if len(argv) < 2:
+        print("usage: tablecast_job.py JOB_JSON [JOB_JSON ...]", file=sys.stderr)
+        return 64
+    where = {"step": "start", "job": argv[1]}
+
+    def mark(step, job):
+        where["step"], where["job"] = step, job
+
+    try:
+        from pyspark.sql import SparkSession
+
+        mark("session", argv[1])
         spark = SparkSession.builder.getOrCreate()
         for k, v in SESSION_CONF.items():
             spark.conf.set(k, v)
-
-        step = "read job"
-        job = json.loads(read_text(spark, argv[1]))
-        if job.get("format") != FORMAT_VERSION:
-            raise JobError(f"job format {job.get('format')!r}, this program reads {FORMAT_VERSION}")
-        for c in job["columns"]:
-            ident(c["name"], "columns.name")
-            spark_type(c["type"], f"columns[{c['name']}].type")
-        out = job["output"]["path"]
-        print(f"tablecast-job: job {job.get('job_id')} api {job.get('api')} table {job.get('table')}", file=sys.stderr)
-
-        step = "read input"
-        df = read_input(spark, F, T, job)
-        observed = Observation("tablecast_input")
-        df = df.observe(observed, F.count(F.lit(1)).alias("rows"))
-
-        step = "plan"
-        result = compute(spark, F, T, Window, job, df)
-
-        step = "write"
-        result.write.mode("errorifexists").parquet(out)
-
-        step = "stats"
-        try:
-            rows_in = int(observed.get.get("rows", 0))
-        except Exception:  # noqa: BLE001 - statistics are best effort
-            rows_in = None
-        write_text(spark, out.rstrip("/") + "/_tablecast_stats.json", json.dumps({"rows_in": rows_in}))
-        print(f"tablecast-job: done, {rows_in} rows in", file=sys.stderr)
+        for path in argv[1:]:
+            run_job(spark, path, mark)
         spark.stop()
         return 0
-    except Exception as e:  # noqa: BLE001 - every failure is reported with its step
+    except Exception as e:  # noqa: BLE001 - every failure is reported with its job and step
         # The traceback (with any Java stack) first; the summary last, where a log tail sees it.
         traceback.print_exc()
         text = str(e).strip()
         message = text.splitlines()[0] if text else type(e).__name__
         cause = root_cause(e)
+        prefix = f"tablecast-job: ERROR job={where['job']} step={where['step']}"
         if cause and type(e).__name__ == "Py4JJavaError":
             # "An error occurred while calling o145.parquet" says nothing; the Java cause does.
-            line = f"tablecast-job: ERROR step={step}: {cause}"
+            line = f"{prefix}: {cause}"
         else:
-            line = f"tablecast-job: ERROR step={step}: {type(e).__name__}: {message}"
+            line = f"{prefix}: {type(e).__name__}: {message}"
             if cause and cause not in line:
                 line += f"; cause: {cause}"
         print(line[:2000], file=sys.stderr)
