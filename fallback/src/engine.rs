@@ -338,7 +338,7 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-/// The program's own error line (`tablecast-job: ERROR step=…`), when the excerpt has one.
+/// The program's own error line (`tablecast-job: ERROR job=… step=…`), when the excerpt has one.
 fn job_error_line(excerpt: &str) -> Option<&str> {
     excerpt
         .lines()

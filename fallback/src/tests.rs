@@ -270,12 +270,12 @@ async fn conformer_casts_to_spec_types_and_catches_unclustered_keys() {
 
 #[test]
 fn log_tail_keeps_the_job_error_line() {
-    let mut log: Vec<String> = vec!["tablecast-job: ERROR step=write: boom".into()];
+    let mut log: Vec<String> = vec!["tablecast-job: ERROR job=tc-a-1 step=write: boom".into()];
     log.extend((0..50).map(|i| format!("\tat frame{i}")));
     let tail = tail_lines(&log.join("\n"), 5);
     assert_eq!(
         tail,
-        "tablecast-job: ERROR step=write: boom\n[…]\n\tat frame45\n\tat frame46\n\tat frame47\n\tat frame48\n\tat frame49"
+        "tablecast-job: ERROR job=tc-a-1 step=write: boom\n[…]\n\tat frame45\n\tat frame46\n\tat frame47\n\tat frame48\n\tat frame49"
     );
     assert_eq!(tail_lines("a\nb", 30), "a\nb");
 }

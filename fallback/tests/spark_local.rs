@@ -183,7 +183,7 @@ async fn spark_failures_name_their_step_quote_the_log_and_clean_up() {
         "{message}"
     );
     assert!(
-        message.contains("tablecast-job: ERROR step=write"),
+        message.contains("tablecast-job: ERROR job=tc-") && message.contains(" step=write: "),
         "{message}"
     );
     assert!(message.contains("last lines:\n"), "{message}");
