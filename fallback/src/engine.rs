@@ -115,6 +115,7 @@ impl SparkEngine {
             id: job_id.to_string(),
             app_name,
             job_json: local_dir.join("job.json"),
+            more_job_jsons: Vec::new(),
             program: local_dir.join("tablecast_job.py"),
             local_dir,
             remote_job_json: format!("{remote_dir}/job.json"),
@@ -277,12 +278,13 @@ async fn delete_remote(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Owns a run's job and staging until they are released; dropped early (the stream dropped,
-/// the task aborted, a panic) it kills the job and removes the local staging synchronously.
+/// Owns a run's job and the staging of its jobs until they are released; dropped early (the
+/// streams dropped, the task aborted, a panic) it kills the job and removes the local staging
+/// synchronously.
 struct RunGuard {
     submitter: Arc<dyn Submitter>,
     handle: Option<JobHandle>,
-    staged: Option<StagedJob>,
+    staged: Vec<StagedJob>,
 }
 
 impl RunGuard {
@@ -293,9 +295,15 @@ impl RunGuard {
         }
     }
 
+    /// Removes one job's staging (its output has been read).
+    async fn clean(&mut self, staged: &StagedJob) {
+        self.staged.retain(|s| s.id != staged.id);
+        cleanup(staged).await;
+    }
+
     async fn finish(mut self) {
         self.job_ended();
-        if let Some(staged) = self.staged.take() {
+        for staged in std::mem::take(&mut self.staged) {
             cleanup(&staged).await;
         }
     }
@@ -307,7 +315,7 @@ impl Drop for RunGuard {
             self.submitter.kill_now(&h);
             self.submitter.release(&h);
         }
-        if let Some(staged) = self.staged.take() {
+        for staged in std::mem::take(&mut self.staged) {
             cleanup_local(&staged);
             if !staged.remote_dir.starts_with("file:")
                 && let Ok(rt) = tokio::runtime::Handle::try_current()
@@ -322,16 +330,24 @@ impl Drop for RunGuard {
 
 type BatchResult = Result<RecordBatch, Error>;
 
+/// One submission (one Spark application) and the jobs it computes, in order: one job, or a
+/// batch run in one session.
 struct Run {
     submitter: Arc<dyn Submitter>,
-    staged: StagedJob,
     handle: JobHandle,
-    spec: ResolvedSpec,
     supervision: Supervision,
-    progress: Arc<EngineProgress>,
     started: Instant,
+    jobs: Vec<RunJob>,
+}
+
+/// One job of a submission: where its output lands and who reads it.
+struct RunJob {
+    staged: StagedJob,
+    spec: ResolvedSpec,
+    progress: Arc<EngineProgress>,
     /// The files the job reads (files input), counted from their footers while Spark runs.
     files: Option<Vec<publisher::files::DataFile>>,
+    tx: mpsc::Sender<BatchResult>,
 }
 
 fn secs(d: Duration) -> String {
@@ -346,132 +362,169 @@ fn job_error_line(excerpt: &str) -> Option<&str> {
 }
 
 impl Run {
-    async fn drive(self, tx: mpsc::Sender<BatchResult>) {
+    /// Supervises the submission; then streams each job's output, in order, to its reader. A
+    /// failure of the submission is every job's error (its message names the failing job).
+    async fn drive(self) {
         let Run {
             submitter,
-            staged,
             handle,
-            spec,
             supervision,
-            progress,
             started,
-            files,
+            jobs,
         } = self;
         // rows_in: the listed files' footers (exact, metadata only), counted while Spark runs;
         // for a metastore read, the count the job observed on its input.
-        let footer_rows = files.map(|files| {
-            AbortOnDrop(tokio::spawn(async move {
-                publisher::files::footer_rows(&files).await
-            }))
-        });
+        let footer_rows: Vec<Option<AbortOnDrop<_>>> = jobs
+            .iter()
+            .map(|job| {
+                job.files.clone().map(|files| {
+                    AbortOnDrop(tokio::spawn(async move {
+                        publisher::files::footer_rows(&files).await
+                    }))
+                })
+            })
+            .collect();
         let mut guard = RunGuard {
             submitter: Arc::clone(&submitter),
             handle: Some(handle.clone()),
-            staged: Some(staged.clone()),
+            staged: jobs.iter().map(|j| j.staged.clone()).collect(),
+        };
+        // Cancelled once every reader has gone.
+        let all_readers_gone = async {
+            futures::future::join_all(jobs.iter().map(|j| j.tx.closed())).await;
         };
         let outcome = supervise(
             submitter.as_ref(),
             &handle,
             &supervision,
             started,
-            tx.closed(),
+            all_readers_gone,
         )
         .await;
-        // The local driver log, when the submitter wrote one (spark-submit does; Oozie keeps its own).
-        let log = || {
-            if staged.log.exists() {
-                format!(", driver log {}", staged.log.display())
-            } else {
-                String::new()
-            }
+        let what = match jobs.as_slice() {
+            [one] => format!("job {}", one.staged.id),
+            many => format!("batch of {} jobs", many.len()),
         };
-        let failure = match outcome {
-            Outcome::Succeeded { elapsed } => {
-                tracing::info!(job = %staged.id, elapsed = %secs(elapsed), "spark job succeeded");
+        let failure = match failure_of(outcome, &submitter, &handle, &supervision, &jobs[0].staged)
+        {
+            Ok(()) => {
+                tracing::info!(job = %handle.id, %what, elapsed = %secs(started.elapsed()), "spark job succeeded");
                 None
             }
-            Outcome::Cancelled => {
-                tracing::info!(job = %staged.id, "spark job cancelled: its stream was dropped");
+            Err(None) => {
+                tracing::info!(job = %handle.id, %what, "spark job cancelled: its streams were dropped");
                 guard.finish().await;
                 return;
             }
-            Outcome::Failed {
-                message,
-                excerpt,
-                elapsed,
-            } => {
-                let cause = job_error_line(&excerpt)
-                    .map(|l| format!(" ({l})"))
-                    .unwrap_or_default();
-                Some(format!(
-                    "run: {message} after {}{cause}; {} job {}{}; last lines:\n{excerpt}",
-                    secs(elapsed),
-                    submitter.kind(),
-                    handle.id,
-                    log()
-                ))
-            }
-            Outcome::TimedOut {
-                excerpt,
-                elapsed,
-                kill_error,
-            } => Some(format!(
-                "timeout: no result after {} (timeout_s = {}); the job was killed{}; {} job {}{}; last lines:\n{excerpt}",
-                secs(elapsed),
-                supervision.timeout.as_secs(),
-                kill_error
-                    .map(|e| format!(" (kill: {e})"))
-                    .unwrap_or_default(),
-                submitter.kind(),
-                handle.id,
-                log()
-            )),
-            Outcome::Lost {
-                message,
-                excerpt,
-                elapsed,
-            } => Some(format!(
-                "run: lost track of the job after {}: {message}; it was killed; {} job {}{}; last lines:\n{excerpt}",
-                secs(elapsed),
-                submitter.kind(),
-                handle.id,
-                log()
-            )),
+            Err(Some(message)) => Some(message),
         };
         if let Some(message) = failure {
             guard.finish().await;
-            let _ = tx.send(Err(engine_error(message))).await;
+            for job in &jobs {
+                let _ = job.tx.send(Err(engine_error(message.clone()))).await;
+            }
             return;
         }
         guard.job_ended();
 
-        let counted = match footer_rows {
-            Some(mut task) => (&mut task.0).await.ok().and_then(|r| r.ok()),
-            None => None,
-        };
-        if let Some(rows) = match counted {
-            Some(rows) => Some(rows),
-            None => read_stats(&staged.output).await,
-        } {
-            progress.add_rows(rows);
+        for (job, footer_rows) in jobs.into_iter().zip(footer_rows) {
+            let counted = match footer_rows {
+                Some(mut task) => (&mut task.0).await.ok().and_then(|r| r.ok()),
+                None => None,
+            };
+            if let Some(rows) = match counted {
+                Some(rows) => Some(rows),
+                None => read_stats(&job.staged.output).await,
+            } {
+                job.progress.add_rows(rows);
+            }
+            let result = stream_output(&job.staged.output, &job.spec, &job.tx).await;
+            // Before the reader sees the end of its stream: its staging is gone by then.
+            guard.clean(&job.staged).await;
+            match result {
+                Ok((rows, parts)) => {
+                    tracing::info!(job = %job.staged.id, rows, parts, total = %secs(started.elapsed()), "staged output read")
+                }
+                Err(ReadError::Closed) => {}
+                Err(ReadError::Failed(e)) => {
+                    let _ = job
+                        .tx
+                        .send(Err(engine_error(format!(
+                            "read staged output {}: {e}",
+                            job.staged.output
+                        ))))
+                        .await;
+                }
+            }
         }
-        let result = stream_output(&staged.output, &spec, &tx).await;
         guard.finish().await;
-        match result {
-            Ok((rows, parts)) => {
-                tracing::info!(job = %staged.id, rows, parts, total = %secs(started.elapsed()), "staged output read")
-            }
-            Err(ReadError::Closed) => {}
-            Err(ReadError::Failed(e)) => {
-                let _ = tx
-                    .send(Err(engine_error(format!(
-                        "read staged output {}: {e}",
-                        staged.output
-                    ))))
-                    .await;
-            }
-        }
     }
+}
+
+/// What went wrong with a submission, as the run's error message; `Err(None)` when it was
+/// cancelled (its readers went away).
+fn failure_of(
+    outcome: Outcome,
+    submitter: &Arc<dyn Submitter>,
+    handle: &JobHandle,
+    supervision: &Supervision,
+    first: &StagedJob,
+) -> Result<(), Option<String>> {
+    // The local driver log, when the submitter wrote one (spark-submit does; Oozie keeps its own).
+    let log = || {
+        if first.log.exists() {
+            format!(", driver log {}", first.log.display())
+        } else {
+            String::new()
+        }
+    };
+    let message = match outcome {
+        Outcome::Succeeded { .. } => return Ok(()),
+        Outcome::Cancelled => return Err(None),
+        Outcome::Failed {
+            message,
+            excerpt,
+            elapsed,
+        } => {
+            let cause = job_error_line(&excerpt)
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
+            format!(
+                "run: {message} after {}{cause}; {} job {}{}; last lines:\n{excerpt}",
+                secs(elapsed),
+                submitter.kind(),
+                handle.id,
+                log()
+            )
+        }
+        Outcome::TimedOut {
+            excerpt,
+            elapsed,
+            kill_error,
+        } => format!(
+            "timeout: no result after {} (timeout_s = {}); the job was killed{}; {} job {}{}; last lines:\n{excerpt}",
+            secs(elapsed),
+            supervision.timeout.as_secs(),
+            kill_error
+                .map(|e| format!(" (kill: {e})"))
+                .unwrap_or_default(),
+            submitter.kind(),
+            handle.id,
+            log()
+        ),
+        Outcome::Lost {
+            message,
+            excerpt,
+            elapsed,
+        } => format!(
+            "run: lost track of the job after {}: {message}; it was killed; {} job {}{}; last lines:\n{excerpt}",
+            secs(elapsed),
+            submitter.kind(),
+            handle.id,
+            log()
+        ),
+    };
+    Err(Some(message))
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -535,12 +588,68 @@ impl Engine for SparkEngine {
     }
 
     async fn execute(&self, job: &EngineJob) -> Result<EngineRun, Error> {
+        let mut runs = self.submit(std::slice::from_ref(job)).await?;
+        runs.pop()
+            .ok_or_else(|| engine_error("submit: no run was started"))
+    }
+
+    /// One Spark session for all the jobs when the submitter takes batches (spark-submit with
+    /// the driver here) and they read through the same catalog settings; otherwise one
+    /// submission each (a cluster runs them side by side).
+    async fn execute_all(&self, jobs: &[EngineJob]) -> Result<Vec<EngineRun>, Error> {
+        let batchable = jobs.len() > 1 && self.submitter.runs_batches();
+        if batchable {
+            return self.submit(jobs).await;
+        }
+        let mut runs = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            runs.push(self.execute(job).await?);
+        }
+        Ok(runs)
+    }
+}
+
+impl SparkEngine {
+    /// Stages every job, submits them as one application (the program runs them in order in
+    /// one session) and returns one run per job, to be read in order.
+    async fn submit(&self, jobs: &[EngineJob]) -> Result<Vec<EngineRun>, Error> {
         let started = Instant::now();
-        let (staged, description_input) = self.stage(job).await?;
-        let handle = match self.submitter.submit(&staged).await {
+        let mut staged: Vec<(StagedJob, crate::job::Input)> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match self.stage(job).await {
+                Ok(s) => staged.push(s),
+                Err(e) => {
+                    for (s, _) in &staged {
+                        cleanup(s).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let Some(((first, _), rest)) = staged.split_first() else {
+            return Ok(Vec::new());
+        };
+        if let Some((other, _)) = rest.iter().find(|(s, _)| s.job_conf != first.job_conf) {
+            for (s, _) in &staged {
+                cleanup(s).await;
+            }
+            return Err(engine_error(format!(
+                "submit: jobs {} and {} read through different catalogs; one Spark session \
+                 reads through one",
+                first.id, other.id
+            )));
+        }
+        let mut submission = first.clone();
+        submission.more_job_jsons = rest.iter().map(|(s, _)| s.job_json.clone()).collect();
+        if !rest.is_empty() {
+            submission.app_name = format!("tablecast-batch-{}", staged.len());
+        }
+        let handle = match self.submitter.submit(&submission).await {
             Ok(h) => h,
             Err(e) => {
-                cleanup(&staged).await;
+                for (s, _) in &staged {
+                    cleanup(s).await;
+                }
                 let what = if e.refused {
                     "submission refused: "
                 } else {
@@ -555,31 +664,41 @@ impl Engine for SparkEngine {
                         "submit: {what}{} ({} job {})",
                         e.message,
                         self.submitter.kind(),
-                        staged.id
+                        submission.id
                     ),
                 });
             }
         };
-        let progress = Arc::new(EngineProgress::default());
-        let (tx, rx) = mpsc::channel::<BatchResult>(2);
-        let run = Run {
-            submitter: Arc::clone(&self.submitter),
-            staged,
-            handle,
-            spec: job.spec.clone(),
-            supervision: self.supervision(),
-            progress: Arc::clone(&progress),
-            started,
-            files: matches!(description_input, crate::job::Input::Files { .. })
-                .then(|| job.files.clone()),
-        };
-        tokio::spawn(run.drive(tx));
-        let batches = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(EngineRun {
-            batches: Box::pin(batches),
-            progress,
-        })
+        let mut runs = Vec::with_capacity(jobs.len());
+        let mut run_jobs = Vec::with_capacity(jobs.len());
+        for (job, (staged, input)) in jobs.iter().zip(staged) {
+            let progress = Arc::new(EngineProgress::default());
+            let (tx, rx) = mpsc::channel::<BatchResult>(2);
+            run_jobs.push(RunJob {
+                staged,
+                spec: job.spec.clone(),
+                progress: Arc::clone(&progress),
+                files: matches!(input, crate::job::Input::Files { .. }).then(|| job.files.clone()),
+                tx,
+            });
+            let batches = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            runs.push(EngineRun {
+                batches: Box::pin(batches),
+                progress,
+            });
+        }
+        tokio::spawn(
+            Run {
+                submitter: Arc::clone(&self.submitter),
+                handle,
+                supervision: self.supervision(),
+                started,
+                jobs: run_jobs,
+            }
+            .drive(),
+        );
+        Ok(runs)
     }
 }

@@ -78,6 +78,7 @@ impl SparkSubmit {
         } else {
             job.job_json.display().to_string()
         });
+        args.extend(job.more_job_jsons.iter().map(|j| j.display().to_string()));
         args
     }
 
@@ -216,6 +217,12 @@ pub(crate) fn read_log_tail(path: &Path, lines: usize) -> String {
 
 #[async_trait]
 impl Submitter for SparkSubmit {
+    /// The driver runs here (client or local mode), so the program gets every description as
+    /// an argument; in cluster mode the descriptions would have to be shipped under one name.
+    fn runs_batches(&self) -> bool {
+        self.config.deploy_mode.as_deref() != Some("cluster")
+    }
+
     fn kind(&self) -> &'static str {
         "spark-submit"
     }

@@ -17,6 +17,9 @@ pub struct StagedJob {
     /// Local folder with `job.json` and `tablecast_job.py`; removed after the run.
     pub local_dir: PathBuf,
     pub job_json: PathBuf,
+    /// Descriptions of further jobs the same application runs after this one, in one Spark
+    /// session (a batch; spark-submit with the driver here only).
+    pub more_job_jsons: Vec<PathBuf>,
     pub program: PathBuf,
     /// URL of the job's folder beside its output (equal to `local_dir` unless
     /// `output_dir` points elsewhere); removed after the run.
@@ -66,6 +69,12 @@ pub trait Submitter: Send + Sync {
     /// (`remote_job_json`, `remote_program`), because the job runs where the local staging
     /// folder is not visible.
     fn needs_remote_staging(&self) -> bool {
+        false
+    }
+
+    /// Whether one submission may carry several jobs (`StagedJob::more_job_jsons`), run one
+    /// after the other in one Spark session.
+    fn runs_batches(&self) -> bool {
         false
     }
 

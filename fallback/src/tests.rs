@@ -379,3 +379,103 @@ async fn supervision_backs_off_times_out_and_kills() {
     assert_eq!(s.polls.load(Ordering::SeqCst), 4);
     assert_eq!(s.kills.load(Ordering::SeqCst), 1);
 }
+
+/// A TEST DOUBLE submitter that takes batches and records what it was given; its job fails
+/// at once with the program's error line for the second job.
+#[derive(Default)]
+struct RecordingBatches {
+    submitted: std::sync::Mutex<Vec<StagedJob>>,
+}
+
+#[async_trait::async_trait]
+impl Submitter for RecordingBatches {
+    fn kind(&self) -> &'static str {
+        "recording"
+    }
+    fn runs_batches(&self) -> bool {
+        true
+    }
+    fn describe(&self, _: &StagedJob) -> String {
+        String::new()
+    }
+    async fn submit(&self, job: &StagedJob) -> Result<JobHandle, SubmitError> {
+        self.submitted.lock().unwrap().push(job.clone());
+        Ok(JobHandle {
+            id: "7".into(),
+            submitter: "recording",
+        })
+    }
+    async fn poll(&self, _: &JobHandle) -> Result<JobStatus, String> {
+        Ok(JobStatus::Failed("exit status 2".into()))
+    }
+    async fn kill(&self, _: &JobHandle) -> Result<(), String> {
+        Ok(())
+    }
+    async fn log_excerpt(&self, _: &JobHandle, _: usize) -> String {
+        "tablecast-job: ERROR job=tc-second step=write: disk full".into()
+    }
+    fn kill_now(&self, _: &JobHandle) {}
+}
+
+/// Several jobs are staged apart and submitted once: the first job's description is the
+/// argument, the others follow it (one Spark session); a failure of the application is every
+/// run's error, naming the job and step the program reported; the staging is removed.
+#[tokio::test]
+async fn a_batch_is_one_submission_with_every_description_and_fails_as_one() {
+    let data = tempfile::tempdir().unwrap();
+    write_sales(data.path());
+    let submitter = std::sync::Arc::new(RecordingBatches::default());
+    let engine = SparkEngine::with_submitter(
+        SparkConfig {
+            staging_dir: data.path().join("staging"),
+            poll_interval_ms: 10,
+            ..SparkConfig::default()
+        },
+        submitter.clone(),
+    )
+    .unwrap();
+    let specs = [
+        "name = \"first\"\ntable = \"social.sales\"\nkey = [\"network\"]\nvalues = [{ column = \"product_id\" }]\n",
+        "name = \"second\"\ntable = \"social.sales\"\nvalues = [{ agg = \"count\", as = \"n\" }]\n",
+    ];
+    let mut jobs = Vec::new();
+    for spec in specs {
+        jobs.push(job(data.path(), spec).await);
+    }
+    let runs = publisher::engine::Engine::execute_all(&engine, &jobs)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 2);
+    {
+        let submitted = submitter.submitted.lock().unwrap();
+        assert_eq!(submitted.len(), 1, "one application for the batch");
+        let batch = &submitted[0];
+        assert_eq!(batch.app_name, "tablecast-batch-2");
+        assert_eq!(batch.more_job_jsons.len(), 1);
+        for description in std::iter::once(&batch.job_json).chain(&batch.more_job_jsons) {
+            let staged: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(description).unwrap()).unwrap();
+            assert_eq!(staged["format"], 1, "{}", description.display());
+        }
+        let second = std::fs::read_to_string(&batch.more_job_jsons[0]).unwrap();
+        assert!(second.contains("\"second\""), "{second}");
+    }
+    for mut run in runs {
+        let error = futures::StreamExt::next(&mut run.batches)
+            .await
+            .expect("an item")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("job=tc-second step=write: disk full")
+                && error.contains("recording job 7"),
+            "{error}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(data.path().join("staging"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "logs")
+        .collect();
+    assert!(left.is_empty(), "staging left: {left:?}");
+}

@@ -458,6 +458,7 @@ async fn oozie_stub_submitter_protocol_step_by_step() {
         app_name: "tablecast-x".into(),
         local_dir: staging.path().join("tc-x-1"),
         job_json: staging.path().join("tc-x-1/job.json"),
+        more_job_jsons: Vec::new(),
         program: staging.path().join("tc-x-1/tablecast_job.py"),
         remote_dir: "hdfs://nn:8020/tmp/tc-x-1".into(),
         remote_job_json: "hdfs://nn:8020/tmp/tc-x-1/job.json".into(),

@@ -97,4 +97,15 @@ pub trait Engine: Send + Sync {
 
     /// Starts the computation. Dropping the returned stream cancels it and frees its resources.
     async fn execute(&self, job: &EngineJob) -> Result<EngineRun>;
+
+    /// Starts several computations, returned in the same order; the caller reads them in that
+    /// order. Engines that can share a start-up across jobs override it (the Spark engine runs
+    /// them in one session); by default each job is started on its own.
+    async fn execute_all(&self, jobs: &[EngineJob]) -> Result<Vec<EngineRun>> {
+        let mut runs = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            runs.push(self.execute(job).await?);
+        }
+        Ok(runs)
+    }
 }

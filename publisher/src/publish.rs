@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{Checksum, Entry, EntryEncoder};
 use crate::catalog::{Catalog, StorageFormat, TableMeta};
-use crate::engine::{Engine, EngineJob, EnginePath};
+use crate::engine::{Engine, EngineJob, EnginePath, EngineRun};
 use crate::error::{Error, Result};
 use crate::files;
 use crate::guards::{
@@ -94,6 +94,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The non-partition columns the engine reads, with their types: what the listed files
+    /// are checked for before a run.
+    fn read_columns(&self) -> Vec<(String, arrow::datatypes::DataType)> {
+        self.spec
+            .columns
+            .iter()
+            .filter(|c| !self.table.is_partition_key(c))
+            .filter_map(|c| Some((c.clone(), self.table.column(c)?.data_type.clone()?)))
+            .collect()
+    }
+
     pub fn job(&self, catalog_uri: &str) -> EngineJob {
         EngineJob {
             spec: self.spec.clone(),
@@ -315,13 +326,7 @@ impl Publisher {
     ) -> Result<RunStats> {
         let mut stats = RunStats::default();
         let mut path = plan.path;
-        let read_columns: Vec<(String, arrow::datatypes::DataType)> = plan
-            .spec
-            .columns
-            .iter()
-            .filter(|c| !plan.table.is_partition_key(c))
-            .filter_map(|c| Some((c.clone(), plan.table.column(c)?.data_type.clone()?)))
-            .collect();
+        let read_columns = plan.read_columns();
         loop {
             files::verify_files(&plan.inspection.files, &read_columns).await?;
             let started = Instant::now();
@@ -375,6 +380,44 @@ impl Publisher {
         }
     }
 
+    /// Runs several plans on one path (no re-route), each into its sink, starting them together
+    /// so that an engine may share its start-up (the Spark engine: one session for all). Stops
+    /// at the first failure, naming its API; the runs after it are cancelled.
+    pub async fn run_all(
+        &self,
+        plans: &[Plan],
+        path: EnginePath,
+        sinks: &mut [&mut dyn EntrySink],
+        progress: &ProgressFn,
+    ) -> Result<Vec<RunStats>> {
+        assert_eq!(plans.len(), sinks.len(), "one sink per plan");
+        for plan in plans {
+            files::verify_files(&plan.inspection.files, &plan.read_columns()).await?;
+        }
+        let jobs: Vec<EngineJob> = plans.iter().map(|p| p.job(self.catalog.uri())).collect();
+        let started = Instant::now();
+        let runs = self.engine(path)?.execute_all(&jobs).await?;
+        let mut all = Vec::with_capacity(plans.len());
+        for ((plan, run), sink) in plans.iter().zip(runs).zip(sinks.iter_mut()) {
+            let (rows_in, peak, result) = self.encode(plan, run, &mut **sink, progress).await;
+            let (checksum, output_guards) = result?;
+            all.push(RunStats {
+                path: Some(path),
+                attempts: vec![Attempt {
+                    path: path.to_string(),
+                    ms: ms(started),
+                    rows_in,
+                    peak_memory_bytes: peak,
+                    abandoned: None,
+                }],
+                rows_in,
+                checksum,
+                output_guards,
+            });
+        }
+        Ok(all)
+    }
+
     async fn run_once(
         &self,
         plan: &Plan,
@@ -387,10 +430,21 @@ impl Publisher {
             Err(e) => return (0, 0, Err(e)),
         };
         let job = plan.job(self.catalog.uri());
-        let run = match engine.execute(&job).await {
-            Ok(run) => run,
-            Err(e) => return (0, 0, Err(e)),
-        };
+        match engine.execute(&job).await {
+            Ok(run) => self.encode(plan, run, sink, progress).await,
+            Err(e) => (0, 0, Err(e)),
+        }
+    }
+
+    /// Encodes a started run of the plan into `sink`, checking the output guards as it goes;
+    /// returns the rows read, the engine's peak memory and the checksum with the output guards.
+    async fn encode(
+        &self,
+        plan: &Plan,
+        run: EngineRun,
+        sink: &mut dyn EntrySink,
+        progress: &ProgressFn,
+    ) -> (u64, u64, Result<(Checksum, Vec<GuardOutcome>)>) {
         let mut batches = run.batches;
         let mut encoder = EntryEncoder::new(&plan.spec).bounded(&plan.limits);
         let mut checksum = Checksum::default();

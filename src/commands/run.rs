@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use clap::Args;
 use publisher::canonical::Entry;
+use publisher::engine::EnginePath;
 use publisher::publish::{EntrySink, Route};
 use publisher::spec::ApiSpec;
 
@@ -23,11 +24,14 @@ const SORT_BUFFER: usize = 256 << 20;
 
 #[derive(Args)]
 pub struct RunArgs {
-    #[arg(long)]
-    spec: PathBuf,
+    /// The API spec; repeat to run several (with `--path fallback` they share one Spark
+    /// session; otherwise they run one after the other).
+    #[arg(long, required = true)]
+    spec: Vec<PathBuf>,
     #[arg(long)]
     metastore: Option<String>,
-    /// Output file (canonical JSONL).
+    /// Output file (canonical JSONL); with several specs, a folder that gets `<api>.jsonl`
+    /// for each.
     #[arg(long)]
     out: PathBuf,
     /// auto (follow the guards), fasttrack or fallback.
@@ -36,29 +40,65 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs, config: &Config) -> Result<ExitCode> {
-    let spec = ApiSpec::from_path(&args.spec)?;
+    let specs = args
+        .spec
+        .iter()
+        .map(|p| ApiSpec::from_path(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outs: Vec<PathBuf> = match specs.as_slice() {
+        [_] => vec![args.out.clone()],
+        many => {
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
+            many.iter()
+                .map(|s| args.out.join(format!("{}.jsonl", s.name)))
+                .collect()
+        }
+    };
     let uri = config.metastore(args.metastore.as_deref())?;
     let publisher = crate::stack::publisher(config, uri).await?;
-    let plan = publisher.plan(&spec, args.path).await?;
-    tracing::info!(api = %spec.name, path = %plan.path, reason = %plan.reason, "running");
-    let mut sorter = ExternalSort::new(SORT_BUFFER)?;
+    let mut plans = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let plan = publisher.plan(spec, args.path).await?;
+        tracing::info!(api = %spec.name, path = %plan.path, reason = %plan.reason, "running");
+        plans.push(plan);
+    }
     let progress: publisher::publish::ProgressFn = Arc::new(|p| tracing::debug!(?p, "progress"));
-    let stats = publisher
-        .run(&plan, args.path, &mut sorter, &progress)
-        .await?;
-    let lines = sorter.write_jsonl(&args.out)?;
-    let path = stats.path.map(|p| p.to_string()).unwrap_or_default();
-    eprintln!(
-        "{}: {lines} keys, {} rows in, path {path}, {} ms{}",
-        args.out.display(),
-        stats.rows_in,
-        stats.attempts.iter().map(|a| a.ms).sum::<u64>(),
-        if stats.attempts.len() > 1 {
-            " (re-routed)"
-        } else {
-            ""
+    // The sorters of a batch are all alive until it ends: they share the memory budget.
+    let mut sorters = plans
+        .iter()
+        .map(|_| ExternalSort::new(SORT_BUFFER / plans.len()))
+        .collect::<Result<Vec<_>>>()?;
+    let stats = if args.path == Route::Fallback && plans.len() > 1 {
+        let mut sinks: Vec<&mut dyn EntrySink> = sorters
+            .iter_mut()
+            .map(|s| s as &mut dyn EntrySink)
+            .collect();
+        publisher
+            .run_all(&plans, EnginePath::Fallback, &mut sinks, &progress)
+            .await?
+    } else {
+        let mut all = Vec::with_capacity(plans.len());
+        for (plan, sorter) in plans.iter().zip(sorters.iter_mut()) {
+            all.push(publisher.run(plan, args.path, sorter, &progress).await?);
         }
-    );
+        all
+    };
+    for ((sorter, stats), out) in sorters.into_iter().zip(stats).zip(&outs) {
+        let lines = sorter.write_jsonl(out)?;
+        let path = stats.path.map(|p| p.to_string()).unwrap_or_default();
+        eprintln!(
+            "{}: {lines} keys, {} rows in, path {path}, {} ms{}",
+            out.display(),
+            stats.rows_in,
+            stats.attempts.iter().map(|a| a.ms).sum::<u64>(),
+            if stats.attempts.len() > 1 {
+                " (re-routed)"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
