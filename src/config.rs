@@ -151,6 +151,8 @@ mod tests {
         assert_eq!(c.edge, edge_cache::EdgeConfig::default());
         assert_eq!(c.guards, publisher::guards::GuardLimits::default());
         assert_eq!(c.dashboard.ceilings, Default::default());
+        assert_eq!(c.dashboard.limits, http_serve::HttpLimits::default());
+        assert_eq!(c.lookup.limits, http_serve::HttpLimits::default());
     }
 
     #[test]

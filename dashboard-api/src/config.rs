@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// The most a spec's `limits` may ask for (`[dashboard.ceilings]`, one key per guard
     /// limit); an administrator may grant one API more (`ceilings` on the API).
     pub ceilings: publisher::guards::Ceilings,
+    /// Header-read and idle timeouts, connection and in-flight caps (`[dashboard.limits]`).
+    pub limits: http_serve::HttpLimits,
+    /// The largest request body (a spec, a token request) the API reads.
+    pub max_body_bytes: usize,
 }
 
 pub const DEFAULT_EDGE_GROUP: &str = "default";
@@ -82,6 +86,8 @@ impl Default for ServerConfig {
             preview_rows: 20,
             reconcile_ms: 5_000,
             ceilings: Default::default(),
+            limits: Default::default(),
+            max_body_bytes: 1 << 20,
         }
     }
 }

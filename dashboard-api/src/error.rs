@@ -59,6 +59,12 @@ pub enum Error {
     },
     #[error("{0}")]
     Internal(String),
+    /// Too many requests in flight (`[dashboard.limits] max_in_flight`).
+    #[error("{0}")]
+    Overloaded(String),
+    /// A request body over `[dashboard] max_body_bytes`.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// An edge's failure is the publisher's, and is answered as such.
@@ -104,6 +110,8 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Error::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Publisher(e) => match (e.kind(), e) {
                 (K::NotFound, _) => (StatusCode::NOT_FOUND, "not_found"),
                 (K::Transient, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -169,7 +177,14 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (status, axum::Json(self.body())).into_response()
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

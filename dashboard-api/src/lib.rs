@@ -76,6 +76,8 @@ pub struct AppState {
     /// Wakes idle runners when a job is queued or an API's job finishes.
     pub(crate) wake: Arc<Notify>,
     pub(crate) admin_digest: [u8; 32],
+    /// The requests-in-flight cap.
+    pub(crate) in_flight: http_serve::InFlight,
 }
 
 impl AppState {
@@ -93,12 +95,15 @@ impl AppState {
             stack.publish_config(),
         );
         let (signals, _) = broadcast::channel(1024);
+        let metrics = Arc::new(Metrics::new());
+        let in_flight = http_serve::InFlight::new(&config.limits, metrics.refusal());
         Ok(AppState {
             config: Arc::new(config),
             store,
             stack,
             control,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            in_flight,
             shutdown: CancellationToken::new(),
             signals,
             wake: Arc::new(Notify::new()),
@@ -180,8 +185,45 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
-        .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admit_request,
+        ))
         .with_state(state)
+}
+
+/// Every request first: at most `max_in_flight` run at once (503 `overloaded` past it), and a
+/// body announced larger than `max_body_bytes` is refused (413 `too_large`) before it is read.
+/// Event streams hold no permit once they have started: they would starve everything else.
+async fn admit_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let max = state.config.max_body_bytes;
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Error::TooLarge(format!(
+            "the request body is over {max} bytes (max_body_bytes)"
+        ))
+        .into_response();
+    }
+    let Some(permit) = state.in_flight.try_enter() else {
+        return Error::Overloaded(format!(
+            "over {} requests in flight; retry shortly",
+            state.config.limits.max_in_flight
+        ))
+        .into_response();
+    };
+    let response = next.run(request).await;
+    drop(permit);
+    response
 }
 
 /// Binds `config.listen` and serves until `shutdown` completes; see [`serve_on`].
@@ -218,15 +260,21 @@ pub async fn serve_on(
     let converger = start_convergence(state.clone());
     tracing::info!(%addr, runners = state.config.runners, "dashboard listening");
     let token = state.shutdown.clone();
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(async move {
+    let limits = state.config.limits.clone();
+    let served = http_serve::serve(
+        listener,
+        router(state.clone()),
+        &limits,
+        state.metrics.refusal(),
+        async move {
             tokio::select! {
                 () = shutdown => {}
                 () = token.cancelled() => {}
             }
             token.cancel();
-        })
-        .await;
+        },
+    )
+    .await;
     state.shutdown.cancel();
     runners.join().await;
     converger.abort();

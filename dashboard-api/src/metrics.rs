@@ -15,6 +15,7 @@ pub struct Metrics {
     queue_depth: IntGauge,
     job_duration: HistogramVec,
     attempts: IntCounterVec,
+    refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -52,8 +53,17 @@ impl Metrics {
             &["kind", "outcome"],
         )
         .expect("metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "tablecast_dashboard_refused_total",
+                "Connections and requests refused by the HTTP limits (connections|in_flight)",
+            ),
+            &["limit"],
+        )
+        .expect("metric");
         for c in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(refused.clone()),
             Box::new(queue_depth.clone()),
             Box::new(job_duration.clone()),
             Box::new(attempts.clone()),
@@ -66,7 +76,20 @@ impl Metrics {
             queue_depth,
             job_duration,
             attempts,
+            refused,
         }
+    }
+
+    /// Counts a refusal of the HTTP limits.
+    pub fn refusal(&self) -> http_serve::OnRefusal {
+        let refused = self.refused.clone();
+        std::sync::Arc::new(move |r| {
+            let limit = match r {
+                http_serve::Refusal::Connections => "connections",
+                http_serve::Refusal::InFlight => "in_flight",
+            };
+            refused.with_label_values(&[limit]).inc();
+        })
     }
 
     /// Records the end of one attempt.

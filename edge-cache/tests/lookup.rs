@@ -541,3 +541,156 @@ async fn the_lookup_binary_serves_from_the_shared_config_and_stops_on_sigterm() 
         "{stderr}"
     );
 }
+
+/// Slow clients cannot hold the service: 2 000 connections that send one header byte and then
+/// trickle another only every 10 s are all closed within the header-read timeout (1 s here,
+/// bounded at 10 s for a loaded machine), while lookups on fresh connections keep answering
+/// within 10 ms at the 99th percentile (loopback, bounded, not a benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_connections_are_closed_within_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let entries = composite_entries(50, 1);
+    let m = manifest("slow", 1, &composite_types(), checksum(&entries));
+    publish(&edge, &m, &entries).await;
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        limits: http_serve::HttpLimits {
+            header_read_timeout_ms: 1_000,
+            max_connections: 4_096,
+            ..Default::default()
+        },
+        ..LookupConfig::default()
+    })
+    .await;
+
+    let started = Instant::now();
+    let mut slow = Vec::with_capacity(2_000);
+    for _ in 0..2_000 {
+        let mut s = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+        s.write_all(b"G").await.unwrap();
+        slow.push(s);
+    }
+    // One more byte every 10 s would never finish a header before the timeout.
+    let client = reqwest::Client::new();
+    let path = key_path("slow", &entries[5].key);
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let resp = client.get(service.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(
+        p99 < Duration::from_millis(10),
+        "p99 {p99:?} while 2 000 connections stall"
+    );
+
+    let mut closed = 0;
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        let deadline = tokio::time::Instant::from_std(started + Duration::from_secs(10));
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1, // EOF, a 408 then EOF, or a reset
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 2_000, "connections still open after 10 s");
+    eprintln!(
+        "2 000 stalled connections closed after {:.1} s; lookup p99 meanwhile {p99:?}",
+        started.elapsed().as_secs_f64()
+    );
+    service.stop().await;
+}
+
+/// Past `max_connections` a new connection gets 503 `overloaded` with `Retry-After` at once;
+/// past `max_in_flight` a request does (here while Redis is paused, so lookups wait on it);
+/// both refusals are counted in the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_requests_past_their_caps_get_503_overloaded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let entries = composite_entries(10, 1);
+    let m = manifest("capped", 1, &composite_types(), checksum(&entries));
+    publish(&edge, &m, &entries).await;
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        redis_timeout_ms: 3_000,
+        request_timeout_ms: 5_000,
+        limits: http_serve::HttpLimits {
+            header_read_timeout_ms: 10_000,
+            max_connections: 4,
+            max_in_flight: 2,
+            ..Default::default()
+        },
+        ..LookupConfig::default()
+    })
+    .await;
+    let path = key_path("capped", &entries[1].key);
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+
+    // Two lookups hang on a paused Redis; a third is refused.
+    let mut conn = fixtures::redis::connect(&redis.url()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2_000)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        waiting.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+    third.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = third.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 503")
+            && answer.contains("retry-after: 1")
+            && answer.contains("overloaded"),
+        "{answer}"
+    );
+
+    // Four connections are open (two waiting, one idle, one more): a fifth is refused.
+    let _idle = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fifth = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+    fifth.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    fifth.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503")
+            && answer.contains("retry-after: 1")
+            && answer.contains("\"overloaded\""),
+        "{answer}"
+    );
+
+    // Once Redis answers, the waiting lookups complete.
+    for mut s in waiting {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    drop((third, _idle));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = text(&reqwest::Client::new(), &service.url("/metrics")).await;
+    for limit in ["connections", "in_flight"] {
+        let line = format!("tablecast_lookup_refused_total{{limit=\"{limit}\"}} 1");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
+    service.stop().await;
+}

@@ -164,7 +164,7 @@ pub struct TryResult {
     /// The body: JSON when it is JSON, else text.
     #[schema(value_type = Object)]
     pub body: Value,
-    /// Bytes of the body.
+    /// Bytes of the body (its announced length when the relay cut it).
     pub bytes: usize,
     /// Set when the body was longer than the relay shows (1 MiB).
     pub truncated: bool,
@@ -262,15 +262,32 @@ pub async fn try_lookup(
     };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let bytes = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => return Ok(upstream_error(format!("reading the answer of {url}: {e}"))),
-    };
+    let announced = response.content_length();
+    // Read at most MAX_TRY_BODY + 1 bytes, chunk by chunk: a huge answer is cut while it
+    // streams, never held whole.
+    let mut response = response;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_TRY_BODY - bytes.len();
+                if chunk.len() > room {
+                    bytes.extend_from_slice(&chunk[..room]);
+                    truncated = true;
+                    break;
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Ok(upstream_error(format!("reading the answer of {url}: {e}"))),
+        }
+    }
+    drop(response);
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
 
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let truncated = bytes.len() > MAX_TRY_BODY;
-    let shown = &bytes[..bytes.len().min(MAX_TRY_BODY)];
+    let shown = &bytes[..];
     let body = match serde_json::from_slice::<Value>(shown) {
         Ok(v) if !truncated => v,
         _ => Value::String(String::from_utf8_lossy(shown).into_owned()),
@@ -282,7 +299,8 @@ pub async fn try_lookup(
         version: header("x-tablecast-version").and_then(|v| v.parse().ok()),
         content_type: header("content-type").map(String::from),
         body,
-        bytes: bytes.len(),
+        // The full size when the answer announced it, else what was read.
+        bytes: announced.map_or(bytes.len(), |n| n as usize),
         truncated,
     })
     .into_response())

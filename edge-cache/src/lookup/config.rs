@@ -17,6 +17,8 @@ pub struct LookupConfig {
     pub max_body_bytes: usize,
     /// Deadline of one Redis reply (the connection's response timeout).
     pub redis_timeout_ms: u64,
+    /// Header-read and idle timeouts, connection and in-flight caps (`[lookup.limits]`).
+    pub limits: http_serve::HttpLimits,
 }
 
 impl Default for LookupConfig {
@@ -29,6 +31,7 @@ impl Default for LookupConfig {
             max_batch_keys: 1000,
             max_body_bytes: 1 << 20,
             redis_timeout_ms: 500,
+            limits: http_serve::HttpLimits::default(),
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum LookupError {
     NotReady(String),
     #[error("{0}")]
     Refilling(String),
+    /// `max_in_flight` requests already run.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl LookupError {
@@ -43,7 +46,8 @@ impl LookupError {
             LookupError::Unavailable(_)
             | LookupError::Timeout(_)
             | LookupError::NotReady(_)
-            | LookupError::Refilling(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | LookupError::Refilling(_)
+            | LookupError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +65,7 @@ impl LookupError {
             LookupError::Timeout(_) => "timeout",
             LookupError::NotReady(_) => "not_ready",
             LookupError::Refilling(_) => "refilling",
+            LookupError::Overloaded(_) => "overloaded",
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub served_version: IntGaugeVec,
     /// Seconds since the data time of the version each API serves.
     pub data_age: GaugeVec,
+    /// Connections and requests refused by the HTTP limits, by limit.
+    pub refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -71,8 +73,17 @@ impl Metrics {
             &["api"],
         )
         .expect("metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "tablecast_lookup_refused_total",
+                "Connections and requests refused by the HTTP limits (connections|in_flight)",
+            ),
+            &["limit"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(refused.clone()),
             Box::new(latency.clone()),
             Box::new(hits.clone()),
             Box::new(misses.clone()),
@@ -91,7 +102,20 @@ impl Metrics {
             redis_errors,
             served_version,
             data_age,
+            refused,
         }
+    }
+
+    /// Counts a refusal of the HTTP limits.
+    pub fn refusal(&self) -> http_serve::OnRefusal {
+        let refused = self.refused.clone();
+        std::sync::Arc::new(move |r| {
+            let limit = match r {
+                http_serve::Refusal::Connections => "connections",
+                http_serve::Refusal::InFlight => "in_flight",
+            };
+            refused.with_label_values(&[limit]).inc();
+        })
     }
 
     pub fn render(&self) -> String {

@@ -84,6 +84,7 @@ struct Inner {
     generation: AtomicU64,
     metrics: Metrics,
     started: Instant,
+    in_flight: http_serve::InFlight,
 }
 
 /// The lookup service's shared state; cheap to clone.
@@ -119,6 +120,8 @@ impl LookupState {
     }
 
     pub fn with_edge(edge: Arc<RedisEdge>, config: LookupConfig) -> LookupState {
+        let metrics = Metrics::new();
+        let in_flight = http_serve::InFlight::new(&config.limits, metrics.refusal());
         LookupState {
             inner: Arc::new(Inner {
                 edge,
@@ -126,8 +129,9 @@ impl LookupState {
                 views: RwLock::new(HashMap::new()),
                 served: RwLock::new(HashSet::new()),
                 generation: AtomicU64::new(0),
-                metrics: Metrics::new(),
+                metrics,
                 started: Instant::now(),
+                in_flight,
             }),
         }
     }
@@ -186,7 +190,27 @@ pub fn router(state: LookupState) -> Router {
         .route("/v1/{api}", get(lookup_get).post(lookup_post))
         .route("/v1/{api}/{*rest}", get(lookup_get).post(lookup_post))
         .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_in_flight,
+        ))
         .with_state(state)
+}
+
+/// At most `max_in_flight` requests run at once; the others get 503 `overloaded`.
+async fn limit_in_flight(
+    State(state): State<LookupState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(_permit) = state.inner.in_flight.try_enter() else {
+        return LookupError::Overloaded(format!(
+            "over {} requests in flight; retry shortly",
+            state.inner.config.limits.max_in_flight
+        ))
+        .into_response();
+    };
+    next.run(request).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C: servers then drain and stop.
@@ -233,8 +257,9 @@ pub async fn serve_on(
     })?;
     tracing::info!(%addr, edge = state.edge().address(), "lookup service listening");
     let _background = state.start_background();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let limits = state.inner.config.limits.clone();
+    let on_refusal = state.inner.metrics.refusal();
+    http_serve::serve(listener, router(state), &limits, on_refusal, shutdown)
         .await
         .map_err(|source| Error::Io {
             context: format!("serving on {addr}"),
