@@ -83,13 +83,7 @@ impl Metrics {
     /// Counts a refusal of the HTTP limits.
     pub fn refusal(&self) -> http_serve::OnRefusal {
         let refused = self.refused.clone();
-        std::sync::Arc::new(move |r| {
-            let limit = match r {
-                http_serve::Refusal::Connections => "connections",
-                http_serve::Refusal::InFlight => "in_flight",
-            };
-            refused.with_label_values(&[limit]).inc();
-        })
+        std::sync::Arc::new(move |r| refused.with_label_values(&[r.label()]).inc())
     }
 
     /// Records the end of one attempt.

@@ -61,6 +61,16 @@ pub enum Refusal {
     InFlight,
 }
 
+impl Refusal {
+    /// The limit's name, as metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Connections => "connections",
+            Refusal::InFlight => "in_flight",
+        }
+    }
+}
+
 /// Called on every refusal (a service counts them in its metrics).
 pub type OnRefusal = Arc<dyn Fn(Refusal) + Send + Sync>;
 

@@ -46,6 +46,25 @@ impl Default for GuardLimits {
     }
 }
 
+/// The limits' names, in the order `named` lists them: the keys of `[guards]` and of a
+/// spec's `[limits]`.
+const LIMIT_NAMES: [&str; 10] = [
+    "max_rows",
+    "max_columns",
+    "max_row_width_bytes",
+    "max_files",
+    "max_bytes",
+    "max_partitions",
+    "memory_pool_bytes",
+    "max_output_keys",
+    "max_output_bytes",
+    "max_entry_bytes",
+];
+
+fn with_names<T: Copy>(values: [T; 10]) -> [(&'static str, T); 10] {
+    std::array::from_fn(|i| (LIMIT_NAMES[i], values[i]))
+}
+
 /// Per-API overrides of [`GuardLimits`]; absent fields keep the configured value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,18 +98,18 @@ impl LimitOverrides {
 
     /// Each override with its limit's name, in the order of [`GuardLimits::named`].
     pub fn named(&self) -> [(&'static str, Option<u64>); 10] {
-        [
-            ("max_rows", self.max_rows),
-            ("max_columns", self.max_columns),
-            ("max_row_width_bytes", self.max_row_width_bytes),
-            ("max_files", self.max_files),
-            ("max_bytes", self.max_bytes),
-            ("max_partitions", self.max_partitions),
-            ("memory_pool_bytes", self.memory_pool_bytes),
-            ("max_output_keys", self.max_output_keys),
-            ("max_output_bytes", self.max_output_bytes),
-            ("max_entry_bytes", self.max_entry_bytes),
-        ]
+        with_names([
+            self.max_rows,
+            self.max_columns,
+            self.max_row_width_bytes,
+            self.max_files,
+            self.max_bytes,
+            self.max_partitions,
+            self.memory_pool_bytes,
+            self.max_output_keys,
+            self.max_output_bytes,
+            self.max_entry_bytes,
+        ])
     }
 }
 
@@ -112,18 +131,18 @@ impl GuardLimits {
 
     /// Each limit with its name (the spec's `limits` key and the config key).
     pub fn named(&self) -> [(&'static str, u64); 10] {
-        [
-            ("max_rows", self.max_rows),
-            ("max_columns", self.max_columns),
-            ("max_row_width_bytes", self.max_row_width_bytes),
-            ("max_files", self.max_files),
-            ("max_bytes", self.max_bytes),
-            ("max_partitions", self.max_partitions),
-            ("memory_pool_bytes", self.memory_pool_bytes),
-            ("max_output_keys", self.max_output_keys),
-            ("max_output_bytes", self.max_output_bytes),
-            ("max_entry_bytes", self.max_entry_bytes),
-        ]
+        with_names([
+            self.max_rows,
+            self.max_columns,
+            self.max_row_width_bytes,
+            self.max_files,
+            self.max_bytes,
+            self.max_partitions,
+            self.memory_pool_bytes,
+            self.max_output_keys,
+            self.max_output_bytes,
+            self.max_entry_bytes,
+        ])
     }
 }
 

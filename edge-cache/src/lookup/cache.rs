@@ -87,12 +87,7 @@ impl LookupState {
         match resolved {
             None => {
                 if views.remove(api).is_some() {
-                    let _ = self
-                        .inner
-                        .metrics
-                        .served_version
-                        .remove_label_values(&[api]);
-                    let _ = self.inner.metrics.data_age.remove_label_values(&[api]);
+                    self.forget_metrics(api);
                 }
                 Ok(None)
             }
@@ -164,6 +159,11 @@ impl LookupState {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(api);
+        self.forget_metrics(api);
+    }
+
+    /// Drops an API's per-API gauges (it is no longer cached here).
+    fn forget_metrics(&self, api: &str) {
         let _ = self
             .inner
             .metrics
@@ -206,12 +206,7 @@ impl LookupState {
                         .write()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&api);
-                    let _ = self
-                        .inner
-                        .metrics
-                        .served_version
-                        .remove_label_values(&[&api]);
-                    let _ = self.inner.metrics.data_age.remove_label_values(&[&api]);
+                    self.forget_metrics(&api);
                     continue;
                 }
                 if let Err(e) = self.refresh(&api).await {
