@@ -31,28 +31,12 @@ async fn stalled_clients_are_closed_at_the_header_timeout() {
     let dir = workspace();
     let server = TestServer::boot_with(dir.path(), |c| c.limits = limits(1_000, 1_024, 64)).await;
     let started = Instant::now();
-    let mut stalled = Vec::new();
-    for _ in 0..200 {
-        let mut s = TcpStream::connect(address(&server)).await.unwrap();
-        s.write_all(b"G").await.unwrap();
-        stalled.push(s);
-    }
+    let addr = address(&server).parse().unwrap();
+    let stalled = fixtures::slow_clients::open(addr, 200).await;
     for _ in 0..20 {
         assert_eq!(server.get("/api/me").await.0, 200);
     }
-    let deadline = tokio::time::Instant::from_std(started + Duration::from_secs(10));
-    for mut s in stalled {
-        let mut buf = [0u8; 256];
-        let read = tokio::time::timeout_at(deadline, s.read(&mut buf)).await;
-        assert!(
-            read.is_ok(),
-            "a stalled connection is still open after 10 s"
-        );
-    }
-    eprintln!(
-        "200 stalled connections closed after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    fixtures::slow_clients::assert_all_closed(stalled, started, Duration::from_secs(10)).await;
     server.stop().await;
 }
 

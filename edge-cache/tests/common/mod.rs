@@ -2,6 +2,7 @@
 //! ports (killed on drop), version fixtures, and an HTTP helper over the router.
 #![allow(dead_code, unused_imports)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -227,4 +228,17 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A fresh redis-server holding version 1 of `api`, committed: `n` composite-key entries.
+pub async fn published_api(
+    api: &str,
+    n: usize,
+) -> (RedisServer, Arc<RedisEdge>, Vec<Entry>, VersionManifest) {
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let entries = composite_entries(n, 1);
+    let m = manifest(api, 1, &composite_types(), checksum(&entries));
+    publish(&edge, &m, &entries).await;
+    (redis, edge, entries, m)
 }
