@@ -13,6 +13,11 @@ use crate::config::Config;
 
 pub async fn publisher(config: &Config, metastore: &str) -> Result<Publisher> {
     let catalog = publisher::catalog::open(metastore, &config.catalog).await?;
+    Ok(publisher_over(config, catalog))
+}
+
+/// A publisher reading through `catalog`.
+fn publisher_over(config: &Config, catalog: Arc<dyn publisher::catalog::Catalog>) -> Publisher {
     let fallback: Option<Arc<dyn publisher::engine::Engine>> = match fallback::SparkEngine::new(
         config.fallback.clone(),
     ) {
@@ -22,14 +27,14 @@ pub async fn publisher(config: &Config, metastore: &str) -> Result<Publisher> {
             None
         }
     };
-    Ok(Publisher {
+    Publisher {
         catalog,
         fasttrack: Arc::new(fasttrack::FastTrack::default()),
         fallback,
         limits: config.guards.clone(),
         config: config.publish.clone(),
         snapshots: Some(Arc::new(SnapshotStore::new(config.snapshot_dir()))),
-    })
+    }
 }
 
 pub async fn edge(address: &str, config: &Config) -> Result<Arc<edge_cache::RedisEdge>> {
@@ -40,10 +45,14 @@ pub async fn edge(address: &str, config: &Config) -> Result<Arc<edge_cache::Redi
 }
 
 /// What the dashboard's job runner needs, built from the configuration: publishers per catalog,
-/// one Redis connection per edge (kept, since an edge holds per-process staging state).
+/// one Redis connection per edge (kept, since an edge holds per-process staging state), and one
+/// catalog per metastore URI, kept so that validating, planning and browsing reuse its
+/// connections (the metastore client pools them and reconnects one that broke).
 pub struct AppStack {
     config: Config,
     edges: tokio::sync::Mutex<std::collections::HashMap<String, Arc<edge_cache::RedisEdge>>>,
+    catalogs:
+        tokio::sync::Mutex<std::collections::HashMap<String, Arc<dyn publisher::catalog::Catalog>>>,
 }
 
 impl AppStack {
@@ -51,6 +60,7 @@ impl AppStack {
         AppStack {
             config,
             edges: Default::default(),
+            catalogs: Default::default(),
         }
     }
 
@@ -71,12 +81,19 @@ impl AppStack {
 #[async_trait::async_trait]
 impl dashboard_api::Stack for AppStack {
     async fn publisher(&self, catalog_uri: &str) -> publisher::Result<Publisher> {
-        publisher(&self.config, catalog_uri).await.map_err(|e| {
-            match e.downcast::<publisher::Error>() {
-                Ok(e) => e,
-                Err(e) => publisher::Error::Config(format!("{e:#}")),
+        let catalog = {
+            let mut catalogs = self.catalogs.lock().await;
+            match catalogs.get(catalog_uri) {
+                Some(c) => Arc::clone(c),
+                None => {
+                    let opened =
+                        publisher::catalog::open(catalog_uri, &self.config.catalog).await?;
+                    catalogs.insert(catalog_uri.to_string(), Arc::clone(&opened));
+                    opened
+                }
             }
-        })
+        };
+        Ok(publisher_over(&self.config, catalog))
     }
 
     async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn publisher::sink::EdgeSink>> {

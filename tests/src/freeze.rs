@@ -21,6 +21,7 @@ struct Shared {
     marker: Mutex<Option<Vec<u8>>>,
     frozen: AtomicBool,
     connections: Mutex<Vec<TcpStream>>,
+    accepted: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FreezeProxy {
@@ -38,10 +39,12 @@ impl FreezeProxy {
             marker: Mutex::new(None),
             frozen: AtomicBool::new(false),
             connections: Mutex::new(Vec::new()),
+            accepted: std::sync::atomic::AtomicUsize::new(0),
         });
         let accepting = Arc::clone(&shared);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                accepting.accepted.fetch_add(1, Ordering::SeqCst);
                 let Ok(server) = TcpStream::connect(accepting.upstream) else {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
@@ -59,6 +62,11 @@ impl FreezeProxy {
             }
         });
         FreezeProxy { addr, shared }
+    }
+
+    /// Connections accepted so far (still open or not).
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -722,3 +722,40 @@ async fn a_truncated_parquet_file_is_named() {
         "{err}"
     );
 }
+
+/// A Hive catalog keeps its metastore connection across calls (the dashboard keeps one
+/// catalog per configured URI), and when the connection breaks the next call connects again.
+#[tokio::test]
+async fn a_catalog_reuses_its_connection_and_reconnects_after_a_break() {
+    let metastore = Metastore::shared();
+    let proxy = tablecast_e2e::FreezeProxy::start(metastore.addr());
+    let catalog = catalog::open(
+        &format!("thrift://{}", proxy.addr()),
+        &CatalogConfig::default(),
+    )
+    .await
+    .unwrap();
+    // The first call opens the connection (the connect's reachability probe was another).
+    catalog.databases().await.unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let before = proxy.connections_accepted();
+    for _ in 0..5 {
+        catalog.databases().await.unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let used = proxy.connections_accepted() - before;
+    assert_eq!(used, 0, "five more calls opened {used} more connection(s)");
+    proxy.thaw_dropping();
+    let mut answered = false;
+    for _ in 0..3 {
+        if catalog.databases().await.is_ok() {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no call succeeded after the connection broke");
+    assert!(
+        proxy.connections_accepted() > before,
+        "the call after the break did not connect again"
+    );
+}
