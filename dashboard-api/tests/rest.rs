@@ -723,3 +723,57 @@ fn pushed_everywhere(reply: &Value) -> bool {
         .as_array()
         .is_some_and(|edges| edges.iter().all(|e| e["ok"] == true))
 }
+
+/// A read token made with a quota (2 requests/s, burst 2) reaches the edges with it: a burst
+/// of lookups with it gets 429 `throttled` after the first ones, while a token without a
+/// quota is never throttled; the quota shows in the token list, and analysts' tokens take
+/// none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_quota_is_pushed_to_the_edges_and_enforced_there() {
+    let (_dir, server) = TestServer::fresh().await;
+    let stack = &server.stack;
+    let mut spec = top_products_spec("metered");
+    spec["protected"] = json!(true);
+    server.create_api(spec).await;
+    let job = server.wait_job(&server.publish("metered").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (status, slow) = server
+        .post(
+            "/api/apis/metered/tokens",
+            json!({"name": "batch-job", "rate_per_second": 2, "burst": 2}),
+        )
+        .await;
+    assert_eq!(status, 201, "{slow}");
+    assert_eq!(
+        slow["quota"],
+        json!({"per_second": 2, "burst": 2}),
+        "{slow}"
+    );
+    let fast = server
+        .create_token("/api/apis/metered/tokens", "checkout")
+        .await;
+    let (slow, fast) = (
+        slow["token"].as_str().unwrap().to_string(),
+        fast["token"].as_str().unwrap().to_string(),
+    );
+    stack
+        .lookup_until(0, "metered", "tw", Some(&fast), 200)
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(stack.lookup(0, "metered", "tw", Some(&slow)).await.0);
+        assert_eq!(stack.lookup(0, "metered", "tw", Some(&fast)).await.0, 200);
+    }
+    assert!(
+        statuses.starts_with(&[200]) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    let (status, e) = server
+        .post(
+            "/api/users/tokens",
+            json!({"name": "ana", "rate_per_second": 5}),
+        )
+        .await;
+    assert_eq!(status, 422, "{e}");
+    server.stop().await;
+}

@@ -140,6 +140,16 @@ pub struct Resolved {
     /// Whether a token is required, and which (SHA-256 hex), from the API's current token set.
     pub protected: bool,
     pub token_hashes: Vec<String>,
+    /// Quotas of the tokens that have one, by token hash (SHA-256 hex).
+    pub limits: HashMap<String, TokenRate>,
+}
+
+/// A token's quota as an edge stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRate {
+    pub token_id: String,
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 pub struct RedisEdge {
@@ -857,22 +867,52 @@ impl RedisEdge {
     /// with no hashes locks everyone out; not protected makes it public.
     pub async fn set_access(&self, api: &str, access: &Access) -> Result<()> {
         check_api(&self.address, "access", api)?;
+        let digest = |h: &str| {
+            let h = h.trim().to_ascii_lowercase();
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(self.err("access", format!("{h:?} is not a SHA-256 hex digest")));
+            }
+            Ok(h)
+        };
+        let hashes: Vec<String> = if access.protected {
+            access
+                .token_hashes
+                .iter()
+                .map(|h| digest(h))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
         let mut args = vec![
             access.revision.to_string(),
             u8::from(access.protected).to_string(),
+            hashes.len().to_string(),
         ];
-        if access.protected {
-            for h in &access.token_hashes {
-                let h = h.trim().to_ascii_lowercase();
-                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(self.err("access", format!("{h:?} is not a SHA-256 hex digest")));
-                }
-                args.push(h);
+        args.extend(hashes);
+        for l in &access.limits {
+            if l.token_id.contains(' ') || l.per_second == 0 {
+                return Err(self.err(
+                    "access",
+                    format!(
+                        "limit of token {:?}: an id without spaces and a rate above 0",
+                        l.token_id
+                    ),
+                ));
             }
+            args.push(digest(&l.token_hash)?);
+            args.push(format!(
+                "{} {} {}",
+                l.token_id,
+                l.per_second,
+                l.burst.max(1)
+            ));
         }
-        let (tokens, auth) = (layout::tokens(api), layout::auth(api));
-        self.script("access", &eval(SET_ACCESS, &[&tokens, &auth], &args))
-            .await?;
+        let (tokens, auth, limits) = (layout::tokens(api), layout::auth(api), layout::limits(api));
+        self.script(
+            "access",
+            &eval(SET_ACCESS, &[&tokens, &auth, &limits], &args),
+        )
+        .await?;
         Ok(())
     }
 
@@ -924,7 +964,14 @@ impl RedisEdge {
         p.cmd("GET").arg(layout::current(api));
         p.cmd("SMEMBERS").arg(layout::tokens(api));
         p.cmd("HGET").arg(layout::auth(api)).arg("protected");
-        let (version, token_hashes, protected): (Option<u64>, Vec<String>, Option<String>) =
+        p.cmd("HGETALL").arg(layout::limits(api));
+        type Read = (
+            Option<u64>,
+            Vec<String>,
+            Option<String>,
+            HashMap<String, String>,
+        );
+        let (version, token_hashes, protected, limits): Read =
             self.conn.pipe(&p).await.map_err(self.redis_err("lookup"))?;
         let Some(version) = version else {
             return Ok(None);
@@ -938,11 +985,24 @@ impl RedisEdge {
         };
         // No access record while a version serves: someone removed it; nobody may read.
         let protected = protected.is_none_or(|p| p == "1");
+        let limits = limits
+            .into_iter()
+            .filter_map(|(hash, v)| {
+                let mut parts = v.split(' ');
+                let limit = TokenRate {
+                    token_id: parts.next()?.to_string(),
+                    per_second: parts.next()?.parse().ok()?,
+                    burst: parts.next()?.parse().ok()?,
+                };
+                Some((hash, limit))
+            })
+            .collect();
         Ok(Some(Resolved {
             version,
             manifest,
             protected,
             token_hashes,
+            limits,
         }))
     }
 

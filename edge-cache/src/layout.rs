@@ -15,6 +15,7 @@
 //! | `tc:{api}:v{N}:manifest` | string | JSON [`StoredManifest`], written by seal: the version is complete |
 //! | `tc:{api}:tokens` | set | SHA-256 hex of the tokens that may read the API |
 //! | `tc:{api}:auth` | hash | `protected` (0/1), `revision` (the control plane's access revision), `deleted` (set when the API was retired) |
+//! | `tc:{api}:limits` | hash | token hash → `id per_second burst`, for tokens with a quota |
 //! | `tc:{api}:fence` | string | the newest fencing token a switch carried here |
 //!
 //! Data, one hash per bucket, each bucket its own hash tag so a version spreads over every master
@@ -64,6 +65,9 @@ pub fn tokens(api: &str) -> String {
 }
 pub fn auth(api: &str) -> String {
     format!("tc:{{{api}}}:auth")
+}
+pub fn limits(api: &str) -> String {
+    format!("tc:{{{api}}}:limits")
 }
 pub fn fence(api: &str) -> String {
     format!("tc:{{{api}}}:fence")

@@ -170,6 +170,7 @@ async fn keyless_api_and_tokens() {
         revision,
         protected,
         token_hashes: tokens.iter().map(|t| sha256_hex(t)).collect(),
+        limits: Vec::new(),
     };
     edge.set_access("top_global", &access(1, true, &["s3cret"]))
         .await
@@ -253,6 +254,7 @@ async fn keyless_api_and_tokens() {
                 revision: 4,
                 protected: true,
                 token_hashes: vec!["nothex".into()],
+                limits: Vec::new(),
             }
         )
         .await

@@ -677,3 +677,99 @@ async fn connections_and_requests_past_their_caps_get_503_overloaded() {
     }
     service.stop().await;
 }
+
+/// A token limited to 100 requests/s (burst 10), driven at 1 000 requests/s for a second, gets
+/// about 110 answers and 429 `throttled` with `Retry-After` for the rest, counted by token id;
+/// another token of the same API, driven alongside, is never throttled. Anonymous lookups of a
+/// public API take `[lookup] anonymous_per_second`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_quota_gets_429_and_other_tokens_do_not() {
+    let (redis, edge, entries, _m) = published_api("quota", 5).await;
+    let limited = edge_contract::TokenLimit {
+        token_hash: sha256_hex("tok-a"),
+        token_id: "tok_a".into(),
+        per_second: 100,
+        burst: 10,
+    };
+    let access = edge_contract::sink::Access {
+        revision: 1,
+        protected: true,
+        token_hashes: vec![sha256_hex("tok-a"), sha256_hex("tok-b")],
+        limits: vec![limited],
+    };
+    edge.set_access("quota", &access).await.unwrap();
+    let state = LookupState::new(LookupConfig {
+        redis_url: redis.url(),
+        ..LookupConfig::default()
+    })
+    .unwrap();
+    let app = edge_cache::router(state.clone());
+    let path = key_path("quota", &entries[0].key);
+
+    let (mut answered, mut throttled) = (0u32, 0u32);
+    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    let started = Instant::now();
+    for i in 0..1_000 {
+        pace.tick().await;
+        let r = get_with_token(&app, &path, "tok-a").await;
+        match r.status.as_u16() {
+            200 => answered += 1,
+            429 => {
+                throttled += 1;
+                assert_eq!(r.error_code(), "throttled");
+                assert!(r.retry_after.is_some(), "429 without Retry-After");
+            }
+            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&r.body)),
+        }
+        if i % 10 == 0 {
+            let other = get_with_token(&app, &path, "tok-b").await;
+            assert_eq!(other.status.as_u16(), 200, "the other token was throttled");
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let expected = 10.0 + 100.0 * seconds;
+    eprintln!(
+        "{answered} answered, {throttled} throttled in {seconds:.2} s (expected about {expected:.0})"
+    );
+    assert!(
+        f64::from(answered) >= expected * 0.8 && f64::from(answered) <= expected * 1.2 + 5.0,
+        "{answered} answered in {seconds:.2} s, expected about {expected:.0}"
+    );
+    assert_eq!(answered + throttled, 1_000);
+    let metrics = state.metrics_text();
+    assert!(
+        metrics.contains(&format!(
+            "tablecast_lookup_throttled_total{{api=\"quota\",token=\"tok_a\"}} {throttled}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("tok-a"),
+        "a token's secret in the metrics"
+    );
+
+    // Anonymous traffic on a public API takes the configured per-API quota.
+    let public = edge_contract::sink::Access {
+        revision: 2,
+        ..Default::default()
+    };
+    edge.set_access("quota", &public).await.unwrap();
+    let state = LookupState::new(LookupConfig {
+        redis_url: redis.url(),
+        anonymous_per_second: 5,
+        anonymous_burst: 5,
+        ..LookupConfig::default()
+    })
+    .unwrap();
+    let app = edge_cache::router(state);
+    let statuses: Vec<u16> = {
+        let mut s = Vec::new();
+        for _ in 0..20 {
+            s.push(get(&app, &path).await.status.as_u16());
+        }
+        s
+    };
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((5..=7).contains(&ok), "anonymous: {statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

@@ -10,7 +10,7 @@ pub mod keypath;
 pub mod settings;
 pub mod sink;
 
-pub use sink::{EdgeError, EdgeResult};
+pub use sink::{EdgeError, EdgeResult, TokenLimit};
 
 /// API names appear in URLs and cache keys.
 pub fn is_api_name(s: &str) -> bool {

@@ -62,6 +62,20 @@ pub struct Access {
     pub protected: bool,
     /// SHA-256 hex digests of the live tokens (ignored unless `protected`).
     pub token_hashes: Vec<String>,
+    /// Rates of the tokens that have one (each lookup process enforces them on its own).
+    #[serde(default)]
+    pub limits: Vec<TokenLimit>,
+}
+
+/// A read token's quota: `per_second` requests on average, `burst` at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenLimit {
+    /// SHA-256 hex digest of the token (never the token).
+    pub token_hash: String,
+    /// The token's id, for metrics and messages.
+    pub token_id: String,
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 /// The lease's fencing token: every commit carries the one of the operation that makes it, and

@@ -48,6 +48,7 @@ pub async fn run(command: TokenCommand, config: &Config) -> Result<ExitCode> {
                 created_by: "cli".into(),
                 created_at: now_ms(),
                 revoked_at: None,
+                quota: None,
             };
             store
                 .create_token(&row, &dashboard_api::auth::hash_token(&token))

@@ -11,13 +11,33 @@ use crate::AppState;
 use crate::auth::{User, generate_token, hash_token};
 use crate::error::{Error, Result};
 use crate::routes::parse_body;
-use crate::store::{TokenKind, TokenRow, new_id, now_ms, rfc3339};
+use crate::store::{Quota, TokenKind, TokenRow, new_id, now_ms, rfc3339};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenInput {
     /// What the token is for (`checkout-service`, an analyst's name): 1 to 64 characters.
     pub name: String,
+    /// A read token's quota on each lookup service: requests per second (none: unlimited).
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// Requests it may make at once (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl TokenInput {
+    fn quota(&self) -> Result<Option<Quota>> {
+        match (self.rate_per_second, self.burst) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(Error::invalid("burst", "a burst needs a rate_per_second")),
+            (Some(0), _) => Err(Error::invalid("rate_per_second", "a rate is at least 1")),
+            (Some(per_second), burst) => Ok(Some(Quota {
+                per_second,
+                burst: burst.unwrap_or(per_second).max(1),
+            })),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -31,6 +51,8 @@ pub struct TokenView {
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
 }
 
 impl From<TokenRow> for TokenView {
@@ -43,6 +65,7 @@ impl From<TokenRow> for TokenView {
             created_by: t.created_by,
             created_at: rfc3339(t.created_at),
             revoked_at: t.revoked_at.map(rfc3339),
+            quota: t.quota,
         }
     }
 }
@@ -131,6 +154,7 @@ pub async fn create_api_token(
         created_by: user.name.clone(),
         created_at: now_ms(),
         revoked_at: None,
+        quota: input.quota()?,
     };
     state.store.create_token(&row, &hash_token(&token)).await?;
     tracing::info!(api = %api.name, token = %row.id, "API token created");
@@ -203,6 +227,12 @@ pub async fn create_analyst_token(
     user.require_admin()?;
     let input: TokenInput = parse_body(&body, false)?;
     check_name(&input.name)?;
+    if input.quota()?.is_some() {
+        return Err(Error::invalid(
+            "rate_per_second",
+            "quotas are for API read tokens, not analysts' tokens",
+        ));
+    }
     // The name is the analyst's identity (owner, editor); `admin` is the administrator's.
     if input.name.trim() == "admin" {
         return Err(Error::invalid(
@@ -219,6 +249,7 @@ pub async fn create_analyst_token(
         created_by: user.name.clone(),
         created_at: now_ms(),
         revoked_at: None,
+        quota: None,
     };
     state.store.create_token(&row, &hash_token(&token)).await?;
     tracing::info!(token = %row.id, analyst = %row.name, "analyst token created");

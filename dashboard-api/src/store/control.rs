@@ -228,22 +228,34 @@ impl Store {
             .map(|r| r.try_get("protected"))
             .transpose()?;
         let protected = protected.unwrap_or(revision.is_some());
-        let token_hashes = if protected {
-            sqlx::query("SELECT hash FROM tokens WHERE api = $1 AND kind = 'api' AND revoked_at IS NULL ORDER BY hash")
+        let rows = if protected {
+            sqlx::query("SELECT id, hash, rate_per_second, burst FROM tokens WHERE api = $1 AND kind = 'api' AND revoked_at IS NULL ORDER BY hash")
                 .bind(api)
                 .fetch_all(&mut *tx)
                 .await?
-                .iter()
-                .map(|r| r.try_get("hash"))
-                .collect::<Result<_, _>>()?
         } else {
             Vec::new()
         };
+        let mut token_hashes = Vec::with_capacity(rows.len());
+        let mut limits = Vec::new();
+        for row in &rows {
+            let hash: String = row.try_get("hash")?;
+            if let Some(q) = super::tokens::quota_of(row)? {
+                limits.push(edge_contract::TokenLimit {
+                    token_hash: hash.clone(),
+                    token_id: row.try_get("id")?,
+                    per_second: q.per_second,
+                    burst: q.burst,
+                });
+            }
+            token_hashes.push(hash);
+        }
         tx.commit().await?;
         Ok(Access {
             revision: revision.unwrap_or(0) as u64,
             protected,
             token_hashes,
+            limits,
         })
     }
 

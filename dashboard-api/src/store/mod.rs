@@ -22,7 +22,7 @@ mod tokens;
 pub use apis::{ApiRow, ApiUpdate, RevisionRow};
 pub use control::{ApiState, Lease, VersionRow, VersionState};
 pub use jobs::{EventRow, JobKind, JobParams, JobRow, JobState, Outcome};
-pub use tokens::{TokenKind, TokenRow};
+pub use tokens::{Quota, TokenKind, TokenRow};
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -30,6 +30,15 @@ pub struct TokenRow {
     pub created_by: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// A read token's quota on the lookup services.
+    pub quota: Option<Quota>,
+}
+
+/// Requests per second on average, and at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Quota {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 fn token_row(row: &SqliteRow) -> Result<TokenRow> {
@@ -46,7 +55,17 @@ fn token_row(row: &SqliteRow) -> Result<TokenRow> {
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        quota: quota_of(row)?,
     })
+}
+
+pub(super) fn quota_of(row: &SqliteRow) -> Result<Option<Quota>> {
+    let per_second: Option<i64> = row.try_get("rate_per_second")?;
+    let burst: Option<i64> = row.try_get("burst")?;
+    Ok(per_second.map(|p| Quota {
+        per_second: p as u32,
+        burst: burst.unwrap_or(p) as u32,
+    }))
 }
 
 impl Store {
@@ -56,7 +75,8 @@ impl Store {
     pub async fn create_token(&self, token: &TokenRow, hash: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO tokens (id, api, kind, name, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO tokens (id, api, kind, name, hash, created_by, created_at, rate_per_second, burst) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&token.id)
         .bind(&token.api)
@@ -65,6 +85,8 @@ impl Store {
         .bind(hash)
         .bind(&token.created_by)
         .bind(token.created_at)
+        .bind(token.quota.map(|q| i64::from(q.per_second)))
+        .bind(token.quota.map(|q| i64::from(q.burst)))
         .execute(&mut *tx)
         .await?;
         if let (TokenKind::Api, Some(api)) = (token.kind, &token.api) {

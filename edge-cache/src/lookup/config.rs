@@ -17,6 +17,10 @@ pub struct LookupConfig {
     pub max_body_bytes: usize,
     /// Deadline of one Redis reply (the connection's response timeout).
     pub redis_timeout_ms: u64,
+    /// Requests per second (and burst) each public API takes without a token, in this process;
+    /// 0: no limit. Tokens get their own quota from the control plane.
+    pub anonymous_per_second: u32,
+    pub anonymous_burst: u32,
     /// Header-read and idle timeouts, connection and in-flight caps (`[lookup.limits]`).
     pub limits: http_serve::HttpLimits,
 }
@@ -31,6 +35,8 @@ impl Default for LookupConfig {
             max_batch_keys: 1000,
             max_body_bytes: 1 << 20,
             redis_timeout_ms: 500,
+            anonymous_per_second: 0,
+            anonymous_burst: 0,
             limits: http_serve::HttpLimits::default(),
         }
     }

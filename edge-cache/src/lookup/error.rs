@@ -32,6 +32,9 @@ pub enum LookupError {
     /// `max_in_flight` requests already run.
     #[error("{0}")]
     Overloaded(String),
+    /// The caller is over its quota; it may retry after this many seconds.
+    #[error("{0}")]
+    Throttled(String, u64),
 }
 
 impl LookupError {
@@ -43,6 +46,7 @@ impl LookupError {
             LookupError::UnknownApi(_) | LookupError::NotFound(_) => StatusCode::NOT_FOUND,
             LookupError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             LookupError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            LookupError::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
             LookupError::Unavailable(_)
             | LookupError::Timeout(_)
             | LookupError::NotReady(_)
@@ -66,6 +70,7 @@ impl LookupError {
             LookupError::NotReady(_) => "not_ready",
             LookupError::Refilling(_) => "refilling",
             LookupError::Overloaded(_) => "overloaded",
+            LookupError::Throttled(..) => "throttled",
         }
     }
 }
@@ -85,6 +90,11 @@ impl IntoResponse for LookupError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tablecast\""),
             );
+        }
+        if let LookupError::Throttled(_, seconds) = &self
+            && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(RETRY_AFTER, v);
         }
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             response

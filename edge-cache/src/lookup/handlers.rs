@@ -67,6 +67,8 @@ impl LookupState {
         headers: &HeaderMap,
     ) -> Result<Response, LookupError> {
         let mut view = self.view(api).await?;
+        let caller = self.authorize(api, &view, headers)?;
+        self.throttle(api, &view, caller)?;
         let mut rechecked = false;
         let (key, value) = loop {
             self.authorize(api, &view, headers)?;
@@ -108,7 +110,8 @@ impl LookupState {
         body: Body,
     ) -> Result<Response, LookupError> {
         let view = self.view(api).await?;
-        self.authorize(api, &view, headers)?;
+        let caller = self.authorize(api, &view, headers)?;
+        self.throttle(api, &view, caller)?;
         let max_body = self.inner.config.max_body_bytes;
         let too_large =
             || LookupError::TooLarge(format!("the request body is over {max_body} bytes"));

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub data_age: GaugeVec,
     /// Connections and requests refused by the HTTP limits, by limit.
     pub refused: IntCounterVec,
+    /// Lookups refused by a quota, by API and token id (`anonymous` without a token).
+    pub throttled: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,9 +83,18 @@ impl Metrics {
             &["limit"],
         )
         .expect("metric");
+        let throttled = IntCounterVec::new(
+            Opts::new(
+                "tablecast_lookup_throttled_total",
+                "Lookups refused by a quota, by API and token id (never the token)",
+            ),
+            &["api", "token"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(refused.clone()),
+            Box::new(throttled.clone()),
             Box::new(latency.clone()),
             Box::new(hits.clone()),
             Box::new(misses.clone()),
@@ -103,6 +114,7 @@ impl Metrics {
             served_version,
             data_age,
             refused,
+            throttled,
         }
     }
 

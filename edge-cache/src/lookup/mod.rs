@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 mod handlers;
 pub mod metrics;
+mod quota;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -85,6 +86,7 @@ struct Inner {
     metrics: Metrics,
     started: Instant,
     in_flight: http_serve::InFlight,
+    quotas: quota::Quotas,
 }
 
 /// The lookup service's shared state; cheap to clone.
@@ -132,6 +134,7 @@ impl LookupState {
                 metrics,
                 started: Instant::now(),
                 in_flight,
+                quotas: quota::Quotas::default(),
             }),
         }
     }

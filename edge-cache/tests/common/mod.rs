@@ -128,6 +128,7 @@ pub struct Reply {
     pub version: Option<u64>,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -156,11 +157,13 @@ pub async fn call(router: &axum::Router, req: Request<Body>) -> Reply {
         .headers()
         .get("x-tablecast-version")
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (content_type, retry_after) = (header("content-type"), header("retry-after"));
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .unwrap()
@@ -169,6 +172,7 @@ pub async fn call(router: &axum::Router, req: Request<Body>) -> Reply {
         status,
         version,
         content_type,
+        retry_after,
         body,
     }
 }
