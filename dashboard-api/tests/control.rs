@@ -30,17 +30,21 @@ async fn control_plane(server: &TestServer, dir: &std::path::Path) -> ControlPla
     )
 }
 
+/// A fresh dashboard with an API `api` (top products) published twice; after each publish,
+/// both edges serve its version.
+async fn published_twice(api: &str) -> (tempfile::TempDir, TestServer) {
+    let (dir, server) = TestServer::fresh_with_api(top_products_spec(api)).await;
+    for v in 1..=2 {
+        server.publish_ok(api).await;
+        assert_eq!(server.stack.serving_all(api).await, [Some(v); 2]);
+    }
+    (dir, server)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_cannot() {
-    let (dir, server) = TestServer::fresh().await;
+    let (dir, server) = published_twice("conv").await;
     let stack = &server.stack;
-    server.create_api(top_products_spec("conv")).await;
-    for v in 1..=2 {
-        let job = server.wait_job(&server.publish("conv").await).await;
-        assert_eq!(job["state"], "succeeded", "{job}");
-        assert_eq!(stack.serving(0, "conv").await, Some(v));
-        assert_eq!(stack.serving(1, "conv").await, Some(v));
-    }
     let control = control_plane(&server, dir.path()).await;
     let edge = stack.edge(1).redis.clone();
 
@@ -59,16 +63,13 @@ async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_ca
     let report = control.converge("conv").await.unwrap();
     assert!(report.converged, "{report:?}");
     assert_eq!(report.serving, Some(1), "{report:?}");
-    assert_eq!(stack.serving(0, "conv").await, Some(1));
-    assert_eq!(stack.serving(1, "conv").await, Some(1));
+    assert_eq!(stack.serving_all("conv").await, [Some(1); 2]);
     let state = control.store().api_state("conv").await.unwrap().unwrap();
     assert_eq!((state.serving, state.converging), (Some(1), false));
 
     // The next publish goes on from there, numbering after everything ever handed out.
-    let job = server.wait_job(&server.publish("conv").await).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(stack.serving(0, "conv").await, Some(3));
-    assert_eq!(stack.serving(1, "conv").await, Some(3));
+    server.publish_ok("conv").await;
+    assert_eq!(stack.serving_all("conv").await, [Some(3); 2]);
     server.stop().await;
 }
 
@@ -77,13 +78,8 @@ async fn edges_converge_forward_when_they_hold_the_version_and_back_when_they_ca
 /// retired it there too; then it starts over from version 1.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delete_an_edge_missed_is_finished_by_convergence_before_the_name_is_reused() {
-    let (dir, server) = TestServer::fresh().await;
+    let (dir, server) = published_twice("gone").await;
     let stack = &server.stack;
-    server.create_api(top_products_spec("gone")).await;
-    for _ in 1..=2 {
-        let job = server.wait_job(&server.publish("gone").await).await;
-        assert_eq!(job["state"], "succeeded", "{job}");
-    }
     stack.edge(1).faults.fail_retire(true);
     let (status, deleted) = server.delete("/api/apis/gone").await;
     assert_eq!(status, 200, "{deleted}");

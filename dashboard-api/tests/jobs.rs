@@ -18,9 +18,8 @@ fn event_names(events: &[Value]) -> Vec<&str> {
 
 #[tokio::test]
 async fn publishes_follows_progress_rolls_back_and_publishes_again() {
-    let (_dir, server) = TestServer::fresh().await;
+    let (_dir, server) = TestServer::fresh_with_api(top_products_spec("top")).await;
     let stack = server.stack.clone();
-    server.create_api(top_products_spec("top")).await;
 
     // Publish: 202 with the job; follow its events to the end.
     let resp = server
@@ -279,9 +278,8 @@ async fn two_publishes_of_one_api_run_one_after_the_other() {
 
 #[tokio::test]
 async fn transient_faults_are_retried_with_backoff_and_permanent_ones_fail_at_once() {
-    let (_dir, server) = TestServer::fresh().await;
+    let (_dir, server) = TestServer::fresh_with_api(top_products_spec("top")).await;
     let stack = server.stack.clone();
-    server.create_api(top_products_spec("top")).await;
 
     // Two transient write failures, then success: three attempts.
     stack.edge(1).faults.fail_next_writes(2);
@@ -463,28 +461,21 @@ async fn shutdown_hands_a_running_job_back_and_the_next_start_finishes_it() {
 
 #[tokio::test]
 async fn cancelling_a_queued_or_running_job() {
-    let (_dir, server) = TestServer::fresh().await;
+    let (_dir, server) = TestServer::fresh_with_api(top_products_spec("top")).await;
     let stack = server.stack.clone();
-    server.create_api(top_products_spec("top")).await;
     let running = server.publish_stuck_in_push("top").await;
     let queued = server.publish("top").await;
 
-    let (status, j) = server
-        .post(&format!("/api/jobs/{queued}/cancel"), json!({}))
-        .await;
-    assert_eq!(
-        (status, j["state"].as_str()),
-        (200, Some("cancelled")),
-        "{j}"
-    );
-    let (status, j) = server
-        .post(&format!("/api/jobs/{running}/cancel"), json!({}))
-        .await;
-    assert_eq!(
-        (status, j["state"].as_str()),
-        (200, Some("cancelled")),
-        "{j}"
-    );
+    for job in [&queued, &running] {
+        let (status, j) = server
+            .post(&format!("/api/jobs/{job}/cancel"), json!({}))
+            .await;
+        assert_eq!(
+            (status, j["state"].as_str()),
+            (200, Some("cancelled")),
+            "{j}"
+        );
+    }
     let events = server.follow(&running).await;
     assert_eq!(events.last().unwrap()["state"], "cancelled");
     let (status, _) = server
@@ -517,10 +508,7 @@ async fn a_sample_spec_over_the_generated_fixtures_serves_the_golden_answers() {
         .post("/api/apis", json!({"spec": spec, "catalog": "fixtures"}))
         .await;
     assert_eq!(status, 201, "{api}");
-    let job = server
-        .wait_job(&server.publish("top_products_by_network").await)
-        .await;
-    assert_eq!(job["state"], "succeeded", "{job}");
+    let job = server.publish_ok("top_products_by_network").await;
     assert_eq!(job["report"]["path"], "fasttrack");
 
     let golden =

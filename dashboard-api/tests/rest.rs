@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{ADMIN, TestServer, open_db, top_products_spec, workspace};
+use common::{
+    ADMIN, TestServer, open_db, protected_top_products_spec, top_products_spec, workspace,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -435,11 +437,8 @@ async fn every_api_route_needs_a_token_and_admin_routes_need_the_admin() {
 
 #[tokio::test]
 async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
-    let (_dir, server) = TestServer::fresh().await;
+    let (_dir, server) = TestServer::fresh_with_api(protected_top_products_spec("private")).await;
     let stack = &server.stack;
-    let mut spec = top_products_spec("private");
-    spec["protected"] = json!(true);
-    server.create_api(spec).await;
 
     let t1 = server
         .create_token("/api/apis/private/tokens", "checkout")
@@ -459,8 +458,7 @@ async fn api_tokens_are_hashed_and_pushed_to_the_edges_on_create_and_revoke() {
 
     // Publish it: the commit applies the store's access on each edge before switching, and
     // each edge's lookup service enforces it.
-    let job = server.wait_job(&server.publish("private").await).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
+    server.publish_ok("private").await;
     {
         let pushes = stack.pushes.lock().unwrap();
         for url in &stack.urls {
@@ -730,13 +728,9 @@ fn pushed_everywhere(reply: &Value) -> bool {
 /// none.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_quota_is_pushed_to_the_edges_and_enforced_there() {
-    let (_dir, server) = TestServer::fresh().await;
+    let (_dir, server) = TestServer::fresh_with_api(protected_top_products_spec("metered")).await;
     let stack = &server.stack;
-    let mut spec = top_products_spec("metered");
-    spec["protected"] = json!(true);
-    server.create_api(spec).await;
-    let job = server.wait_job(&server.publish("metered").await).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
+    server.publish_ok("metered").await;
     let (status, slow) = server
         .post(
             "/api/apis/metered/tokens",

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestServer, top_products_spec, workspace};
+use common::{TestServer, protected_top_products_spec, top_products_spec, workspace};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -122,29 +122,28 @@ async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
 
 /// POSTs to the relay until the lookup answers `status` (the lookup service caches versions).
 async fn try_until(server: &TestServer, api: &str, body: Value, status: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (s, r) = server
-            .post(&format!("/api/apis/{api}/try"), body.clone())
-            .await;
-        assert_eq!(s, 200, "{r}");
-        if r["status"] == status {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "try {api} {body}: {r}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    fixtures::poll::until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        async || {
+            let (s, r) = server
+                .post(&format!("/api/apis/{api}/try"), body.clone())
+                .await;
+            assert_eq!(s, 200, "{r}");
+            if r["status"] == status {
+                Ok(r)
+            } else {
+                Err(format!("try {api} {body}: {r}, expected {status}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
 async fn try_relays_lookups_with_the_key_url_rule_and_tokens() {
-    let (_dir, server) = TestServer::fresh().await;
-    server.create_api(top_products_spec("tp")).await;
-    let job = server.publish("tp").await;
-    assert_eq!(server.wait_job(&job).await["state"], "succeeded");
+    let (_dir, server) = TestServer::fresh_with_api(top_products_spec("tp")).await;
+    server.publish_ok("tp").await;
     let lookup = &server.stack.lookups[0];
 
     // Unicode is percent-encoded; the answer is the lookup's, byte for byte.
@@ -191,13 +190,11 @@ async fn try_relays_lookups_with_the_key_url_rule_and_tokens() {
     assert_eq!(status, 401);
 
     // A protected API: the lookup refuses without a read token, answers with one.
-    let mut spec = top_products_spec("tp");
-    spec["protected"] = json!(true);
+    let spec = protected_top_products_spec("tp");
     let (status, body) = server.put("/api/apis/tp", json!({"spec": spec})).await;
     assert_eq!(status, 200, "{body}");
     let token = server.create_token("/api/apis/tp/tokens", "relay").await;
-    let job = server.publish("tp").await;
-    assert_eq!(server.wait_job(&job).await["state"], "succeeded");
+    server.publish_ok("tp").await;
     try_until(&server, "tp", json!({"key": ["fb"]}), 401).await;
     let r = try_until(
         &server,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dashboard_api::{NamedCatalog, ServerConfig, Stack};
+use fixtures::poll;
 use futures::StreamExt;
 use publisher::canonical::{Checksum, Entry};
 use publisher::sink::{
@@ -41,6 +42,13 @@ pub fn top_products_spec(name: &str) -> Value {
         ],
         "order_by": [{"field": "referrals", "dir": "desc"}]
     })
+}
+
+/// [`top_products_spec`], readable only with a read token.
+pub fn protected_top_products_spec(name: &str) -> Value {
+    let mut spec = top_products_spec(name);
+    spec["protected"] = json!(true);
+    spec
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +278,15 @@ impl TestStack {
         self.edge(i).redis.serving(api).await.unwrap()
     }
 
+    /// What each edge serves of `api`, in edge order.
+    pub async fn serving_all(&self, api: &str) -> Vec<Option<u64>> {
+        let mut serving = Vec::new();
+        for i in 0..self.urls.len() {
+            serving.push(self.serving(i, api).await);
+        }
+        serving
+    }
+
     /// `GET /v1/{api}/{key}` on edge `i`'s lookup service: (status, body, served version).
     pub async fn lookup(
         &self,
@@ -301,18 +318,17 @@ impl TestStack {
         token: Option<&str>,
         status: u16,
     ) -> (String, Option<u64>) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let (s, body, version) = self.lookup(i, api, key, token).await;
-            if s == status {
-                return (body, version);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lookup {api}/{key} on edge {i}: {s} {body}, expected {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll::until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            async || match self.lookup(i, api, key, token).await {
+                (s, body, version) if s == status => Ok((body, version)),
+                (s, body, _) => Err(format!(
+                    "lookup {api}/{key} on edge {i}: {s} {body}, expected {status}"
+                )),
+            },
+        )
+        .await
     }
 }
 
@@ -432,6 +448,13 @@ impl TestServer {
     pub async fn fresh() -> (tempfile::TempDir, TestServer) {
         let dir = workspace();
         let server = TestServer::boot(dir.path()).await;
+        (dir, server)
+    }
+
+    /// A fresh dashboard (as [`TestServer::fresh`]) on which an API of `spec` is created.
+    pub async fn fresh_with_api(spec: Value) -> (tempfile::TempDir, TestServer) {
+        let (dir, server) = TestServer::fresh().await;
+        server.create_api(spec).await;
         (dir, server)
     }
 
@@ -573,16 +596,27 @@ impl TestServer {
 
     /// Polls a job until it is final.
     pub async fn wait_job(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, job) = self.get(&format!("/api/jobs/{id}")).await;
-            assert_eq!(status, 200, "{job}");
-            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll::until(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            async || {
+                let (status, job) = self.get(&format!("/api/jobs/{id}")).await;
+                assert_eq!(status, 200, "{job}");
+                if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
+                    Ok(job)
+                } else {
+                    Err(format!("job {id} did not finish: {job}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Publishes `api` and waits for the job; panics unless it succeeded; returns the job.
+    pub async fn publish_ok(&self, api: &str) -> Value {
+        let job = self.wait_job(&self.publish(api).await).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        job
     }
 
     /// Creates a token (`/api/users/tokens` for an analyst, `/api/apis/{name}/tokens` for a
@@ -596,18 +630,19 @@ impl TestServer {
 
     /// Polls a job until it reaches `state`.
     pub async fn wait_job_state(&self, id: &str, state: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, job) = self.get(&format!("/api/jobs/{id}")).await;
-            if job["state"] == state {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} never reached {state}: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        poll::until(
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            async || {
+                let (_, job) = self.get(&format!("/api/jobs/{id}")).await;
+                if job["state"] == state {
+                    Ok(job)
+                } else {
+                    Err(format!("job {id} never reached {state}: {job}"))
+                }
+            },
+        )
+        .await
     }
 
     /// Follows a job's event stream to its end; returns the events' data.
