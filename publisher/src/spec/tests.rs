@@ -23,25 +23,8 @@ fn referrals() -> TableMeta {
     }
 }
 
-const TOP: &str = r#"
-name = "top_products_by_network"
-table = "social.referrals"
-key = ["network"]
-group_by = ["product_id", "product_name"]
-shape = "list"
-limit = 10
-[[values]]
-column = "product_id"
-[[values]]
-column = "product_name"
-[[values]]
-agg = "sum"
-column = "referrals"
-as = "referrals"
-[[order_by]]
-field = "referrals"
-dir = "desc"
-"#;
+/// The sample spec `top_products_by_network` (top 10 products by referrals per network).
+const TOP: &str = include_str!("../../../fixtures/specs/top_products_by_network.toml");
 
 fn problems(spec: &ApiSpec) -> Vec<String> {
     match validate(spec, &referrals()) {
@@ -133,24 +116,16 @@ fn reports_every_problem_by_field() {
     spec.order_by[0].field = "nope".into();
     let p = problems(&spec);
     let all = p.join("\n");
-    assert!(all.contains("name:"), "{all}");
-    assert!(all.contains("key[0]: unknown column `netwrk`"), "{all}");
-    assert!(
-        all.contains("values[3].agg: sum needs a numeric column, not string"),
-        "{all}"
-    );
-    assert!(
-        all.contains("values[4].column: value column `ts` is neither grouped"),
-        "{all}"
-    );
-    assert!(
-        all.contains("values[5].column: column `tags` has nested type array<string>"),
-        "{all}"
-    );
-    assert!(
-        all.contains("order_by[0].field: `nope` is not an output field"),
-        "{all}"
-    );
+    for expected in [
+        "name:",
+        "key[0]: unknown column `netwrk`",
+        "values[3].agg: sum needs a numeric column, not string",
+        "values[4].column: value column `ts` is neither grouped",
+        "values[5].column: column `tags` has nested type array<string>",
+        "order_by[0].field: `nope` is not an output field",
+    ] {
+        assert!(all.contains(expected), "no {expected:?} in:\n{all}");
+    }
 }
 
 #[test]
@@ -166,30 +141,26 @@ fn object_shape_needs_one_row_per_key() {
     assert!(problems(&spec).is_empty(), "{:?}", problems(&spec));
 }
 
+fn filter(column: &str, op: FilterOp, value: Option<serde_json::Value>) -> Filter {
+    Filter {
+        column: column.into(),
+        op,
+        value,
+    }
+}
+
 #[test]
 fn filters_are_typed_literals_and_prune_partitions() {
     let mut spec = ApiSpec::from_toml(TOP).unwrap();
     spec.filter = vec![
-        Filter {
-            column: "dt".into(),
-            op: FilterOp::GtEq,
-            value: Some("2026-11-05".into()),
-        },
-        Filter {
-            column: "revenue".into(),
-            op: FilterOp::Gt,
-            value: Some("10.5".into()),
-        },
-        Filter {
-            column: "network".into(),
-            op: FilterOp::In,
-            value: Some(serde_json::json!(["facebook", "x'; DROP TABLE t; --"])),
-        },
-        Filter {
-            column: "ts".into(),
-            op: FilterOp::NotNull,
-            value: None,
-        },
+        filter("dt", FilterOp::GtEq, Some("2026-11-05".into())),
+        filter("revenue", FilterOp::Gt, Some("10.5".into())),
+        filter(
+            "network",
+            FilterOp::In,
+            Some(serde_json::json!(["facebook", "x'; DROP TABLE t; --"])),
+        ),
+        filter("ts", FilterOp::NotNull, None),
     ];
     let table = referrals();
     let r = validate(&spec, &table).unwrap();
@@ -209,26 +180,10 @@ fn filters_are_typed_literals_and_prune_partitions() {
     assert!(!r.keeps_partition(&table, &["2026-11-04".into()]));
 
     spec.filter = vec![
-        Filter {
-            column: "referrals".into(),
-            op: FilterOp::Eq,
-            value: Some("ten".into()),
-        },
-        Filter {
-            column: "revenue".into(),
-            op: FilterOp::Eq,
-            value: Some("1.234".into()),
-        },
-        Filter {
-            column: "network".into(),
-            op: FilterOp::In,
-            value: Some(serde_json::json!([])),
-        },
-        Filter {
-            column: "ts".into(),
-            op: FilterOp::IsNull,
-            value: Some(1.into()),
-        },
+        filter("referrals", FilterOp::Eq, Some("ten".into())),
+        filter("revenue", FilterOp::Eq, Some("1.234".into())),
+        filter("network", FilterOp::In, Some(serde_json::json!([]))),
+        filter("ts", FilterOp::IsNull, Some(1.into())),
     ];
     let p = problems(&spec);
     assert_eq!(p.len(), 4, "{p:?}");
