@@ -14,9 +14,11 @@ use publisher::guards::GuardLimits;
 use publisher::publish::{Plan, PublishConfig, Publisher, Route};
 use publisher::spec::ApiSpec;
 
-/// social.sales: two partitions, nulls, ties, unicode.
-fn write_table(root: &Path) {
-    fixtures::write_sales_table(root, "social");
+/// A folder holding social.sales: two partitions, nulls, ties, unicode.
+fn sales_table() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::write_sales_table(dir.path(), "social");
+    dir
 }
 
 async fn publisher_over(root: &Path, limits: GuardLimits) -> Publisher {
@@ -55,24 +57,38 @@ impl publisher::publish::EntrySink for Collect {
     }
 }
 
-async fn answer(root: &Path, spec: &str) -> Vec<String> {
-    let p = publisher_over(root, GuardLimits::default()).await;
-    let spec = ApiSpec::from_toml(spec).unwrap();
-    let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
+/// Runs `plan` on `route` into a sink that collects what it accepts: the run's outcome, and
+/// the entries.
+async fn run_collecting(
+    p: &Publisher,
+    plan: &Plan,
+    route: Route,
+) -> (publisher::Result<publisher::publish::RunStats>, Vec<Entry>) {
     let mut sink = Collect(Vec::new());
     let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
-    p.run(&plan, Route::Fasttrack, &mut sink, &progress)
-        .await
-        .unwrap();
-    let mut lines: Vec<String> = sink.0.iter().map(ToString::to_string).collect();
+    let outcome = p.run(plan, route, &mut sink, &progress).await;
+    (outcome, sink.0)
+}
+
+/// The fast track's answer to `spec` (TOML) over the table folder `root`: its entries, sorted.
+async fn answer(root: &Path, spec: &str) -> Vec<String> {
+    let (p, plan) = planned(root, spec, Route::Fasttrack).await;
+    let (outcome, entries) = run_collecting(&p, &plan, Route::Fasttrack).await;
+    outcome.unwrap();
+    let mut lines: Vec<String> = entries.iter().map(ToString::to_string).collect();
     lines.sort();
     lines
 }
 
+/// Runs `plan` on the automatic route, which must fail; returns the error's text.
+async fn run_error(p: &Publisher, plan: &Plan) -> String {
+    let (outcome, _) = run_collecting(p, plan, Route::Auto).await;
+    outcome.expect_err("the run must fail").to_string()
+}
+
 #[tokio::test]
 async fn top_n_per_key_with_ties_broken_by_the_other_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     let spec = r#"
         name = "top"
         table = "social.sales"
@@ -103,8 +119,7 @@ async fn top_n_per_key_with_ties_broken_by_the_other_fields() {
 
 #[tokio::test]
 async fn object_aggregates_with_decimals_timestamps_and_partition_columns() {
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     let spec = r#"
         name = "stats"
         table = "social.sales"
@@ -147,8 +162,7 @@ async fn object_aggregates_with_decimals_timestamps_and_partition_columns() {
 
 #[tokio::test]
 async fn keyless_list_and_partition_pruning() {
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     let spec = r#"
         name = "recent"
         table = "social.sales"
@@ -182,14 +196,13 @@ async fn keyless_list_and_partition_pruning() {
     );
 }
 
-/// 200k distinct rows: sorting them needs a few MB.
-fn write_big_table(root: &Path) {
+/// A folder holding a big social.sales: 200k distinct rows, sorting them needs a few MB.
+fn big_table() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("network", DataType::Utf8, true),
         Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
     ]));
-    let dir = root.join("social/sales");
-    std::fs::create_dir_all(&dir).unwrap();
     let n = 200_000i64;
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
@@ -205,13 +218,14 @@ fn write_big_table(root: &Path) {
         ],
     )
     .unwrap();
-    fixtures::write_parquet(&dir.join("part-0.parquet"), &[batch]).unwrap();
+    let file = root.path().join("social/sales/part-0.parquet");
+    fixtures::write_parquet(&file, &[batch]).unwrap();
+    root
 }
 
 #[tokio::test]
 async fn a_small_pool_trips_the_memory_guard_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    write_big_table(dir.path());
+    let dir = big_table();
     let limits = GuardLimits {
         memory_pool_bytes: 256 * 1024,
         ..GuardLimits::default()
@@ -246,13 +260,8 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
     assert_eq!(guard.limit, 256 * 1024);
     assert!(guard.tripped && guard.measured > 256 * 1024);
     // Without a fallback to re-route to, the run reports the trip as its error.
-    let mut sink = Collect(Vec::new());
-    let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
-    let err = p
-        .run(&plan, Route::Auto, &mut sink, &progress)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("memory_pool"), "{err}");
+    let err = run_error(&p, &plan).await;
+    assert!(err.contains("memory_pool"), "{err}");
 }
 
 /// A key-less list over the big table (200 000 rows, ~9 MB of JSON in one value): the entry
@@ -260,8 +269,7 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
 /// holds much more than the limit; the output guard trips the same way over many keys.
 #[tokio::test]
 async fn output_guards_trip_while_encoding_not_after_the_value_is_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    write_big_table(dir.path());
+    let dir = big_table();
     let keyless = r#"
         name = "everything"
         table = "social.sales"
@@ -318,21 +326,15 @@ async fn output_guards_trip_while_encoding_not_after_the_value_is_whole() {
         assert!(g.measured > limit && g.measured < limit + 200, "{g:?}");
         // Through a run: the trip is the error (no fallback to re-route to here); what was
         // pushed before it is staged only, and discarded by the publish.
-        let mut sink = Collect(Vec::new());
-        let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
-        let err = p
-            .run(&plan, Route::Auto, &mut sink, &progress)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains(guard), "{err}");
+        let err = run_error(&p, &plan).await;
+        assert!(err.contains(guard), "{err}");
     }
 }
 
 #[tokio::test]
 async fn encoder_sees_the_engine_contract() {
     // Engine output columns are keys then values; the encoder refuses anything else.
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     let p = publisher_over(dir.path(), GuardLimits::default()).await;
     let spec = ApiSpec::from_toml("name = \"n\"\ntable = \"social.sales\"\nkey = [\"network\"]\n[[values]]\ncolumn = \"ts\"\n").unwrap();
     let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
@@ -357,14 +359,11 @@ const PER_NETWORK: &str = r#"
     as = "referrals"
 "#;
 
-async fn run_to_error(p: &Publisher, plan: &publisher::publish::Plan) -> String {
-    let mut sink = Collect(Vec::new());
-    let progress: publisher::publish::ProgressFn = Arc::new(|_| {});
-    let err = p
-        .run(plan, Route::Auto, &mut sink, &progress)
-        .await
-        .expect_err("the run must fail");
-    assert!(sink.0.is_empty(), "entries reached the sink before: {err}");
+/// As [`run_error`], and nothing reached the sink before the failure.
+async fn run_to_error(p: &Publisher, plan: &Plan) -> String {
+    let (outcome, entries) = run_collecting(p, plan, Route::Auto).await;
+    let err = outcome.expect_err("the run must fail");
+    assert!(entries.is_empty(), "entries reached the sink before: {err}");
     err.to_string()
 }
 
@@ -372,8 +371,7 @@ async fn run_to_error(p: &Publisher, plan: &publisher::publish::Plan) -> String 
 /// the file, with nothing returned.
 #[tokio::test]
 async fn a_file_deleted_after_planning_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     let (p, plan) = planned(dir.path(), PER_NETWORK, Route::Auto).await;
     let gone = dir.path().join("social/sales/dt=2026-11-02/part-0.parquet");
     std::fs::remove_file(&gone).unwrap();
@@ -389,8 +387,7 @@ async fn a_file_deleted_after_planning_is_named() {
 /// against the schema the plan checked.
 #[tokio::test]
 async fn a_file_rewritten_with_a_drifted_schema_after_planning_is_refused_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     let (p, plan) = planned(dir.path(), PER_NETWORK, Route::Auto).await;
     // Rewrite one partition with `referrals` as text, after the plan fixed the table's schema.
     write_drifted_partition(dir.path());
@@ -426,8 +423,7 @@ fn write_drifted_partition(root: &Path) {
 /// the column, before the engine reads a row.
 #[tokio::test]
 async fn schema_drift_between_files_and_table_names_the_file_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    write_table(dir.path());
+    let dir = sales_table();
     write_drifted_partition(dir.path());
     let p = publisher_over(dir.path(), GuardLimits::default()).await;
     let err = match p
