@@ -32,7 +32,8 @@ use tablecast_e2e::dashboard::{event_names, fixtures_metastore, lookup_service, 
 use tablecast_e2e::lookup::{pause_writes, scan_keys};
 use tablecast_e2e::process::log_tail;
 use tablecast_e2e::{
-    Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url, spawn_tied,
+    ChildProcess, Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url,
+    spawn_tied,
 };
 
 /// The four sample APIs over the two main fixture tables.
@@ -45,10 +46,6 @@ const FOUR: [&str; 4] = [
 
 /// A publish of a scale-1 sample, on a loaded 2-core machine, with room.
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn log(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    dir.path().join(format!("{name}.log"))
-}
 
 async fn redis_conn(url: &str) -> MultiplexedConnection {
     redis::Client::open(url)
@@ -190,14 +187,57 @@ async fn follow_to_success(dash: &Dashboard, job: &str) -> Vec<Value> {
     events
 }
 
+/// Creates an API from a sample spec and publishes it, following the job to its success.
+async fn create_and_publish(dash: &Dashboard, api: &str) {
+    dash.create_sample_api(api).await;
+    let job = dash.publish(api).await;
+    follow_to_success(dash, &job).await;
+}
+
+/// What a test's dashboard runs over: the shared metastore with the scale-1 fixtures, one edge
+/// (a redis-server), a state folder and a folder for the processes' logs.
+struct Stack {
+    metastore: String,
+    edge: Redis,
+    state: tempfile::TempDir,
+    logs: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        Stack {
+            metastore: fixtures_metastore(),
+            edge: Redis::start(),
+            state: tempfile::tempdir().unwrap(),
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The settings of a dashboard over this metastore, edge and state folder.
+    fn settings(&self) -> DashboardSettings {
+        DashboardSettings::new(self.state.path(), &self.metastore, &[self.edge.url()])
+    }
+
+    /// The log file of the process called `name`.
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.path().join(format!("{name}.log"))
+    }
+
+    /// A connection to the edge's Redis.
+    async fn edge_conn(&self) -> MultiplexedConnection {
+        redis_conn(&self.edge.url()).await
+    }
+
+    /// `tablecast edge serve` in front of the edge: the process and its base URL.
+    fn lookup_service(&self) -> (ChildProcess, String) {
+        lookup_service(&self.edge.url(), self.logs.path(), &self.log("lookup"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes_again() {
-    let metastore = fixtures_metastore();
-    let edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()]);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    let stack = Stack::start();
+    let dash = Dashboard::start(&stack.settings(), &stack.log("serve"));
 
     // No token, a wrong token: refused.
     for token in [None, Some("not-the-admin-token-at-all")] {
@@ -212,7 +252,7 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
     let catalogs = dash.get("/api/catalogs").await;
     assert_eq!(
         catalogs,
-        json!([{"name": "default", "uri": metastore}]),
+        json!([{"name": "default", "uri": stack.metastore}]),
         "{catalogs}"
     );
     let databases = dash.get("/api/catalogs/default/databases").await;
@@ -278,7 +318,7 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
         assert_eq!(api["name"], spec);
         assert_eq!(api["revision"], 1);
         assert_eq!(api["catalog"], "default");
-        assert_eq!(api["edges"], json!([edge.url()]));
+        assert_eq!(api["edges"], json!([stack.edge.url()]));
         assert_eq!(api["spec"], sample_spec_json(spec), "{api}");
     }
     let listed = dash.get("/api/apis").await;
@@ -294,7 +334,7 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
     assert_eq!(plan["rows"], 100_000, "{plan}");
     assert_eq!(plan["partitions_total"], 7, "{plan}");
     assert!(!plan["guards"].as_array().unwrap().is_empty(), "{plan}");
-    let mut redis = redis_conn(&edge.url()).await;
+    let mut redis = stack.edge_conn().await;
     assert_eq!(serving(&mut redis, "top_products_by_network").await, None);
 
     // Publish each, following its event stream to the final event.
@@ -329,7 +369,7 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
     }
 
     // Look the keys up on an edge: every key of the small APIs, every 13th of the big ones.
-    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+    let (_lookup, base) = stack.lookup_service();
     for spec in FOUR {
         assert_eq!(
             assert_answers_golden(&base, spec, 13).await,
@@ -377,17 +417,11 @@ async fn rest_api_alone_browses_defines_plans_publishes_rolls_back_and_publishes
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_serve_mid_publish_leaves_one_complete_version() {
     const API: &str = "recent_activity";
-    let metastore = fixtures_metastore();
-    let edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings =
-        DashboardSettings::new(state.path(), &metastore, &[edge.url()]).with_fast_takeover();
-    let mut dash = Dashboard::start(&settings, &log(&logs, "serve-1"));
-    dash.create_sample_api(API).await;
-    let first = dash.publish(API).await;
-    follow_to_success(&dash, &first).await;
-    let mut watch = redis_conn(&edge.url()).await;
+    let stack = Stack::start();
+    let settings = stack.settings().with_fast_takeover();
+    let mut dash = Dashboard::start(&settings, &stack.log("serve-1"));
+    create_and_publish(&dash, API).await;
+    let mut watch = stack.edge_conn().await;
     let mut old = serving(&mut watch, API).await.expect("a first version");
 
     // Start a publish and catch it while its buckets land on the edge: pause writes there (the
@@ -448,7 +482,7 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
         .await
         .unwrap();
     assert_eq!(serving(&mut watch, API).await, Some(old));
-    let dash = Dashboard::start(&settings, &log(&logs, "serve-2"));
+    let dash = Dashboard::start(&settings, &stack.log("serve-2"));
     let events = dash.follow(&job, JOB_TIMEOUT).await;
     let names = event_names(&events);
     let view = dash.get(&format!("/api/jobs/{job}")).await;
@@ -483,7 +517,7 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
     // Exactly one complete version serves: the new one, with every key, sealed.
     assert_eq!(serving(&mut watch, API).await, Some(kept_version));
     assert_complete(&mut watch, API, kept_version).await;
-    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+    let (_lookup, base) = stack.lookup_service();
     assert_eq!(
         assert_answers_golden(&base, API, 7).await,
         [kept_version.to_string()]
@@ -505,7 +539,7 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
     // On disk: the kept version's snapshot is complete. The crashed attempt's partial snapshot
     // (`.v{N}.snap.tmp`) is not collected by anything yet (snapshot pruning only looks at
     // `v{N}.json`): reported, not asserted.
-    let snapshots = state.path().join("snapshots").join(API);
+    let snapshots = stack.state.path().join("snapshots").join(API);
     let files: BTreeSet<String> = std::fs::read_dir(&snapshots)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -523,13 +557,9 @@ async fn killing_serve_mid_publish_leaves_one_complete_version() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_publishes_at_once_are_serialized_with_monotonic_versions() {
     const API: &str = "top_products";
-    let metastore = fixtures_metastore();
-    let edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()])
-        .with("TABLECAST_DASHBOARD__RUNNERS", 4);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    let stack = Stack::start();
+    let settings = stack.settings().with("TABLECAST_DASHBOARD__RUNNERS", 4);
+    let dash = Dashboard::start(&settings, &stack.log("serve"));
     dash.create_sample_api(API).await;
 
     let (a, b) = tokio::join!(dash.publish(API), dash.publish(API));
@@ -554,7 +584,7 @@ async fn two_publishes_at_once_are_serialized_with_monotonic_versions() {
     let v2 = second["report"]["version"].as_u64().unwrap();
     assert_eq!((v1, v2), (1, 2), "{first}\n{second}");
     assert_eq!(second["report"]["previous_version"], v1);
-    let mut conn = redis_conn(&edge.url()).await;
+    let mut conn = stack.edge_conn().await;
     assert_eq!(serving(&mut conn, API).await, Some(v2));
 }
 
@@ -564,21 +594,17 @@ async fn two_publishes_at_once_are_serialized_with_monotonic_versions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publish_while_the_edge_is_down_succeeds_after_retries() {
     const API: &str = "top_products_by_network";
-    let metastore = fixtures_metastore();
-    let mut edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()])
+    let mut stack = Stack::start();
+    let settings = stack
+        .settings()
         .with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 300)
         .with("TABLECAST_DASHBOARD__BACKOFF_MAX_MS", 1000)
         .with("TABLECAST_DASHBOARD__MAX_ATTEMPTS", 30);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
-    dash.create_sample_api(API).await;
+    let dash = Dashboard::start(&settings, &stack.log("serve"));
     // A first version, so that the dashboard holds a connection to the edge already.
-    let first = dash.publish(API).await;
-    follow_to_success(&dash, &first).await;
+    create_and_publish(&dash, API).await;
 
-    edge.kill();
+    stack.edge.kill();
     let job = dash.publish(API).await;
     // Wait for a retry to be scheduled (the first attempt failed as transient).
     let deadline = Instant::now() + JOB_TIMEOUT;
@@ -600,7 +626,7 @@ async fn a_publish_while_the_edge_is_down_succeeds_after_retries() {
         "{failed_attempt}"
     );
     assert_ne!(failed_attempt["state"], "failed", "{failed_attempt}");
-    edge.restart();
+    stack.edge.restart();
 
     let events = follow_to_success(&dash, &job).await;
     let names = event_names(&events);
@@ -615,9 +641,9 @@ async fn a_publish_while_the_edge_is_down_succeeds_after_retries() {
     assert_eq!(report["committed"], true, "{report}");
     // The restarted Redis is empty: the new version is the only one there.
     let version = report["version"].as_u64().unwrap();
-    let mut conn = redis_conn(&edge.url()).await;
+    let mut conn = stack.edge_conn().await;
     assert_eq!(serving(&mut conn, API).await, Some(version));
-    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+    let (_lookup, base) = stack.lookup_service();
     assert_eq!(
         assert_answers_golden(&base, API, 1).await,
         [version.to_string()]
@@ -1020,28 +1046,25 @@ async fn race_cli_and_dashboard(
 async fn cli_and_dashboard_publishes_of_one_api_are_serialized() {
     // 4724 keys: a publish holds the lease long enough for the other side to arrive.
     const API: &str = "product_stats";
-    let metastore = fixtures_metastore();
-    let edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()]);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+    let stack = Stack::start();
+    let settings = stack.settings();
+    let dash = Dashboard::start(&settings, &stack.log("serve"));
     dash.create_sample_api(API).await;
 
     let mut highest = 0;
     for (round, gate) in [("free race", false), ("gated race", true)] {
         let ([first, second], _) =
-            race_cli_and_dashboard(&dash, &settings, API, logs.path(), round, gate).await;
+            race_cli_and_dashboard(&dash, &settings, API, stack.logs.path(), round, gate).await;
         assert_eq!(first.version(), highest + 1, "{round}: {}", first.report);
         highest = second.version();
     }
 
-    let mut conn = redis_conn(&edge.url()).await;
+    let mut conn = stack.edge_conn().await;
     assert_eq!(serving(&mut conn, API).await, Some(highest));
     let staged = zrange(&mut conn, &format!("tc:{{{API}}}:staged")).await;
     assert!(staged.is_empty(), "still staged: {staged:?}");
     assert_eq!(
-        lease_holder(&state_db(state.path()).await, API).await,
+        lease_holder(&state_db(stack.state.path()).await, API).await,
         None,
         "the lease was not released"
     );
@@ -1049,7 +1072,7 @@ async fn cli_and_dashboard_publishes_of_one_api_are_serialized() {
         version_fields(&mut conn, API, highest).await,
         golden(API).len() as u64
     );
-    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+    let (_lookup, base) = stack.lookup_service();
     assert_eq!(
         assert_answers_golden(&base, API, 1).await,
         [highest.to_string()]
@@ -1066,20 +1089,14 @@ async fn cli_and_dashboard_publishes_of_one_api_are_serialized() {
 async fn killing_serve_after_the_commit_leaves_one_complete_version() {
     const API: &str = "product_stats";
     const TRIES: usize = 3;
-    let metastore = fixtures_metastore();
-    let edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings =
-        DashboardSettings::new(state.path(), &metastore, &[edge.url()]).with_fast_takeover();
+    let stack = Stack::start();
+    let settings = stack.settings().with_fast_takeover();
     let mut starts = 1;
-    let mut dash = Dashboard::start(&settings, &log(&logs, "serve-1"));
-    dash.create_sample_api(API).await;
-    let first = dash.publish(API).await;
-    follow_to_success(&dash, &first).await;
-    let mut watch = redis_conn(&edge.url()).await;
+    let mut dash = Dashboard::start(&settings, &stack.log("serve-1"));
+    create_and_publish(&dash, API).await;
+    let mut watch = stack.edge_conn().await;
     let mut old = serving(&mut watch, API).await.expect("a first version");
-    let (_lookup, base) = lookup_service(&edge.url(), logs.path(), &log(&logs, "lookup"));
+    let (_lookup, base) = stack.lookup_service();
 
     let mut landed_before_finish = false;
     for attempt in 1..=TRIES {
@@ -1106,7 +1123,7 @@ async fn killing_serve_after_the_commit_leaves_one_complete_version() {
         let staged_at_kill = zrange(&mut watch, &format!("tc:{{{API}}}:staged")).await;
 
         starts += 1;
-        dash = Dashboard::start(&settings, &log(&logs, &format!("serve-{starts}")));
+        dash = Dashboard::start(&settings, &stack.log(&format!("serve-{starts}")));
         let events = dash.follow(&job, JOB_TIMEOUT).await;
         let names = event_names(&events);
         let view = dash.get(&format!("/api/jobs/{job}")).await;
@@ -1246,13 +1263,10 @@ async fn job_overhead_against_tablecast_publish() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let metastore = fixtures_metastore();
-    let edge = Redis::start();
-    let state = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = DashboardSettings::new(state.path(), &metastore, &[edge.url()]);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
-    let mut conn = redis_conn(&edge.url()).await;
+    let stack = Stack::start();
+    let settings = stack.settings();
+    let dash = Dashboard::start(&settings, &stack.log("serve"));
+    let mut conn = stack.edge_conn().await;
 
     for api in ["top_products", "product_stats"] {
         dash.create_sample_api(api).await;
@@ -1269,7 +1283,7 @@ async fn job_overhead_against_tablecast_publish() {
             let started = Instant::now();
             let mut c = settings.command();
             c.args(["publish", "--json", "--spec", spec.to_str().unwrap()])
-                .args(["--metastore", &metastore, "--edge", &edge.url()]);
+                .args(["--metastore", &stack.metastore, "--edge", &stack.edge.url()]);
             let out = c.output().unwrap();
             let wall = started.elapsed().as_millis() as u64;
             assert!(

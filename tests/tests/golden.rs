@@ -91,18 +91,11 @@ fn fast_track_matches_golden_answers_over_a_real_metastore() {
     let rows = fixtures::named(&plan["guards"], "row_count");
     assert_eq!(rows["measured"], 100_000);
     assert_eq!(plan["files"], 14);
-    let plan = plan_json(
+    assert_limit_routes_to_fallback(
         &metastore.uri(),
         "recent_activity",
-        &[("TABLECAST_GUARDS__MAX_FILES", "2")],
-    );
-    assert_eq!(plan["path"], "fallback");
-    assert!(
-        plan["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("guard file_count tripped: 3 > 2"),
-        "{plan}"
+        ("TABLECAST_GUARDS__MAX_FILES", "2"),
+        "guard file_count tripped: 3 > 2",
     );
 }
 
@@ -126,6 +119,17 @@ fn plan_json(catalog: &str, spec: &str, env: &[(&str, &str)]) -> serde_json::Val
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `tablecast plan` of a sample spec with one guard limit set in the environment: the plan
+/// routes to the fallback, for a reason that starts with `reason`.
+fn assert_limit_routes_to_fallback(catalog: &str, spec: &str, limit: (&str, &str), reason: &str) {
+    let plan = plan_json(catalog, spec, &[limit]);
+    assert_eq!(plan["path"], "fallback");
+    assert!(
+        plan["reason"].as_str().unwrap().starts_with(reason),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -163,18 +167,11 @@ fn plan_reports_every_guard_and_the_route_without_reading_rows() {
     );
 
     // A limit from the environment trips the row guard and routes to the fallback.
-    let plan = plan_json(
+    assert_limit_routes_to_fallback(
         &catalog,
         "top_products_by_network",
-        &[("TABLECAST_GUARDS__MAX_ROWS", "1000")],
-    );
-    assert_eq!(plan["path"], "fallback");
-    assert!(
-        plan["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("guard row_count tripped: 100000 > 1000"),
-        "{plan}"
+        ("TABLECAST_GUARDS__MAX_ROWS", "1000"),
+        "guard row_count tripped: 100000 > 1000",
     );
 }
 
