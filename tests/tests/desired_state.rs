@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{ADMIN_TOKEN, sample_spec_json};
 use tablecast_e2e::freeze::COMMIT_MARKER;
 use tablecast_e2e::lookup::{answer, answer_until, flushall, serving};
-use tablecast_e2e::{Dashboard, DashboardSettings, Deployment, FreezeProxy, assert_answers_golden};
+use tablecast_e2e::{
+    ChildProcess, Dashboard, DashboardSettings, Deployment, FreezeProxy, assert_answers_golden,
+};
 
 const API: &str = "top_products_by_network";
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -212,6 +214,43 @@ async fn set_protected(dash: &Dashboard, spec: &str, protected: bool) {
     assert_eq!(status, 200, "{updated}");
 }
 
+/// One edge, and a dashboard over it on which the sample API is created.
+struct OneEdge {
+    deployment: Deployment,
+    /// The edge's Redis URL.
+    edge: String,
+    logs: tempfile::TempDir,
+    dash: Dashboard,
+}
+
+impl OneEdge {
+    /// Starts the edge and the dashboard (with the settings `tweak` makes of the usual ones), and
+    /// creates the sample API, protected or not.
+    async fn start(
+        tweak: impl FnOnce(DashboardSettings) -> DashboardSettings,
+        protected: bool,
+    ) -> OneEdge {
+        let deployment = Deployment::start(1);
+        let edge = deployment.edges[0].url();
+        let logs = tempfile::tempdir().unwrap();
+        let settings = tweak(dashboard_settings(&deployment, std::slice::from_ref(&edge)));
+        let dash = Dashboard::start(&settings, &log(&logs, "serve"));
+        create_api(&dash, API, protected).await;
+        OneEdge {
+            deployment,
+            edge,
+            logs,
+            dash,
+        }
+    }
+
+    /// `tablecast edge serve` over the edge: the process and its base URL.
+    fn lookup_service(&self) -> (ChildProcess, String) {
+        self.deployment
+            .lookup_service(0, &log(&self.logs, "lookup"))
+    }
+}
+
 async fn publish_job(dash: &Dashboard, api: &str) -> Value {
     let job = dash.publish(api).await;
     let view = dash.wait_job(&job, JOB_TIMEOUT).await;
@@ -224,26 +263,27 @@ async fn publish_job(dash: &Dashboard, api: &str) -> Value {
 /// moment, not of when the job was queued.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_dashboard_job_commits_the_protection_set_meanwhile() {
-    let mut deployment = Deployment::start(1);
-    let edge = deployment.edges[0].url();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = dashboard_settings(&deployment, std::slice::from_ref(&edge))
-        .with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 2000)
-        .with("TABLECAST_EDGE__CONNECT_TIMEOUT_MS", 300);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
-    create_api(&dash, API, false).await;
+    let mut one = OneEdge::start(
+        |s| {
+            s.with("TABLECAST_DASHBOARD__BACKOFF_BASE_MS", 2000)
+                .with("TABLECAST_EDGE__CONNECT_TIMEOUT_MS", 300)
+        },
+        false,
+    )
+    .await;
+    let dash = &one.dash;
 
-    deployment.edges[0].kill();
+    one.deployment.edges[0].kill();
     let job = dash.publish(API).await;
     let retry = dash.wait_event(&job, "retry_scheduled", JOB_TIMEOUT).await;
     assert_eq!(retry["attempt"], 1, "{retry}");
-    set_protected(&dash, API, true).await;
-    deployment.edges[0].restart();
+    set_protected(dash, API, true).await;
+    one.deployment.edges[0].restart();
     let view = dash.wait_job(&job, JOB_TIMEOUT).await;
     assert_eq!(view["state"], "succeeded", "{view}\n{}", dash.log_tail(30));
     assert!(view["attempts"].as_i64().unwrap() >= 2, "{view}");
 
-    let (_lookup, base) = deployment.lookup_service(0, &log(&logs, "lookup"));
+    let (_lookup, base) = one.lookup_service();
     let url = format!("{base}/v1/{API}/facebook");
     answer_until(&url, None, 401, None).await;
     // A token made now opens it.
@@ -255,15 +295,11 @@ async fn a_retried_dashboard_job_commits_the_protection_set_meanwhile() {
 /// the other, and the API stays protected.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_survive_publishes_from_the_other_side() {
-    let deployment = Deployment::start(1);
-    let edge = deployment.edges[0].url();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = dashboard_settings(&deployment, std::slice::from_ref(&edge));
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
-    create_api(&dash, API, true).await;
-    publish_job(&dash, API).await;
+    let one = OneEdge::start(|s| s, true).await;
+    let (deployment, dash) = (&one.deployment, &one.dash);
+    publish_job(dash, API).await;
     let t1 = dash.create_token(API, "dashboard-side").await;
-    let (_lookup, base) = deployment.lookup_service(0, &log(&logs, "lookup"));
+    let (_lookup, base) = one.lookup_service();
     let url = format!("{base}/v1/{API}/facebook");
     answer_until(&url, Some(&t1), 200, Some("1")).await;
 
@@ -274,11 +310,11 @@ async fn tokens_survive_publishes_from_the_other_side() {
     answer_until(&url, None, 401, None).await;
 
     // A CLI token, then a dashboard publish.
-    let t2 = run_ok(cli(&deployment, &["token", "create", "--api", API]))
+    let t2 = run_ok(cli(deployment, &["token", "create", "--api", API]))
         .trim()
         .to_string();
     answer_until(&url, Some(&t2), 200, Some("2")).await;
-    publish_job(&dash, API).await;
+    publish_job(dash, API).await;
     answer_until(&url, Some(&t2), 200, Some("3")).await;
     answer_until(&url, Some(&t1), 200, Some("3")).await;
     answer_until(&url, None, 401, None).await;
@@ -498,15 +534,10 @@ async fn a_job_cancelled_during_its_commit_still_converges() {
 /// `tablecast serve` and exits with the job's outcome (0 only when committed).
 #[tokio::test(flavor = "multi_thread")]
 async fn publish_via_a_dashboard_exits_with_the_job_outcome() {
-    let mut deployment = Deployment::start(1);
-    let edge = deployment.edges[0].url();
-    let logs = tempfile::tempdir().unwrap();
-    let settings = dashboard_settings(&deployment, std::slice::from_ref(&edge))
-        .with("TABLECAST_DASHBOARD__MAX_ATTEMPTS", 1);
-    let dash = Dashboard::start(&settings, &log(&logs, "serve"));
-    create_api(&dash, API, false).await;
+    let mut one = OneEdge::start(|s| s.with("TABLECAST_DASHBOARD__MAX_ATTEMPTS", 1), false).await;
+    let dash = &one.dash;
     let spec = fixtures::specs_dir().join(format!("{API}.toml"));
-    let state_dir = deployment.state.path().to_path_buf();
+    let state_dir = one.deployment.state.path().to_path_buf();
     let via = || {
         let mut c = tablecast_e2e::tablecast_command();
         c.env("TABLECAST_STATE_DIR", &state_dir)
@@ -522,7 +553,7 @@ async fn publish_via_a_dashboard_exits_with_the_job_outcome() {
     let job: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["report"]["version"], 1, "{job}");
-    assert_eq!(serving(&edge, API).await, Some(1));
+    assert_eq!(serving(&one.edge, API).await, Some(1));
 
     let mut no_token = via();
     no_token.env_remove("TABLECAST_TOKEN");
@@ -530,10 +561,10 @@ async fn publish_via_a_dashboard_exits_with_the_job_outcome() {
     assert!(!ok && stderr.contains("TABLECAST_TOKEN"), "{stderr}");
 
     // The edge is down and the job may not retry: the command fails with the job.
-    deployment.edges[0].kill();
+    one.deployment.edges[0].kill();
     let (ok, stdout, stderr) = run(via());
     assert!(!ok, "{stdout}\n{stderr}");
     let job: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(job["state"], "failed", "{job}");
-    deployment.edges[0].restart();
+    one.deployment.edges[0].restart();
 }
