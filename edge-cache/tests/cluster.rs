@@ -121,12 +121,7 @@ async fn a_version_spreads_over_every_master_and_serves() {
     // Seal catches a field deleted on whichever master holds it.
     let v2 = composite_entries(20_000, 2);
     let m2 = manifest("spread", 2, &types, checksum(&v2));
-    let mut staging = m2.clone();
-    staging.checksum = Default::default();
-    edge.begin(&staging).await.unwrap();
-    for b in v2.chunks(3000) {
-        edge.write("spread", 2, b).await.unwrap();
-    }
+    begin_and_write(&edge, &m2, &v2, 3000).await;
     let mut removed = 0i64;
     for n in &nodes {
         let mut c = redis_client(n).await;
@@ -144,23 +139,12 @@ async fn a_version_spreads_over_every_master_and_serves() {
         }
     }
     assert_eq!(removed, 1);
-    assert!(
-        edge.seal(&m2)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("incomplete")
-    );
+    let err = error_text(edge.seal(&m2)).await;
+    assert!(err.contains("incomplete"), "{err}");
     edge.discard("spread", 2).await.unwrap();
 
     for v in 3..=4 {
-        let entries = composite_entries(5000, v);
-        publish(
-            &edge,
-            &manifest("spread", v, &types, checksum(&entries)),
-            &entries,
-        )
-        .await;
+        publish_composite(&edge, "spread", v, 5000).await;
         edge.gc("spread", 1).await.unwrap();
     }
     for n in &nodes {

@@ -47,10 +47,7 @@ async fn global_status(app: &axum::Router, token: &str) -> axum::http::StatusCod
 async fn every_key_round_trips_through_the_url() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
-    let types = composite_types();
-    let entries = composite_entries(10_000, 1);
-    let m = manifest("referrals", 1, &types, checksum(&entries));
-    publish(&edge, &m, &entries).await;
+    let entries = publish_composite(&edge, "referrals", 1, 10_000).await;
     let app = service(&edge);
 
     for e in &entries {
@@ -84,19 +81,14 @@ async fn every_key_round_trips_through_the_url() {
     assert_eq!(r.outcome(), (404, "unknown_api".into()));
     let r = get(&app, "/v1/referrals/user1/05").await;
     assert_eq!(r.outcome(), (400, "bad_key".into()));
-    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    let msg = r.error_message();
     assert!(
         msg.contains("segment 2") && msg.contains("rank") && msg.contains("05"),
         "{msg}"
     );
     let r = get(&app, "/v1/referrals/a/b/c").await;
     assert_eq!(r.outcome(), (400, "bad_key".into()));
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expected 2")
-    );
+    assert!(r.error_message().contains("expected 2"));
     let r = get(&app, "/v1/referrals/user1/").await;
     assert_eq!(r.status, 400);
     let r = get(&app, "/v1/referrals/%zz/1").await;
@@ -123,12 +115,7 @@ async fn every_key_round_trips_through_the_url() {
     )
     .await;
     assert_eq!(r.outcome(), (400, "bad_key".into()));
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("keys[0]")
-    );
+    assert!(r.error_message().contains("keys[0]"));
     let r = post(&app, "/v1/referrals/_batch", "not json").await;
     assert_eq!(r.outcome(), (400, "bad_request".into()));
     let many = format!(r#"{{"keys": [{}]}}"#, vec![r#"["a",1]"#; 1001].join(","));
@@ -266,18 +253,11 @@ async fn keyless_api_and_tokens() {
 async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
-    let types = composite_types();
-    let v1 = composite_entries(3000, 1);
-    publish(&edge, &manifest("api", 1, &types, checksum(&v1)), &v1).await;
+    let v1 = publish_composite(&edge, "api", 1, 3000).await;
 
     let v2 = composite_entries(3000, 2);
-    let m2 = manifest("api", 2, &types, checksum(&v2));
-    let mut staging = m2.clone();
-    staging.checksum = Default::default();
-    edge.begin(&staging).await.unwrap();
-    for batch in v2.chunks(1000) {
-        edge.write("api", 2, batch).await.unwrap();
-    }
+    let m2 = composite_manifest("api", 2, &v2);
+    begin_and_write(&edge, &m2, &v2, 1000).await;
     // Behind the writer's back, one field disappears.
     let mut conn = redis_client(&redis).await;
     let victim = &v2[1234].key;
@@ -291,12 +271,12 @@ async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
     };
     assert_eq!(removed, 1, "the field is in exactly one bucket");
 
-    let err = edge.seal(&m2).await.unwrap_err().to_string();
+    let err = error_text(edge.seal(&m2)).await;
     assert!(
         err.contains(&redis.url()) && err.contains("seal") && err.contains("2999"),
         "{err}"
     );
-    let err = edge.commit("api", 2).await.unwrap_err().to_string();
+    let err = error_text(edge.commit("api", 2)).await;
     assert!(err.contains("not sealed"), "{err}");
     assert_eq!(edge.serving("api").await.unwrap(), Some(1));
     // Through the sink trait, the error names the edge and step, and is not worth a retry.
@@ -308,13 +288,7 @@ async fn seal_fails_on_a_missing_entry_and_nothing_switches() {
     // A writer that acknowledges a different checksum than the version's is refused too.
     let mut wrong = m2.clone();
     wrong.checksum.sum ^= 1;
-    assert!(
-        edge.seal(&wrong)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("acknowledged")
-    );
+    assert!(error_text(edge.seal(&wrong)).await.contains("acknowledged"));
     let app = service(&edge);
     assert_eq!(
         get(&app, &key_path("api", &v1[5].key)).await.version,
@@ -327,12 +301,9 @@ async fn discard_and_gc_leave_no_keys_of_dropped_versions() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
     let mut conn = redis_client(&redis).await;
-    let types = composite_types();
 
     // A staged version discarded leaves nothing behind.
-    let entries = composite_entries(5000, 1);
-    let m = manifest("api", 1, &types, checksum(&entries));
-    stage(&edge, &m, &entries).await;
+    stage_composite(&edge, "api", 1, 5000).await;
     assert!(
         all_keys(&mut conn)
             .await
@@ -349,13 +320,7 @@ async fn discard_and_gc_leave_no_keys_of_dropped_versions() {
 
     // Five versions, gc(2) after each: two kept, nothing else of the older ones.
     for v in 2..=6 {
-        let entries = composite_entries(2000, v);
-        publish(
-            &edge,
-            &manifest("api", v, &types, checksum(&entries)),
-            &entries,
-        )
-        .await;
+        publish_composite(&edge, "api", v, 2000).await;
         edge.gc("api", 2).await.unwrap();
     }
     let versions = edge.versions("api").await.unwrap();
@@ -378,25 +343,11 @@ async fn discard_and_gc_leave_no_keys_of_dropped_versions() {
     // The serving version is never dropped, and cannot be discarded.
     assert_eq!(edge.gc("api", 0).await.unwrap(), 1);
     assert_eq!(edge.versions("api").await.unwrap().kept.len(), 1);
-    assert!(
-        edge.discard("api", 6)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("serving")
-    );
+    assert!(error_text(edge.discard("api", 6)).await.contains("serving"));
 
     // Stale staging: a sealed version older than the serving one goes with the next gc.
-    let entries = composite_entries(100, 7);
-    let m7 = manifest("api", 7, &types, checksum(&entries));
-    stage(&edge, &m7, &entries).await;
-    let entries8 = composite_entries(100, 8);
-    publish(
-        &edge,
-        &manifest("api", 8, &types, checksum(&entries8)),
-        &entries8,
-    )
-    .await;
+    stage_composite(&edge, "api", 7, 100).await;
+    publish_composite(&edge, "api", 8, 100).await;
     edge.gc("api", 1).await.unwrap();
     let keys = all_keys(&mut conn).await;
     assert!(
@@ -422,13 +373,7 @@ async fn discard_and_gc_leave_no_keys_of_dropped_versions() {
     )
     .await
     .unwrap();
-    let entries9 = composite_entries(100, 9);
-    publish(
-        &graceful,
-        &manifest("api", 9, &types, checksum(&entries9)),
-        &entries9,
-    )
-    .await;
+    publish_composite(&graceful, "api", 9, 100).await;
     assert_eq!(graceful.gc("api", 1).await.unwrap(), 0);
     assert_eq!(graceful.versions("api").await.unwrap().kept.len(), 2);
 }
@@ -438,15 +383,8 @@ async fn rollback_commits_a_kept_version_only() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
     let app = service(&edge);
-    let types = composite_types();
     for v in 1..=3 {
-        let entries = composite_entries(500, v);
-        publish(
-            &edge,
-            &manifest("api", v, &types, checksum(&entries)),
-            &entries,
-        )
-        .await;
+        publish_composite(&edge, "api", v, 500).await;
         edge.gc("api", 2).await.unwrap();
     }
     let key = composite_entries(500, 0)[7].key.clone();
@@ -463,18 +401,13 @@ async fn rollback_commits_a_kept_version_only() {
     assert_eq!(versions.serving, Some(2));
     assert_eq!(versions.highest, 3);
     // 1 was dropped: refused, and nothing moves.
-    let err = edge.commit("api", 1).await.unwrap_err().to_string();
+    let err = error_text(edge.commit("api", 1)).await;
     assert!(err.contains("commit") && err.contains("version 1"), "{err}");
     // A version never staged cannot be committed; a committed one cannot be begun again.
     assert!(edge.commit("api", 42).await.is_err());
-    let m3 = manifest("api", 3, &types, Default::default());
-    assert!(
-        edge.begin(&m3)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("already committed")
-    );
+    let m3 = manifest("api", 3, &composite_types(), Default::default());
+    let err = error_text(edge.begin(&m3)).await;
+    assert!(err.contains("already committed"), "{err}");
     assert_eq!(edge.serving("api").await.unwrap(), Some(2));
     // Roll forward again.
     edge.commit("api", 3).await.unwrap();
@@ -488,15 +421,8 @@ async fn rollback_commits_a_kept_version_only() {
 async fn switches_are_fenced_and_a_publish_never_goes_backwards() {
     let redis = RedisServer::start();
     let edge = edge(&redis).await;
-    let types = composite_types();
     for v in 1..=3 {
-        let entries = composite_entries(100, v);
-        stage(
-            &edge,
-            &manifest("api", v, &types, checksum(&entries)),
-            &entries,
-        )
-        .await;
+        stage_composite(&edge, "api", v, 100).await;
     }
     assert_eq!(
         edge.switch("api", 2, Fence(5), SwitchMode::Forward)
@@ -505,22 +431,14 @@ async fn switches_are_fenced_and_a_publish_never_goes_backwards() {
         None
     );
     // A stale fence is refused, whatever the version.
-    let err = edge
-        .switch("api", 3, Fence(4), SwitchMode::Forward)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = error_text(edge.switch("api", 3, Fence(4), SwitchMode::Forward)).await;
     assert!(
         err.contains("stale fence 4") && err.contains(&redis.url()),
         "{err}"
     );
     assert_eq!(edge.serving("api").await.unwrap(), Some(2));
     // A publish (forward) to an older version is refused even with a newer fence.
-    let err = edge
-        .switch("api", 1, Fence(6), SwitchMode::Forward)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = error_text(edge.switch("api", 1, Fence(6), SwitchMode::Forward)).await;
     assert!(err.contains("older than the serving version 2"), "{err}");
     // The same version again is a no-op that succeeds (a retried commit).
     assert_eq!(
@@ -568,16 +486,11 @@ async fn duplicate_keys_and_protocol_misuse_are_refused() {
     let m = manifest("dup", 1, &types, checksum(&entries));
     let mut staging = m.clone();
     staging.checksum = Default::default();
-    assert!(
-        edge.write("dup", 1, &entries)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("not begun")
-    );
+    let err = error_text(edge.write("dup", 1, &entries)).await;
+    assert!(err.contains("not begun"), "{err}");
     edge.begin(&staging).await.unwrap();
     edge.write("dup", 1, &entries).await.unwrap();
-    let err = edge.seal(&m).await.unwrap_err().to_string();
+    let err = error_text(edge.seal(&m)).await;
     assert!(err.contains("duplicate"), "{err}");
     assert!(
         edge.begin(&manifest("bad name", 1, &types, Default::default()))
@@ -585,10 +498,11 @@ async fn duplicate_keys_and_protocol_misuse_are_refused() {
             .is_err()
     );
     assert!(RedisEdge::connect("http://localhost").await.is_err());
-    let err = RedisEdge::connect(&format!("redis://127.0.0.1:{}", free_port()))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = error_text(RedisEdge::connect(&format!(
+        "redis://127.0.0.1:{}",
+        free_port()
+    )))
+    .await;
     assert!(err.contains("127.0.0.1") && err.contains("ping"), "{err}");
     // begin again clears the leftovers of the same version.
     edge.begin(&staging).await.unwrap();
@@ -596,13 +510,8 @@ async fn duplicate_keys_and_protocol_misuse_are_refused() {
     edge.write("dup", 1, &ok).await.unwrap();
     let m = manifest("dup", 1, &types, checksum(&ok));
     edge.seal(&m).await.unwrap();
-    assert!(
-        edge.write("dup", 1, &ok)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("sealed")
-    );
+    let err = error_text(edge.write("dup", 1, &ok)).await;
+    assert!(err.contains("sealed"), "{err}");
     edge.commit("dup", 1).await.unwrap();
     // A different process (no local tracking) seals by reading the version back.
     let other = RedisEdge::connect_with(&redis.url(), options())
@@ -618,12 +527,6 @@ async fn duplicate_keys_and_protocol_misuse_are_refused() {
     assert_eq!(other.seal(&m2).await.unwrap(), m2.checksum);
     let mut wrong = m2.clone();
     wrong.checksum.sum ^= 1;
-    assert!(
-        other
-            .seal(&wrong)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("read back")
-    );
+    let err = error_text(other.seal(&wrong)).await;
+    assert!(err.contains("read back"), "{err}");
 }

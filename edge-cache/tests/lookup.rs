@@ -182,13 +182,7 @@ async fn readers_never_see_a_mix_while_ten_versions_switch_and_one_rolls_back() 
 
     let mut dropped = 0;
     for v in 2..=11 {
-        let entries = composite_entries(N, v);
-        publish(
-            &edge,
-            &manifest("hot", v, &types, checksum(&entries)),
-            &entries,
-        )
-        .await;
+        publish_composite(&edge, "hot", v, N).await;
         dropped += edge.gc("hot", 2).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -237,14 +231,7 @@ async fn readers_never_see_a_mix_while_ten_versions_switch_and_one_rolls_back() 
 async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
     let mut redis = RedisServer::start();
     let edge = RedisEdge::connect(&redis.url()).await.unwrap();
-    let types = composite_types();
-    let entries = composite_entries(200, 1);
-    publish(
-        &edge,
-        &manifest("api", 1, &types, checksum(&entries)),
-        &entries,
-    )
-    .await;
+    let entries = publish_composite(&edge, "api", 1, 200).await;
     // Keep the data across the restart, to test reconnection alone.
     let mut conn = redis_client(&redis).await;
     let _: () = redis::cmd("SAVE").query_async(&mut conn).await.unwrap();
@@ -295,7 +282,7 @@ async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
 
 fn write_snapshot(dir: &std::path::Path, api: &str, version: u64, entries: &[Entry]) {
     let store = SnapshotStore::new(dir);
-    let m = manifest(api, version, &composite_types(), checksum(entries));
+    let m = composite_manifest(api, version, entries);
     let mut w = store.writer(&m).unwrap();
     w.write(entries).unwrap();
     w.finish(&m).unwrap();
@@ -363,13 +350,7 @@ async fn an_api_lost_with_its_redis_answers_503_refilling_not_404() {
     })
     .await;
     let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
-    let entries = composite_entries(300, 5);
-    publish(
-        &edge,
-        &manifest("api", 5, &composite_types(), checksum(&entries)),
-        &entries,
-    )
-    .await;
+    let entries = publish_composite(&edge, "api", 5, 300).await;
     let client = reqwest::Client::new();
     let url = service.url(&key_path("api", &entries[10].key));
     eventually("served", Duration::from_secs(5), || async {
@@ -397,12 +378,7 @@ async fn an_api_lost_with_its_redis_answers_503_refilling_not_404() {
 
     // Refilled (here by hand, as the control plane does): served again.
     let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
-    publish(
-        &edge,
-        &manifest("api", 5, &composite_types(), checksum(&entries)),
-        &entries,
-    )
-    .await;
+    publish(&edge, &composite_manifest("api", 5, &entries), &entries).await;
     eventually("served again", Duration::from_secs(5), || async {
         status(&client, &url).await == 200
     })
@@ -417,7 +393,7 @@ async fn answers_carry_their_version_publish_time_and_data_time() {
     let redis = RedisServer::start();
     let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
     let entries = composite_entries(50, 1);
-    let mut m = manifest("fresh", 1, &composite_types(), checksum(&entries));
+    let mut m = composite_manifest("fresh", 1, &entries);
     m.data_time = Some("2026-11-02T00:00:00Z".into());
     publish(&edge, &m, &entries).await;
     let service = Service::start(LookupConfig {

@@ -105,14 +105,30 @@ pub fn manifest(
     }
 }
 
-/// begin, write in batches, seal: the version is staged and verified, not yet serving.
-pub async fn stage(edge: &RedisEdge, m: &VersionManifest, entries: &[Entry]) {
+/// The manifest of version `version` of `api` holding `entries`, keyed by [`composite_types`].
+pub fn composite_manifest(api: &str, version: u64, entries: &[Entry]) -> VersionManifest {
+    manifest(api, version, &composite_types(), checksum(entries))
+}
+
+/// begin (with no checksum yet), then write in batches of `batch`: the version is staged,
+/// not sealed.
+pub async fn begin_and_write(
+    edge: &RedisEdge,
+    m: &VersionManifest,
+    entries: &[Entry],
+    batch: usize,
+) {
     let mut staging = m.clone();
     staging.checksum = Checksum::default();
     edge.begin(&staging).await.unwrap();
-    for batch in entries.chunks(2000) {
+    for batch in entries.chunks(batch) {
         edge.write(&m.api, m.version, batch).await.unwrap();
     }
+}
+
+/// begin, write in batches, seal: the version is staged and verified, not yet serving.
+pub async fn stage(edge: &RedisEdge, m: &VersionManifest, entries: &[Entry]) {
+    begin_and_write(edge, m, entries, 2000).await;
     let sealed = edge.seal(m).await.unwrap();
     assert_eq!(sealed, m.checksum);
 }
@@ -121,6 +137,28 @@ pub async fn stage(edge: &RedisEdge, m: &VersionManifest, entries: &[Entry]) {
 pub async fn publish(edge: &RedisEdge, m: &VersionManifest, entries: &[Entry]) {
     stage(edge, m, entries).await;
     edge.commit(&m.api, m.version).await.unwrap();
+}
+
+/// Stages version `version` of `api`: `n` [`composite_entries`], which it returns.
+pub async fn stage_composite(edge: &RedisEdge, api: &str, version: u64, n: usize) -> Vec<Entry> {
+    let entries = composite_entries(n, version);
+    stage(edge, &composite_manifest(api, version, &entries), &entries).await;
+    entries
+}
+
+/// Publishes (stages and commits) version `version` of `api`: `n` [`composite_entries`], which
+/// it returns.
+pub async fn publish_composite(edge: &RedisEdge, api: &str, version: u64, n: usize) -> Vec<Entry> {
+    let entries = composite_entries(n, version);
+    publish(edge, &composite_manifest(api, version, &entries), &entries).await;
+    entries
+}
+
+/// The text of the error of an operation that must fail.
+pub async fn error_text<T: std::fmt::Debug, E: std::fmt::Display>(
+    op: impl std::future::Future<Output = Result<T, E>>,
+) -> String {
+    op.await.unwrap_err().to_string()
 }
 
 pub struct Reply {
@@ -146,6 +184,15 @@ impl Reply {
         self.json()["error"]["code"]
             .as_str()
             .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The error's message; panics if there is none.
+    pub fn error_message(&self) -> String {
+        let json = self.json();
+        json["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {json}"))
             .to_string()
     }
 }
@@ -242,7 +289,7 @@ pub async fn published_api(
     let redis = RedisServer::start();
     let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
     let entries = composite_entries(n, 1);
-    let m = manifest(api, 1, &composite_types(), checksum(&entries));
+    let m = composite_manifest(api, 1, &entries);
     publish(&edge, &m, &entries).await;
     (redis, edge, entries, m)
 }
