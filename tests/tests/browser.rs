@@ -233,10 +233,7 @@ impl Browser {
     async fn shot(&mut self, name: &str) -> Result<PathBuf> {
         let (width, height) = self.client.get_window_size().await?;
         let sizes = self
-            .js(
-                "return [window.outerHeight - window.innerHeight, document.documentElement.scrollHeight]",
-                vec![],
-            )
+            .eval("return [window.outerHeight - window.innerHeight, document.documentElement.scrollHeight]")
             .await?;
         let chrome = sizes[0].as_u64().unwrap_or(0);
         let page = sizes[1].as_u64().unwrap_or(height);
@@ -259,7 +256,7 @@ impl Browser {
     async fn shot_window(&mut self, name: &str, width: u32, height: u32) -> Result<PathBuf> {
         let (w, h) = self.client.get_window_size().await?;
         self.client.set_window_size(width, height).await?;
-        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        self.eval("window.scrollTo(0, 0)").await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let taken = self
             .client
@@ -285,6 +282,11 @@ impl Browser {
             .with_context(|| format!("running {script}"))
     }
 
+    /// Runs `script` (JavaScript, no arguments); returns what it returns.
+    async fn eval(&self, script: &str) -> Result<Value> {
+        self.js(script, vec![]).await
+    }
+
     /// Waits until `expression` (JavaScript) is truthy; returns its value.
     async fn until(&self, what: &str, timeout: Duration, expression: &str) -> Result<Value> {
         let started = Instant::now();
@@ -307,10 +309,28 @@ impl Browser {
         }
     }
 
+    /// Waits until an element matches `css`.
+    async fn wait_for(&self, what: &str, css: &str) -> Result<()> {
+        self.until(
+            what,
+            WAIT,
+            &format!("document.querySelector({})", json!(css)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Waits (up to `timeout`) until the progress panel `progress` shows a final phase
+    /// (committed, failed or cancelled); returns it.
+    async fn final_phase(&self, what: &str, timeout: Duration, progress: &str) -> Result<Value> {
+        let phase = format!("document.querySelector({}).dataset.phase", json!(progress));
+        let finished = format!("['committed', 'failed', 'cancelled'].includes({phase}) && {phase}");
+        self.until(what, timeout, &finished).await
+    }
+
     async fn main_text(&self) -> String {
-        self.js(
+        self.eval(
             "const m = document.querySelector('main'); return m ? m.innerText.slice(0, 1500) : ''",
-            vec![],
         )
         .await
         .ok()
@@ -362,17 +382,36 @@ impl Browser {
         Ok(())
     }
 
+    async fn sign_in(&self, token: &str) -> Result<()> {
+        self.fill("#login-token", token).await?;
+        self.click("#login-submit").await
+    }
+
+    /// Creates a token named `name` in the token form `form` (its `#{form}-name` field and
+    /// `#{form}-create` button); checks that the secret shown once starts with `prefix` and
+    /// waits for the token in the list (`#{form}s`); returns the secret.
+    async fn create_token(&self, form: &str, name: &str, prefix: &str) -> Result<String> {
+        self.fill(&format!("#{form}-name"), name).await?;
+        self.click(&format!("#{form}-create")).await?;
+        let secret = self.text("#new-token-secret").await?;
+        ensure!(secret.starts_with(prefix), "{form} {secret:?}");
+        self.wait_for(
+            &format!("the token in #{form}s"),
+            &format!("#{form}s tbody tr"),
+        )
+        .await?;
+        Ok(secret)
+    }
+
     /// Types a one-column key into the try-it box, sends it, and waits for the answer's status.
     async fn try_key(&self, key: &str, status: u16) -> Result<()> {
         self.fill("#try-key-0", key).await?;
         self.click("#try-send").await?;
-        self.until(
+        self.wait_for(
             &format!("the {status} answer for {key:?}"),
-            WAIT,
-            &format!("document.querySelector('#try-status[data-status=\"{status}\"]')"),
+            &format!("#try-status[data-status=\"{status}\"]"),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn select(&self, css: &str, value: &str) -> Result<()> {
@@ -502,8 +541,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.client.goto(&stack.base).await?;
     b.find("#login-token").await?;
     b.shot("login").await?;
-    b.fill("#login-token", ADMIN_TOKEN).await?;
-    b.click("#login-submit").await?;
+    b.sign_in(ADMIN_TOKEN).await?;
     b.find("#db-tree").await?;
     ensure!(
         b.text("#whoami").await?.contains("admin"),
@@ -521,10 +559,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     .await?;
     ensure!(b.text("#page-title").await? == "social.referrals");
     let columns = b
-        .js(
-            "return [...document.querySelectorAll('#schema-table tbody tr')].map(r => r.dataset.column)",
-            vec![],
-        )
+        .eval("return [...document.querySelectorAll('#schema-table tbody tr')].map(r => r.dataset.column)")
         .await?;
     for c in ["network", "product_id", "product_name", "referrals"] {
         ensure!(
@@ -542,7 +577,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.click("#new-api-from-table").await?;
     b.find("#api-form").await?;
     let table = b
-        .js("return document.querySelector('#f-table').value", vec![])
+        .eval("return document.querySelector('#f-table').value")
         .await?;
     ensure!(
         table == json!("social.referrals"),
@@ -586,10 +621,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
         "unexpected error text: {error}"
     );
     let invalid = b
-        .js(
-            "return document.querySelector('#f-values-2-column').getAttribute('aria-invalid')",
-            vec![],
-        )
+        .eval("return document.querySelector('#f-values-2-column').getAttribute('aria-invalid')")
         .await?;
     ensure!(
         invalid == json!("true"),
@@ -599,17 +631,10 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.shot("validation-error").await?;
 
     b.fill("#f-values-2-column", "referrals").await?;
-    b.until(
-        "the form to be valid",
-        WAIT,
-        "document.querySelector('[data-test=\"validation-valid\"]')",
-    )
-    .await?;
+    b.wait_for("the form to be valid", "[data-test='validation-valid']")
+        .await?;
     let leftover = b
-        .js(
-            "return document.querySelector('[data-error-for=\"values[2].column\"]').textContent",
-            vec![],
-        )
+        .eval("return document.querySelector('[data-error-for=\"values[2].column\"]').textContent")
         .await?;
     ensure!(
         leftover == json!(""),
@@ -643,17 +668,11 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.click("#plan-button").await?;
     b.find("#guards-table").await?;
     let path = b
-        .js(
-            "return document.querySelector('#plan-verdict').dataset.path",
-            vec![],
-        )
+        .eval("return document.querySelector('#plan-verdict').dataset.path")
         .await?;
     ensure!(path == json!("fasttrack"), "planned path {path}");
     let guards = b
-        .js(
-            "return [...document.querySelectorAll('#guards-table tbody tr')].map(r => [r.dataset.guard, r.dataset.tripped])",
-            vec![],
-        )
+        .eval("return [...document.querySelectorAll('#guards-table tbody tr')].map(r => [r.dataset.guard, r.dataset.tripped])")
         .await?;
     let guards = guards.as_array().context("guard rows")?;
     for name in [
@@ -673,10 +692,10 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     // Publish and follow the progress to the commit.
     b.click("#publish-button").await?;
     let phase = b
-        .until(
+        .final_phase(
             "the publish to finish",
             Duration::from_secs(180),
-            "['committed', 'failed', 'cancelled'].includes(document.querySelector('#publish-progress').dataset.phase) && document.querySelector('#publish-progress').dataset.phase",
+            "#publish-progress",
         )
         .await?;
     let status = b.text("#publish-status").await?;
@@ -690,10 +709,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
         "status says {status:?}"
     );
     let steps = b
-        .js(
-            "return [...document.querySelectorAll('#publish-steps li')].filter(l => l.className === 'done').map(l => l.dataset.step)",
-            vec![],
-        )
+        .eval("return [...document.querySelectorAll('#publish-steps li')].filter(l => l.className === 'done').map(l => l.dataset.step)")
         .await?;
     for step in ["plan", "guards", "engine", "push", "verify", "commit"] {
         ensure!(
@@ -701,12 +717,8 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
             "step {step} not shown done: {steps}"
         );
     }
-    b.until(
-        "the serving version",
-        WAIT,
-        "document.querySelector('#serving-version')",
-    )
-    .await?;
+    b.wait_for("the serving version", "#serving-version")
+        .await?;
     b.shot("published").await?;
 
     // The key URL rule, live in the try-it box.
@@ -763,46 +775,28 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
 
     // The other pages: APIs, jobs, tokens.
     b.click("#nav-apis").await?;
-    b.until(
+    b.wait_for(
         "the API list's serving version",
-        WAIT,
-        &format!("document.querySelector('#apis-table tr[data-api=\"{API}\"] .pill.ok')"),
+        &format!("#apis-table tr[data-api=\"{API}\"] .pill.ok"),
     )
     .await?;
     b.shot("apis").await?;
 
     b.click("#nav-jobs").await?;
-    b.until(
-        "the jobs table",
-        WAIT,
-        "document.querySelector('#jobs-table .pill.succeeded')",
-    )
-    .await?;
+    b.wait_for("the jobs table", "#jobs-table .pill.succeeded")
+        .await?;
     b.shot("jobs").await?;
 
     b.click("#nav-tokens").await?;
-    b.fill("#analyst-token-name", "ana").await?;
-    b.click("#analyst-token-create").await?;
-    let analyst = b.text("#new-token-secret").await?;
-    ensure!(analyst.starts_with("tcu_"), "analyst token {analyst:?}");
-    b.until(
-        "the token list",
-        WAIT,
-        "document.querySelector('#analyst-tokens tbody tr')",
-    )
-    .await?;
+    let analyst = b.create_token("analyst-token", "ana", "tcu_").await?;
     b.shot("tokens").await?;
 
     // The published API's page, as the README shows it.
     b.client
         .goto(&format!("{}/#/apis/{API}", stack.base))
         .await?;
-    b.until(
-        "the serving version",
-        WAIT,
-        "document.querySelector('#serving-version')",
-    )
-    .await?;
+    b.wait_for("the serving version", "#serving-version")
+        .await?;
     b.until(
         "the last publish replayed",
         WAIT,
@@ -812,11 +806,8 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.try_key("facebook", 200).await?;
     b.shot("api-page").await?;
     // The README's picture of the dashboard (docs/dashboard.png is a copy of it).
-    b.js(
-        "document.querySelectorAll('.toast').forEach(t => t.remove())",
-        vec![],
-    )
-    .await?;
+    b.eval("document.querySelectorAll('.toast').forEach(t => t.remove())")
+        .await?;
     let picture = b.shot_window("dashboard", 1280, 1180).await?;
     eprintln!("dashboard picture: {}", picture.display());
 
@@ -844,10 +835,10 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     b.shot("rollback-confirm").await?;
     b.click("#confirm-ok").await?;
     let phase = b
-        .until(
+        .final_phase(
             "the rollback to finish",
             Duration::from_secs(120),
-            "['committed', 'failed', 'cancelled'].includes(document.querySelector('#rollback-progress').dataset.phase) && document.querySelector('#rollback-progress').dataset.phase",
+            "#rollback-progress",
         )
         .await?;
     ensure!(
@@ -863,16 +854,8 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     .await?;
 
     // An API read token, shown once.
-    b.fill("#api-token-name", "checkout-service").await?;
-    b.click("#api-token-create").await?;
-    let secret = b.text("#new-token-secret").await?;
-    ensure!(secret.starts_with("tca_"), "API token {secret:?}");
-    b.until(
-        "the API's token list",
-        WAIT,
-        "document.querySelector('#api-tokens tbody tr')",
-    )
-    .await?;
+    b.create_token("api-token", "checkout-service", "tca_")
+        .await?;
     b.shot("rolled-back").await?;
 
     // The rollback's job page: its events, replayed.
@@ -894,8 +877,7 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     // Another analyst sees the API and its jobs but none of the actions that change them:
     // only its owner, editors and administrators get those.
     b.click("#sign-out").await?;
-    b.fill("#login-token", &analyst).await?;
-    b.click("#login-submit").await?;
+    b.sign_in(&analyst).await?;
     b.until(
         "the analyst signed in",
         WAIT,
@@ -912,11 +894,10 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     )
     .await?;
     let offered: Value = b
-        .js(
+        .eval(
             "return ['#publish-button', '#edit-api', '#delete-api', '#api-token-create', \
              '#api-tokens [data-test^=revoke]', 'button[data-test^=rollback]'] \
              .filter(css => document.querySelector(css))",
-            vec![],
         )
         .await?;
     ensure!(offered == json!([]), "a reader is offered {offered}");
