@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub limits: http_serve::HttpLimits,
     /// The largest request body (a spec, a token request) the API reads.
     pub max_body_bytes: usize,
+    /// Table watching and schedules (`[dashboard.triggers]`).
+    pub triggers: crate::triggers::TriggerConfig,
 }
 
 pub const DEFAULT_EDGE_GROUP: &str = "default";
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
             ceilings: Default::default(),
             limits: Default::default(),
             max_body_bytes: 1 << 20,
+            triggers: Default::default(),
         }
     }
 }

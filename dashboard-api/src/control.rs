@@ -50,6 +50,26 @@ pub struct ControlPlane {
     config: PublishConfig,
 }
 
+/// How a publish is asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    pub route: Route,
+    /// Stop after planning, reporting `unchanged`, when the source fingerprint equals the
+    /// serving version's (what triggers ask for; a person's publish always computes).
+    pub skip_unchanged: bool,
+    /// Commit even when quality gates fail (the owner's "publish anyway"); recorded.
+    pub force: bool,
+}
+
+impl From<Route> for PublishOptions {
+    fn from(route: Route) -> Self {
+        PublishOptions {
+            route,
+            ..Default::default()
+        }
+    }
+}
+
 /// What one operation did on one edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EdgeOutcome {
@@ -284,7 +304,7 @@ impl ControlPlane {
         &self,
         publisher: &Publisher,
         spec: &ApiSpec,
-        route: Route,
+        options: PublishOptions,
         edges: &[String],
         job: Option<&str>,
         progress: ProgressFn,
@@ -292,7 +312,7 @@ impl ControlPlane {
         let started = Instant::now();
         let mut report = PublishReport::new(&spec.name, &spec.table);
         let result = self
-            .publish_steps(publisher, spec, route, edges, job, &progress, &mut report)
+            .publish_steps(publisher, spec, options, edges, job, &progress, &mut report)
             .await;
         if let Err(e) = result {
             progress(Progress::Failed {
@@ -310,12 +330,13 @@ impl ControlPlane {
         &self,
         publisher: &Publisher,
         spec: &ApiSpec,
-        route: Route,
+        options: PublishOptions,
         edges: &[String],
         job: Option<&str>,
         progress: &ProgressFn,
         report: &mut PublishReport,
     ) -> Result<(), StepError> {
+        let route = options.route;
         if edges.is_empty() {
             return Err(StepError::new(
                 Step::Plan,
@@ -343,6 +364,22 @@ impl ControlPlane {
             path: plan.path,
             reason: plan.reason.clone(),
         });
+        report.fingerprint = Some(plan.fingerprint.clone());
+        report.data_time = plan.data_time.clone();
+        report.latest_partitions = plan.latest_partitions.clone();
+        if options.skip_unchanged {
+            let serving = self
+                .store
+                .serving_version(&spec.name)
+                .await
+                .map_err(|e| StepError::new(Step::Plan, store_err(e)))?;
+            if let Some(v) = serving.filter(|v| v.fingerprint.as_ref() == Some(&plan.fingerprint)) {
+                tracing::info!(api = %spec.name, version = v.version, "source unchanged since the serving version: nothing to publish");
+                report.previous_version = Some(v.version);
+                report.unchanged = true;
+                return Ok(());
+            }
+        }
 
         let t = Instant::now();
         progress(Progress::StepStarted { step: Step::Lease });
@@ -368,6 +405,13 @@ impl ControlPlane {
                 return Err(e);
             }
         };
+        if let Err(e) = self
+            .judge(spec, &manifest, &sinks, options.force, report)
+            .await
+        {
+            guard.release().await;
+            return Err(e);
+        }
 
         // The commit phase runs to its end even if this future is dropped (a cancelled job):
         // an interrupted switch is what leaves edges disagreeing.
@@ -464,10 +508,66 @@ impl ControlPlane {
             }
         };
         self.store
-            .seal_version(&manifest, publisher.snapshots.is_some())
+            .seal_version(
+                &manifest,
+                publisher.snapshots.is_some(),
+                &plan.fingerprint,
+                report.profile.as_ref(),
+            )
             .await
             .map_err(|e| StepError::new(Step::Snapshot, store_err(e)))?;
         Ok(manifest)
+    }
+
+    /// Lease held, version sealed: the quality gates against the serving version. A failure
+    /// discards the version (the serving one stays) unless `force`, which is recorded.
+    async fn judge(
+        &self,
+        spec: &ApiSpec,
+        manifest: &VersionManifest,
+        sinks: &[Arc<dyn EdgeSink>],
+        force: bool,
+        report: &mut PublishReport,
+    ) -> Result<(), StepError> {
+        let (api, version) = (manifest.api.as_str(), manifest.version);
+        let serving = self
+            .store
+            .serving_version(api)
+            .await
+            .map_err(|e| StepError::new(Step::Gates, store_err(e)))?;
+        let new = report.profile.clone().unwrap_or_default();
+        report.gates = publisher::quality::evaluate(
+            &new,
+            serving.as_ref().and_then(|v| v.profile.as_ref()),
+            &self.config.gates,
+            &spec.gates,
+        );
+        let failed: Vec<String> = report
+            .gates
+            .iter()
+            .filter(|g| !g.passed)
+            .map(|g| g.to_string())
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        if force {
+            tracing::warn!(api, version, failed = ?failed, "quality gates failed; published anyway as asked");
+            report.forced = true;
+            if let Err(e) = self.store.mark_forced(api, version).await {
+                tracing::warn!(api, version, error = %e, "recording a forced version failed");
+            }
+            return Ok(());
+        }
+        self.abandon(api, version, sinks).await;
+        Err(StepError::new(
+            Step::Gates,
+            publisher::Error::QualityGate {
+                api: api.to_string(),
+                version,
+                failed,
+            },
+        ))
     }
 
     /// Switches every edge to a freshly sealed version; on a partial failure converges at once

@@ -15,12 +15,14 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod freshness;
 pub mod metrics;
 pub mod openapi;
 pub mod preview;
 pub mod routes;
 pub mod runner;
 pub mod store;
+pub mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -258,6 +260,7 @@ pub async fn serve_on(
     })?;
     let runners = runner::start(state.clone()).await;
     let converger = start_convergence(state.clone());
+    let triggers = triggers::start(state.clone());
     tracing::info!(%addr, runners = state.config.runners, "dashboard listening");
     let token = state.shutdown.clone();
     let limits = state.config.limits.clone();
@@ -278,6 +281,7 @@ pub async fn serve_on(
     state.shutdown.cancel();
     runners.join().await;
     converger.abort();
+    triggers.abort();
     served.map_err(|e| Error::Io {
         context: "serving HTTP".into(),
         source: e,

@@ -3,10 +3,11 @@
 //! durations and outcomes, and HTTP requests.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::freshness::Freshness;
 use crate::store::{JobState, Store};
 
 pub struct Metrics {
@@ -16,6 +17,10 @@ pub struct Metrics {
     job_duration: HistogramVec,
     attempts: IntCounterVec,
     refused: IntCounterVec,
+    pub(crate) table_watch_checks: IntCounter,
+    pub(crate) trigger_firings: IntCounterVec,
+    data_age: GaugeVec,
+    stale: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -61,8 +66,41 @@ impl Metrics {
             &["limit"],
         )
         .expect("metric");
+        let table_watch_checks = IntCounter::new(
+            "tablecast_table_watch_checks_total",
+            "Table descriptions made by the table watcher (one per watched table per round)",
+        )
+        .expect("metric");
+        let trigger_firings = IntCounterVec::new(
+            Opts::new(
+                "tablecast_trigger_firings_total",
+                "Trigger firings by API and trigger (table_change, schedule)",
+            ),
+            &["api", "trigger"],
+        )
+        .expect("metric");
+        let data_age = GaugeVec::new(
+            Opts::new(
+                "tablecast_api_data_age_seconds",
+                "Age of the serving version's data (its data time, else its publish time)",
+            ),
+            &["api"],
+        )
+        .expect("metric");
+        let stale = IntGaugeVec::new(
+            Opts::new(
+                "tablecast_api_stale",
+                "1 when the serving data is older than the API's freshness objective",
+            ),
+            &["api"],
+        )
+        .expect("metric");
         for c in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(table_watch_checks.clone()),
+            Box::new(trigger_firings.clone()),
+            Box::new(data_age.clone()),
+            Box::new(stale.clone()),
             Box::new(refused.clone()),
             Box::new(queue_depth.clone()),
             Box::new(job_duration.clone()),
@@ -77,6 +115,10 @@ impl Metrics {
             job_duration,
             attempts,
             refused,
+            table_watch_checks,
+            trigger_firings,
+            data_age,
+            stale,
         }
     }
 
@@ -105,6 +147,19 @@ impl Metrics {
             self.jobs.with_label_values(&[state.as_str()]).set(n);
             if state == JobState::Queued {
                 self.queue_depth.set(n);
+            }
+        }
+        // Read whole each scrape, so a deleted API's series go.
+        self.data_age.reset();
+        self.stale.reset();
+        for (api, f) in Freshness::of_all(store, chrono::Utc::now()).await? {
+            if let Some(age) = f.age_s {
+                self.data_age.with_label_values(&[api.as_str()]).set(age);
+            }
+            if f.objective_h.is_some() {
+                self.stale
+                    .with_label_values(&[api.as_str()])
+                    .set(i64::from(f.stale));
             }
         }
         let mut out = Vec::new();

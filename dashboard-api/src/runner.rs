@@ -22,7 +22,56 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::AppState;
-use crate::store::{JobKind, JobRow, JobState, Outcome, now_ms, rfc3339};
+use crate::control::PublishOptions;
+use crate::error::{Error, Result};
+use crate::store::{
+    ApiRow, JobKind, JobParams, JobRow, JobState, Outcome, new_id, now_ms, rfc3339,
+};
+
+/// Queues a job for `api`; runners pick it up in the API's order. Refused when the API's edge
+/// group has no edges.
+pub async fn enqueue(
+    state: &AppState,
+    api: &ApiRow,
+    kind: JobKind,
+    params: JobParams,
+    author: &str,
+) -> Result<JobRow> {
+    let urls = state.config.edge_groups.get(&api.edge_group);
+    if urls.is_none_or(|u| u.is_empty()) {
+        return Err(Error::invalid(
+            "edge_group",
+            format!("edge group `{}` has no edges configured", api.edge_group),
+        ));
+    }
+    let now = now_ms();
+    let job = JobRow {
+        id: new_id(),
+        api: api.name.clone(),
+        kind,
+        state: JobState::Queued,
+        revision: Some(api.revision),
+        params,
+        author: author.to_string(),
+        attempts: 0,
+        max_attempts: i64::from(state.config.max_attempts),
+        lease_owner: None,
+        lease_expires_at: None,
+        not_before: now,
+        error: None,
+        report: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+    };
+    state.store.enqueue(&job).await?;
+    let _ = state
+        .emit(&job.id, &serde_json::json!({"event": "queued", "kind": kind.as_str(), "api": api.name, "revision": api.revision, "author": author}))
+        .await;
+    state.wake.notify_waiters();
+    tracing::info!(job = %job.id, api = %api.name, kind = kind.as_str(), "job queued");
+    Ok(job)
+}
 
 /// The running runner and reaper tasks.
 pub struct Runners {
@@ -396,7 +445,11 @@ async fn publish(
         .publish(
             &publisher,
             spec,
-            job.params.route,
+            PublishOptions {
+                route: job.params.route,
+                skip_unchanged: job.params.if_changed,
+                force: job.params.force,
+            },
             edges,
             Some(&job.id),
             progress,
@@ -405,6 +458,7 @@ async fn publish(
     let value = serde_json::to_value(&report).ok();
     let result = match (&report.error, report.committed) {
         (None, true) => Ok(()),
+        (None, false) if report.unchanged => Ok(()),
         (Some(e), _) => Err(Failure {
             error: serde_json::to_value(e).unwrap_or(Value::Null),
             transient: e.transient,

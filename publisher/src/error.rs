@@ -40,6 +40,13 @@ pub enum Error {
     GuardTripped(GuardOutcome),
     /// An engine failed; `transient` when it could not start for a reason a retry may fix
     /// (e.g. Spark's submission refused), set by the engine that made the error.
+    /// The new version failed quality gates against the serving one; nothing was committed.
+    #[error("version {version} of `{api}` failed its quality gates: {}; the serving version stays (its owner may publish anyway)", failed.join("; "))]
+    QualityGate {
+        api: String,
+        version: u64,
+        failed: Vec<String>,
+    },
     #[error("engine {engine}: {message}")]
     Engine {
         engine: String,
@@ -117,6 +124,7 @@ impl Error {
             | Error::SpecSyntax(_)
             | Error::SpecInvalid { .. }
             | Error::GuardTripped(_)
+            | Error::QualityGate { .. }
             | Error::Engine { .. }
             | Error::Encoding { .. }
             | Error::Config(_) => ErrorKind::Invalid,

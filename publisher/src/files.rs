@@ -24,6 +24,10 @@ pub struct DataFile {
     pub size: u64,
     /// Partition values in the order of the table's partition keys; empty if unpartitioned.
     pub partition_values: Vec<String>,
+    /// Last modification time (ms since the epoch) as the storage reports it: part of the
+    /// source fingerprint, so a file rewritten in place with the same size still counts as new.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified_ms: Option<i64>,
 }
 
 /// An object store rooted at a URL's scheme and authority, with the path inside it.
@@ -111,10 +115,29 @@ pub async fn list(location: &str, partition_values: &[String]) -> Result<Vec<Dat
             url: format!("{}/{}", located.base, m.location.as_ref()),
             size: m.size,
             partition_values: partition_values.to_vec(),
+            modified_ms: Some(m.last_modified.timestamp_millis()),
         })
         .collect();
     files.sort_by(|a, b| a.url.cmp(&b.url));
     Ok(files)
+}
+
+/// Whether a `_SUCCESS` marker (what Hive, Spark and MapReduce write when a job's output is
+/// complete) exists directly under `location`.
+pub async fn has_success_marker(location: &str) -> Result<bool> {
+    let located = locate(location)?;
+    match located
+        .store
+        .head(&located.path.clone().join("_SUCCESS"))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(Error::Listing {
+            location: location.to_string(),
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// Lists the files of the partitions that `keep` selects (all of an unpartitioned table).

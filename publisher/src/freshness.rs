@@ -52,6 +52,7 @@ mod tests {
             url: "file:///t/x.parquet".into(),
             size: 1,
             partition_values: values.iter().map(|v| v.to_string()).collect(),
+            modified_ms: None,
         }
     }
 

@@ -394,6 +394,7 @@ mod tests {
                     url: format!("file:///w/{i}"),
                     size: bytes_each,
                     partition_values: vec![],
+                    modified_ms: None,
                 })
                 .collect(),
             partitions_total: 3,

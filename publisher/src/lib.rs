@@ -21,10 +21,12 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod fingerprint;
 pub mod freshness;
 pub mod guards;
 pub mod publish;
-
+pub mod quality;
+pub mod refresh;
 pub mod report;
 pub mod schema;
 pub mod snapshot;

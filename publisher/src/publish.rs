@@ -24,6 +24,7 @@ use crate::guards::{
     self, GuardLimits, GuardOutcome, Inspection, OUTPUT_BYTES, OUTPUT_KEYS, RowSource,
 };
 use crate::keypath::KeyType;
+use crate::quality::OutputProfile;
 use crate::report::{Attempt, EdgeResult, PublishError, PublishReport, Step};
 use crate::sink::{EdgeSink, VersionManifest};
 use crate::snapshot::SnapshotStore;
@@ -65,6 +66,8 @@ pub struct PublishConfig {
     pub lease_ttl_ms: u64,
     /// How long an operation waits for another one on the same API to finish.
     pub lease_wait_ms: u64,
+    /// Quality gates every API has unless its spec says otherwise.
+    pub gates: crate::quality::GateLimits,
 }
 
 impl Default for PublishConfig {
@@ -74,6 +77,7 @@ impl Default for PublishConfig {
             push_batch: 2000,
             lease_ttl_ms: 30_000,
             lease_wait_ms: 120_000,
+            gates: Default::default(),
         }
     }
 }
@@ -91,6 +95,11 @@ pub struct Plan {
     pub reason: String,
     /// The data time of the files selected (see [`crate::freshness`]).
     pub data_time: Option<String>,
+    /// The partition values `latest_partitions` chose, newest first (empty: not asked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latest_partitions: Vec<String>,
+    /// What the version is computed from (see [`crate::fingerprint::source`]).
+    pub fingerprint: String,
 }
 
 impl Plan {
@@ -237,6 +246,14 @@ pub struct RunStats {
     pub rows_in: u64,
     pub checksum: Checksum,
     pub output_guards: Vec<GuardOutcome>,
+    pub profile: OutputProfile,
+}
+
+/// What encoding a run's output measured.
+struct Encoded {
+    checksum: Checksum,
+    output_guards: Vec<GuardOutcome>,
+    profile: OutputProfile,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -255,6 +272,12 @@ impl Publisher {
         })?;
         let table = self.catalog.table(&table_name).await?;
         let resolved = spec::validate(spec, &table)?;
+        let (concrete, latest_partitions) = spec::with_latest_partitions(spec, &table, &resolved)?;
+        let resolved = if latest_partitions.is_empty() {
+            resolved
+        } else {
+            spec::validate(&concrete, &table)?
+        };
         let limits = self.limits.with_overrides(&spec.limits);
         let inspection = inspect(&table, &resolved).await?;
         let mut guards = guards::evaluate(&table, &resolved, &inspection, &limits);
@@ -293,10 +316,13 @@ impl Publisher {
             });
         }
         let data_time = crate::freshness::data_time(&table, &inspection.files);
+        let fingerprint = crate::fingerprint::source(&resolved, &table, &inspection.files);
         Ok(Plan {
             table,
             spec: resolved,
             data_time,
+            latest_partitions,
+            fingerprint,
             inspection,
             limits,
             guards,
@@ -340,12 +366,13 @@ impl Publisher {
                 abandoned: None,
             };
             match result {
-                Ok((checksum, output_guards)) => {
+                Ok(encoded) => {
                     stats.attempts.push(attempt);
                     stats.path = Some(path);
                     stats.rows_in = rows_in;
-                    stats.checksum = checksum;
-                    stats.output_guards = output_guards;
+                    stats.checksum = encoded.checksum;
+                    stats.output_guards = encoded.output_guards;
+                    stats.profile = encoded.profile;
                     return Ok(stats);
                 }
                 Err(e) => {
@@ -400,7 +427,11 @@ impl Publisher {
         let mut all = Vec::with_capacity(plans.len());
         for ((plan, run), sink) in plans.iter().zip(runs).zip(sinks.iter_mut()) {
             let (rows_in, peak, result) = self.encode(plan, run, &mut **sink, progress).await;
-            let (checksum, output_guards) = result?;
+            let Encoded {
+                checksum,
+                output_guards,
+                profile,
+            } = result?;
             all.push(RunStats {
                 path: Some(path),
                 attempts: vec![Attempt {
@@ -413,6 +444,7 @@ impl Publisher {
                 rows_in,
                 checksum,
                 output_guards,
+                profile,
             });
         }
         Ok(all)
@@ -424,7 +456,7 @@ impl Publisher {
         path: EnginePath,
         sink: &mut dyn EntrySink,
         progress: &ProgressFn,
-    ) -> (u64, u64, Result<(Checksum, Vec<GuardOutcome>)>) {
+    ) -> (u64, u64, Result<Encoded>) {
         let engine = match self.engine(path) {
             Ok(e) => e,
             Err(e) => return (0, 0, Err(e)),
@@ -436,17 +468,20 @@ impl Publisher {
         }
     }
 
-    /// Encodes a started run of the plan into `sink`, checking the output guards as it goes;
-    /// returns the rows read, the engine's peak memory and the checksum with the output guards.
+    /// Encodes a started run of the plan into `sink`, checking the output guards and profiling
+    /// the output as it goes; returns the rows read, the engine's peak memory and what encoding
+    /// measured.
     async fn encode(
         &self,
         plan: &Plan,
         run: EngineRun,
         sink: &mut dyn EntrySink,
         progress: &ProgressFn,
-    ) -> (u64, u64, Result<(Checksum, Vec<GuardOutcome>)>) {
+    ) -> (u64, u64, Result<Encoded>) {
         let mut batches = run.batches;
         let mut encoder = EntryEncoder::new(&plan.spec).bounded(&plan.limits);
+        let mut profile = OutputProfile::new(&plan.spec);
+        let key_columns = plan.spec.keys.len();
         let mut checksum = Checksum::default();
         let mut pending: Vec<Entry> = Vec::with_capacity(self.config.push_batch);
         let limits = &plan.limits;
@@ -457,7 +492,9 @@ impl Publisher {
             loop {
                 let done = match batches.next().await {
                     Some(batch) => {
-                        encoder.push(&batch?, &mut pending)?;
+                        let batch = batch?;
+                        profile.observe(&batch, key_columns)?;
+                        encoder.push(&batch, &mut pending)?;
                         false
                     }
                     None => {
@@ -526,7 +563,16 @@ impl Publisher {
                 "bytes of the largest key's entry",
             ),
         ];
-        (rows, peak, result.map(|()| (checksum, output_guards)))
+        profile.keys = checksum.keys;
+        (
+            rows,
+            peak,
+            result.map(|()| Encoded {
+                checksum,
+                output_guards,
+                profile,
+            }),
+        )
     }
 
     /// Stages `version` of the plan's API on every edge: begin, run the engine into all of them
@@ -625,6 +671,7 @@ impl Publisher {
         report.keys_out = run.checksum.keys;
         report.bytes_out = run.checksum.bytes;
         report.checksum = Some(run.checksum.hex());
+        report.profile = Some(run.profile.clone());
         for g in &run.output_guards {
             if let Some(slot) = report.guards.iter_mut().find(|x| x.name == g.name) {
                 *slot = g.clone();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::guards::GuardOutcome;
+use crate::quality::{GateOutcome, OutputProfile};
 
 /// Steps of a publish, in order. A failure names the step it happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -19,6 +20,8 @@ pub enum Step {
     Push,
     Verify,
     Snapshot,
+    /// Quality gates against the serving version, between sealing and committing.
+    Gates,
     Commit,
     Gc,
 }
@@ -33,6 +36,7 @@ impl Step {
             Step::Push => "push",
             Step::Verify => "verify",
             Step::Snapshot => "snapshot",
+            Step::Gates => "gates",
             Step::Commit => "commit",
             Step::Gc => "gc",
         }
@@ -103,6 +107,28 @@ pub struct PublishReport {
     pub committed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<PublishError>,
+    /// What the version is computed from; equal to the serving version's, a triggered publish
+    /// stops after planning with `unchanged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The source had not changed since the serving version: nothing was published.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    /// The newest data the version holds (see `freshness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
+    /// The partitions `latest_partitions` chose, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latest_partitions: Vec<String>,
+    /// The output's keys, rows, nulls and ranges, measured while encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<OutputProfile>,
+    /// Quality gates against the serving version, each measured against its limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateOutcome>,
+    /// The gates failed and the owner published anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 impl PublishReport {
@@ -125,6 +151,13 @@ impl PublishReport {
             total_ms: 0,
             committed: false,
             error: None,
+            fingerprint: None,
+            unchanged: false,
+            data_time: None,
+            latest_partitions: Vec::new(),
+            profile: None,
+            gates: Vec::new(),
+            forced: false,
         }
     }
 }

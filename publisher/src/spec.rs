@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::TableMeta;
 use crate::error::{Error, Result};
 use crate::guards::LimitOverrides;
+use crate::quality::GateOverrides;
+use crate::refresh::Refresh;
 use crate::schema::{TableName, is_identifier, is_scalar_type, normalize_arrow};
 pub use edge_contract::canonical::parse_decimal;
 pub use edge_contract::is_api_name;
@@ -48,6 +50,16 @@ pub struct ApiSpec {
     /// Per-API overrides of the configured guard limits.
     #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
     pub limits: LimitOverrides,
+    /// Read only the newest N partitions, ordered by the first partition key's values (the
+    /// last `dt`, or the last N): resolved at plan time into a filter the plan shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_partitions: Option<u32>,
+    /// When the API publishes itself, and how old its data may grow.
+    #[serde(default, skip_serializing_if = "Refresh::is_empty")]
+    pub refresh: Refresh,
+    /// Quality gates against the serving version, beyond the server's defaults.
+    #[serde(default, skip_serializing_if = "GateOverrides::is_empty")]
+    pub gates: GateOverrides,
 }
 
 /// A value field: a plain column, or an aggregate over a column with an output name.
@@ -420,7 +432,71 @@ pub fn check_syntax(spec: &ApiSpec) -> Vec<SpecProblem> {
             message: e.to_string(),
         });
     }
+    if spec.latest_partitions == Some(0) {
+        problems.push(SpecProblem {
+            field: "latest_partitions".into(),
+            message: "must be at least 1 (leave it out to read every partition)".into(),
+        });
+    }
+    problems.extend(spec.refresh.check());
     problems
+}
+
+/// The spec with its `latest_partitions` made concrete for `table`: a filter `first key in
+/// (newest values)` over the partitions its other filters keep, and those values (newest
+/// first). Values order as numbers when they all are, else as strings (ISO dates sort right);
+/// Hive's null partition never counts. Unchanged, with no values, when the spec reads all.
+pub fn with_latest_partitions(
+    spec: &ApiSpec,
+    table: &TableMeta,
+    resolved: &ResolvedSpec,
+) -> Result<(ApiSpec, Vec<String>)> {
+    let Some(n) = spec.latest_partitions else {
+        return Ok((spec.clone(), Vec::new()));
+    };
+    let invalid = |message: String| Error::SpecInvalid {
+        api: spec.name.clone(),
+        problems: vec![SpecProblem {
+            field: "latest_partitions".into(),
+            message,
+        }],
+    };
+    let Some(first) = table.partition_keys.first() else {
+        return Err(invalid(format!("{} is not partitioned", table.name)));
+    };
+    let mut values: Vec<&str> = table
+        .partitions
+        .iter()
+        .filter(|p| resolved.keeps_partition(table, &p.values))
+        .filter_map(|p| p.values.first().map(String::as_str))
+        .filter(|v| *v != HIVE_NULL_PARTITION)
+        .collect();
+    if values.iter().all(|v| v.parse::<f64>().is_ok()) {
+        values.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse().unwrap()));
+    } else {
+        values.sort_unstable();
+    }
+    values.dedup();
+    let newest: Vec<String> = values
+        .iter()
+        .rev()
+        .take(n as usize)
+        .map(|v| v.to_string())
+        .collect();
+    if newest.is_empty() {
+        return Err(invalid(format!(
+            "{} has no partition to read (of {} listed, none passes the filters)",
+            table.name,
+            table.partitions.len()
+        )));
+    }
+    let mut concrete = spec.clone();
+    concrete.filter.push(Filter {
+        column: first.name.clone(),
+        op: FilterOp::In,
+        value: Some(serde_json::Value::from(newest.clone())),
+    });
+    Ok((concrete, newest))
 }
 
 struct Validator<'a> {
@@ -478,6 +554,13 @@ impl Validator<'_> {
         let order = self.resolve_order(spec, &outputs);
         self.check_limit_and_shape(spec);
         let filters = self.resolve_filters(spec);
+        self.problems.extend(spec.gates.check(&outputs));
+        if spec.latest_partitions.is_some() && self.table.partition_keys.is_empty() {
+            self.problem(
+                "latest_partitions",
+                format!("{} is not partitioned", self.table.name),
+            );
+        }
         let columns = columns_read(&keys, &group_by, &outputs, &filters);
         let grouping = spec.is_aggregating().then(|| {
             let mut g: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();

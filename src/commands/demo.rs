@@ -132,7 +132,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> Result<ExitCode> {
             .publish(
                 &publisher,
                 &spec,
-                Route::Auto,
+                Route::Auto.into(),
                 &edges,
                 None,
                 Arc::new(|_| {}),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use publisher::publish::Route;
+use dashboard_api::control::PublishOptions;
 use serde_json::{Value, json};
 
 /// How often the job is polled while waiting.
@@ -16,7 +16,7 @@ pub async fn publish_via(
     base: &str,
     token: &str,
     api: &str,
-    route: Route,
+    options: PublishOptions,
     wait: bool,
     print_json: bool,
 ) -> Result<ExitCode> {
@@ -26,9 +26,11 @@ pub async fn publish_via(
         .build()?;
     let url = format!("{base}/api/apis/{api}/publish");
     let job = call(
-        http.post(&url)
-            .bearer_auth(token)
-            .json(&json!({ "route": route })),
+        http.post(&url).bearer_auth(token).json(&json!({
+            "route": options.route,
+            "if_changed": options.skip_unchanged,
+            "force": options.force,
+        })),
         &url,
     )
     .await?;
@@ -55,6 +57,12 @@ pub async fn publish_via(
     } else {
         let version = &job["report"]["version"];
         match state {
+            "succeeded" if job["report"]["unchanged"] == true => {
+                println!(
+                    "{api} unchanged since version {} (job {id}): nothing published",
+                    job["report"]["previous_version"]
+                )
+            }
             "succeeded" => println!("published {api} version {version} (job {id})"),
             _ => println!(
                 "publish of {api} {state} (job {id}) after {} attempt(s): {}",

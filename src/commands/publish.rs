@@ -10,6 +10,7 @@ use publisher::report::PublishReport;
 use publisher::spec::ApiSpec;
 
 use crate::config::Config;
+use dashboard_api::control::PublishOptions;
 
 #[derive(Args)]
 pub struct PublishArgs {
@@ -26,6 +27,13 @@ pub struct PublishArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Publish only if the source changed since the serving version (exit 0, "unchanged",
+    /// otherwise): for orchestrators that call on every run.
+    #[arg(long)]
+    if_changed: bool,
+    /// Commit even if the quality gates fail (recorded with the version).
+    #[arg(long)]
+    force: bool,
     /// Queue the publish on a running `tablecast serve` at this URL instead of running it here
     /// (for orchestrators: Airflow, Oozie, cron). The API is the one the spec names, as the
     /// dashboard stores it.
@@ -41,13 +49,18 @@ pub struct PublishArgs {
 
 pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     let spec = ApiSpec::from_path(&args.spec)?;
+    let options = PublishOptions {
+        route: args.path,
+        skip_unchanged: args.if_changed,
+        force: args.force,
+    };
     if let Some(url) = &args.via {
         let token = args
             .token
             .as_deref()
             .context("--via needs a dashboard token: set TABLECAST_TOKEN (or --token)")?;
         return super::orchestrate::publish_via(
-            url, token, &spec.name, args.path, args.wait, args.json,
+            url, token, &spec.name, options, args.wait, args.json,
         )
         .await;
     }
@@ -107,7 +120,7 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
         })
     };
     let report = control
-        .publish(&publisher, &spec, args.path, &edges, None, progress)
+        .publish(&publisher, &spec, options, &edges, None, progress)
         .await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -117,7 +130,7 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
     } else {
         print_summary(&report);
     }
-    Ok(if report.committed {
+    Ok(if report.committed || report.unchanged {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -125,6 +138,15 @@ pub async fn run(args: PublishArgs, config: &Config) -> Result<ExitCode> {
 }
 
 fn print_summary(r: &PublishReport) {
+    if r.unchanged {
+        println!(
+            "{} unchanged since version {}: nothing published (fingerprint {})",
+            r.api,
+            r.previous_version.unwrap_or_default(),
+            r.fingerprint.as_deref().unwrap_or("-")
+        );
+        return;
+    }
     match (&r.error, r.version) {
         (None, Some(v)) => println!(
             "published {} version {v} (previously {})",
@@ -176,6 +198,12 @@ fn print_summary(r: &PublishReport) {
         .iter()
         .map(|(k, v)| format!("{k} {v} ms"))
         .collect();
+    for g in &r.gates {
+        println!("  gate {g}: {}", if g.passed { "passed" } else { "FAILED" });
+    }
+    if r.forced {
+        println!("  gates failed: published anyway (--force)");
+    }
     println!("timings: {}; total {} ms", timings.join(", "), r.total_ms);
     if let Some(e) = &r.error {
         println!(

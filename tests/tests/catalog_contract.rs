@@ -701,6 +701,7 @@ async fn a_truncated_parquet_file_is_named() {
         url: url(&path),
         size: (bytes.len() / 2) as u64,
         partition_values: vec![],
+        modified_ms: None,
     };
     let err = files::read_footer(&file).await.unwrap_err();
     assert!(

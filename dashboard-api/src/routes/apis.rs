@@ -15,11 +15,12 @@ use crate::AppState;
 use crate::auth::User;
 use crate::config::DEFAULT_EDGE_GROUP;
 use crate::error::{Error, FieldError, Result};
+use crate::freshness::Freshness;
 use crate::routes::jobs::JobView;
 use crate::routes::tokens::{EdgePush, push_access};
 use crate::routes::{catalogs::open_catalog, json_error, parse_body};
 use crate::store::{
-    ApiRow, ApiUpdate, JobKind, JobParams, JobRow, JobState, VersionRow, new_id, now_ms, rfc3339,
+    ApiRow, ApiUpdate, JobKind, JobParams, JobRow, TriggerRow, VersionRow, now_ms, rfc3339,
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -55,6 +56,54 @@ pub struct ApiView {
     /// Token pushes to edges that this request caused (on updates that change protection).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_push: Option<Vec<EdgePush>>,
+    /// How old the serving data is, against the API's objective (on reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+    /// What its triggers did last and do next (on reads, when it has any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<TriggerView>,
+}
+
+/// An API's triggers as they stand: the spec's `refresh` says what they are, this says when.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TriggerView {
+    pub on_table_change: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The schedule's next firing (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_fired_at: Option<String>,
+    /// `table_change` or `schedule`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_trigger: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+}
+
+impl TriggerView {
+    fn of(api: &ApiRow, state: Option<&TriggerRow>) -> Option<TriggerView> {
+        let r = &api.spec.refresh;
+        if !r.on_table_change
+            && r.schedule.is_none()
+            && state.is_none_or(|t| t.last_fired_at.is_none())
+        {
+            return None;
+        }
+        let state = state.cloned().unwrap_or_default();
+        Some(TriggerView {
+            on_table_change: r.on_table_change,
+            schedule: r
+                .schedule
+                .as_ref()
+                .map(|s| format!("{s} ({})", r.timezone.as_deref().unwrap_or("UTC"))),
+            next_at: state.next_at.filter(|_| r.schedule.is_some()).map(rfc3339),
+            last_fired_at: state.last_fired_at.map(rfc3339),
+            last_trigger: state.last_trigger,
+            last_job: state.last_job,
+        })
+    }
 }
 
 impl ApiView {
@@ -96,6 +145,8 @@ impl ApiView {
             updated_at: rfc3339(a.updated_at),
             last_job: None,
             token_push: None,
+            freshness: None,
+            triggers: None,
         }
     }
 }
@@ -326,6 +377,12 @@ pub async fn list_apis(
         .into_iter()
         .map(|s| (s.api, s.edges))
         .collect();
+    let mut freshness: std::collections::HashMap<String, Freshness> =
+        Freshness::of_all(&state.store, chrono::Utc::now())
+            .await?
+            .into_iter()
+            .collect();
+    let triggers = state.store.trigger_states().await?;
     Ok(Json(
         state
             .store
@@ -334,7 +391,12 @@ pub async fn list_apis(
             .into_iter()
             .map(|a| {
                 let edges = recorded.remove(&a.name).unwrap_or_default();
-                ApiView::with_recorded(&state, &user, a, edges)
+                let f = freshness.remove(&a.name);
+                let t = TriggerView::of(&a, triggers.iter().find(|t| t.api == a.name));
+                let mut view = ApiView::with_recorded(&state, &user, a, edges);
+                view.freshness = f;
+                view.triggers = t;
+                view
             })
             .collect(),
     ))
@@ -414,7 +476,12 @@ pub async fn get_api(
         .await?
         .map(|s| s.edges)
         .unwrap_or_default();
+    let serving = state.store.serving_version(&name).await?;
+    let freshness = Freshness::of(&api, serving.as_ref(), chrono::Utc::now());
+    let triggers = TriggerView::of(&api, state.store.trigger_state(&name).await?.as_ref());
     let mut view = ApiView::with_recorded(&state, &user, api, recorded);
+    view.freshness = Some(freshness);
+    view.triggers = triggers;
     view.last_job = state
         .store
         .jobs(Some(&name), None, 1)
@@ -563,6 +630,14 @@ pub struct RouteInput {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub route: Route,
+    /// Publish only if the source changed since the serving version (else the job ends
+    /// `unchanged`): what an orchestrator's call wants.
+    #[serde(default)]
+    pub if_changed: bool,
+    /// Commit even if quality gates fail ("publish anyway"): the owner's or an
+    /// administrator's call, recorded with the version.
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -644,49 +719,6 @@ fn accepted(job: JobRow) -> Response {
     (StatusCode::ACCEPTED, headers, Json(JobView::from(job))).into_response()
 }
 
-async fn enqueue(
-    state: &AppState,
-    api: &ApiRow,
-    kind: JobKind,
-    params: JobParams,
-    author: &str,
-) -> Result<JobRow> {
-    let urls = state.config.edge_groups.get(&api.edge_group);
-    if urls.is_none_or(|u| u.is_empty()) {
-        return Err(Error::invalid(
-            "edge_group",
-            format!("edge group `{}` has no edges configured", api.edge_group),
-        ));
-    }
-    let now = now_ms();
-    let job = JobRow {
-        id: new_id(),
-        api: api.name.clone(),
-        kind,
-        state: JobState::Queued,
-        revision: Some(api.revision),
-        params,
-        author: author.to_string(),
-        attempts: 0,
-        max_attempts: i64::from(state.config.max_attempts),
-        lease_owner: None,
-        lease_expires_at: None,
-        not_before: now,
-        error: None,
-        report: None,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-    };
-    state.store.enqueue(&job).await?;
-    let _ = state
-        .emit(&job.id, &serde_json::json!({"event": "queued", "kind": kind.as_str(), "api": api.name, "revision": api.revision, "author": author}))
-        .await;
-    state.wake.notify_waiters();
-    tracing::info!(job = %job.id, api = %api.name, kind = kind.as_str(), "job queued");
-    Ok(job)
-}
-
 /// Queues a publish of the API's current revision; 202 with the job (follow
 /// `/api/jobs/{id}/events`). Publishes of one API run one at a time, in order.
 #[utoipa::path(post, path = "/api/apis/{name}/publish", tag = "apis", security(("bearer" = [])), params(("name" = String, Path, description = "API name")),
@@ -701,6 +733,9 @@ pub async fn publish_api(
     let input: RouteInput = parse_body(&body, true)?;
     let api = state.store.api(&name).await?;
     user.require_change(&api, "publish")?;
+    if input.force {
+        user.require_owner(&api, "publish past failed quality gates")?;
+    }
     // The ceilings may have been lowered since the spec was saved.
     let over = state
         .config
@@ -716,9 +751,12 @@ pub async fn publish_api(
         edge_group: Some(api.edge_group.clone()),
         route: input.route,
         to: None,
+        trigger: None,
+        if_changed: input.if_changed,
+        force: input.force,
     };
     Ok(accepted(
-        enqueue(&state, &api, JobKind::Publish, params, &user.name).await?,
+        crate::runner::enqueue(&state, &api, JobKind::Publish, params, &user.name).await?,
     ))
 }
 
@@ -752,9 +790,10 @@ pub async fn rollback_api(
         edge_group: Some(api.edge_group.clone()),
         route: Route::Auto,
         to: input.to,
+        ..Default::default()
     };
     Ok(accepted(
-        enqueue(&state, &api, JobKind::Rollback, params, &user.name).await?,
+        crate::runner::enqueue(&state, &api, JobKind::Rollback, params, &user.name).await?,
     ))
 }
 

@@ -102,6 +102,10 @@ impl Store {
             .bind(&api.name)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM api_triggers WHERE api = $1")
+            .bind(&api.name)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO api_revisions (api, revision, spec, author, at) VALUES ($1, 1, $2, $3, $4)")
             .bind(&api.name)
             .bind(to_json(&api.spec))
@@ -218,6 +222,10 @@ impl Store {
             )));
         }
         sqlx::query("DELETE FROM api_revisions WHERE api = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM api_triggers WHERE api = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;

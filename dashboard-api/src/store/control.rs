@@ -2,6 +2,7 @@
 //! serve, the edges, the operation lease and its fence, the access revision) and the life of
 //! each version (`api_versions`). Only [`crate::control`] changes them; routes read them.
 
+use publisher::quality::OutputProfile;
 use publisher::sink::{Access, Fence, VersionManifest};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
@@ -90,6 +91,16 @@ pub struct VersionRow {
     pub committed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// What it was computed from (see `publisher::fingerprint::source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The newest data it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
+    /// It failed its quality gates and its owner published it anyway.
+    pub forced: bool,
+    #[serde(skip)]
+    pub profile: Option<OutputProfile>,
     #[serde(skip)]
     pub snapshot: Option<VersionManifest>,
 }
@@ -115,6 +126,11 @@ fn version_row(row: &SqliteRow) -> Result<VersionRow> {
         .transpose()
         .map_err(|e| Error::Internal(format!("stored snapshot manifest is unreadable: {e}")))?;
     let state: String = row.try_get("state")?;
+    let profile: Option<String> = row.try_get("profile")?;
+    let profile = profile
+        .map(|p| serde_json::from_str(&p))
+        .transpose()
+        .map_err(|e| Error::Internal(format!("stored output profile is unreadable: {e}")))?;
     Ok(VersionRow {
         version: row.try_get::<i64, _>("version")? as u64,
         state: VersionState::parse(&state)?,
@@ -125,6 +141,10 @@ fn version_row(row: &SqliteRow) -> Result<VersionRow> {
         has_snapshot: snapshot.is_some(),
         committed_at: row.try_get::<Option<i64>, _>("committed_at")?.map(rfc3339),
         job_id: row.try_get("job_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        data_time: row.try_get("data_time")?,
+        forced: row.try_get("forced")?,
+        profile,
         snapshot,
     })
 }
@@ -375,9 +395,18 @@ impl Store {
     }
 
     /// Records a version sealed on every edge, with its snapshot's manifest when one was written.
-    pub async fn seal_version(&self, manifest: &VersionManifest, snapshot: bool) -> Result<()> {
+    /// Records a version sealed on every edge, with what it was computed from (`fingerprint`)
+    /// and what its output looked like (`profile`), which the next publish compares against.
+    pub async fn seal_version(
+        &self,
+        manifest: &VersionManifest,
+        snapshot: bool,
+        fingerprint: &str,
+        profile: Option<&OutputProfile>,
+    ) -> Result<()> {
         sqlx::query(
-            "UPDATE api_versions SET state = 'sealed', path = $1, keys = $2, bytes = $3, checksum = $4, snapshot = $5, updated_at = $6 \
+            "UPDATE api_versions SET state = 'sealed', path = $1, keys = $2, bytes = $3, checksum = $4, snapshot = $5, updated_at = $6, \
+             fingerprint = $9, profile = $10, data_time = $11 \
              WHERE api = $7 AND version = $8",
         )
         .bind(&manifest.path)
@@ -388,9 +417,47 @@ impl Store {
         .bind(now_ms())
         .bind(&manifest.api)
         .bind(manifest.version as i64)
+        .bind(fingerprint)
+        .bind(profile.map(to_json))
+        .bind(&manifest.data_time)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records that a sealed version failed its gates and is committed anyway, by its owner.
+    pub async fn mark_forced(&self, api: &str, version: u64) -> Result<()> {
+        sqlx::query("UPDATE api_versions SET forced = TRUE WHERE api = $1 AND version = $2")
+            .bind(api)
+            .bind(version as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The version every edge must serve, as recorded.
+    pub async fn serving_version(&self, api: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(
+            "SELECT v.* FROM api_versions v JOIN api_state s ON s.api = v.api AND s.serving = v.version \
+             WHERE v.api = $1",
+        )
+        .bind(api)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    /// Every API's serving version, by API.
+    pub async fn serving_versions(&self) -> Result<Vec<(String, VersionRow)>> {
+        let rows = sqlx::query(
+            "SELECT v.* FROM api_versions v JOIN api_state s ON s.api = v.api AND s.serving = v.version \
+             ORDER BY v.api",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("api")?, version_row(r)?)))
+            .collect()
     }
 
     /// A version that will never serve: its staging failed or was abandoned.

@@ -80,6 +80,15 @@ pub struct JobParams {
     /// Rollback target; none means the version before the serving one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<u64>,
+    /// What queued it when not a person: `table_change` or `schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Stop as `unchanged` when the source fingerprint equals the serving version's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub if_changed: bool,
+    /// Commit even if quality gates fail: the owner's "publish anyway".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone)]

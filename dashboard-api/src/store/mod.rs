@@ -18,11 +18,13 @@ mod apis;
 mod control;
 mod jobs;
 mod tokens;
+mod triggers;
 
 pub use apis::{ApiRow, ApiUpdate, RevisionRow};
 pub use control::{ApiState, Lease, VersionRow, VersionState};
 pub use jobs::{EventRow, JobKind, JobParams, JobRow, JobState, Outcome};
 pub use tokens::{Quota, TokenKind, TokenRow};
+pub use triggers::{TriggerRow, WatchRow};
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -1,7 +1,6 @@
 //! A directory of Parquet files as a catalog: `{root}/{db}/{table}/[k=v/…]*.parquet`.
 //! Schema and row counts come from Parquet footers; partitions from `k=v` folder names.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -97,6 +96,19 @@ impl DirectoryCatalog {
     }
 }
 
+/// The table parameter holding a digest of every file's URL, size and modification time.
+pub const LISTING_PARAMETER: &str = "tablecast.listing";
+
+fn listing_fingerprint(files: &[DataFile]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for f in files {
+        h.update(f.url.as_bytes());
+        h.update(&f.size.to_le_bytes());
+        h.update(&f.modified_ms.unwrap_or_default().to_le_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
 #[async_trait]
 impl Catalog for DirectoryCatalog {
     fn uri(&self) -> &str {
@@ -183,7 +195,9 @@ impl Catalog for DirectoryCatalog {
                 total_size: Some(all.iter().map(|f| f.size).sum()),
                 num_files: Some(all.len() as u64),
             },
-            parameters: BTreeMap::new(),
+            // A directory has no change time of its own: the listing stands for it, so that a
+            // file rewritten in place changes the table's signature.
+            parameters: [(LISTING_PARAMETER.to_string(), listing_fingerprint(&all))].into(),
         })
     }
 }

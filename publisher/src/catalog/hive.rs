@@ -31,6 +31,8 @@ pub struct HiveCatalog {
     socket: SocketAddr,
     config: CatalogConfig,
     pub(super) client: ThriftHiveMetastoreClient,
+    /// Metastore calls made, for the table watcher's cost (one description per table per poll).
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for HiveCatalog {
@@ -124,6 +126,7 @@ impl HiveCatalog {
             socket,
             config: config.clone(),
             client,
+            calls: Default::default(),
         })
     }
 
@@ -141,6 +144,11 @@ impl HiveCatalog {
         &self.config
     }
 
+    /// How many metastore calls this client has made.
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs one metastore call under the call timeout. A silent metastore becomes
     /// [`Error::MetastoreTimeout`], a broken connection [`Error::MetastoreUnreachable`], both
     /// naming the address and the call; the metastore's own exceptions are returned as they are.
@@ -150,6 +158,8 @@ impl HiveCatalog {
         request: impl Future<Output = std::result::Result<MaybeException<T, E>, ClientError>>,
     ) -> Result<MaybeException<T, E>> {
         let timeout = self.config.call_timeout();
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match tokio::time::timeout(timeout, request).await {
             Err(_) => Err(Error::MetastoreTimeout {
                 address: self.address.clone(),

@@ -152,11 +152,28 @@ impl HiveCatalog {
             }
         }
 
-        if t.partitions.is_empty() {
+        self.add_partitions(t, &t.partitions).await
+    }
+
+    /// Adds `partitions` to the registered table `t` (as a warehouse's nightly load does with
+    /// `ALTER TABLE … ADD PARTITION`).
+    pub async fn add_partitions(
+        &self,
+        t: &TableRegistration,
+        partitions: &[PartitionRegistration],
+    ) -> Result<()> {
+        let (metastore, client) = (self, &self.client);
+        let (db, table) = (FastStr::new(&t.name.db), FastStr::new(&t.name.table));
+        if partitions.is_empty() {
             return Ok(());
         }
-        let partitions: Vec<HivePartition> = t
-            .partitions
+        let now = i32::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+        .unwrap_or(i32::MAX);
+        let partitions: Vec<HivePartition> = partitions
             .iter()
             .map(|p| HivePartition {
                 values: Some(p.values.iter().map(FastStr::new).collect()),

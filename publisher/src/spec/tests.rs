@@ -209,3 +209,76 @@ fn decimal_literals_keep_exact_digits() {
     assert!(parse_decimal("12345678901", 12, 2).is_err());
     assert!(parse_decimal(".", 12, 2).is_err());
 }
+
+#[test]
+fn latest_partitions_become_a_filter_on_the_newest_values_the_other_filters_keep() {
+    let mut table = referrals();
+    for dt in [
+        "2026-11-01",
+        "2026-11-03",
+        HIVE_NULL_PARTITION,
+        "2026-11-02",
+        "2026-11-04",
+    ] {
+        table.partitions.push(crate::catalog::Partition {
+            values: vec![dt.into()],
+            location: format!("file:///w/social/referrals/dt={dt}"),
+            num_rows: None,
+        });
+    }
+    let mut spec = ApiSpec::from_toml(TOP).unwrap();
+    spec.latest_partitions = Some(2);
+    spec.filter = vec![filter("dt", FilterOp::Lt, Some("2026-11-04".into()))];
+    let resolved = validate(&spec, &table).unwrap();
+    let (concrete, newest) = with_latest_partitions(&spec, &table, &resolved).unwrap();
+    assert_eq!(newest, ["2026-11-03", "2026-11-02"]);
+    let last = concrete.filter.last().unwrap();
+    assert_eq!((last.column.as_str(), last.op), ("dt", FilterOp::In));
+    let r = validate(&concrete, &table).unwrap();
+    assert!(!r.keeps_partition(&table, &["2026-11-01".into()]));
+    assert!(r.keeps_partition(&table, &["2026-11-02".into()]));
+
+    // Numbers order as numbers: 10 is newer than 9.
+    let mut hours = referrals();
+    for h in ["9", "10", "8"] {
+        hours.partitions.push(crate::catalog::Partition {
+            values: vec![h.into()],
+            location: format!("file:///w/h={h}"),
+            num_rows: None,
+        });
+    }
+    spec.filter.clear();
+    spec.latest_partitions = Some(1);
+    let resolved = validate(&spec, &hours).unwrap();
+    assert_eq!(
+        with_latest_partitions(&spec, &hours, &resolved).unwrap().1,
+        ["10"]
+    );
+
+    // Nothing to read, or no partitions at all: errors naming the field.
+    let err = with_latest_partitions(&spec, &referrals(), &resolved).unwrap_err();
+    assert!(err.to_string().contains("latest_partitions"), "{err}");
+    let mut flat = referrals();
+    flat.partition_keys.clear();
+    spec.latest_partitions = Some(1);
+    assert_eq!(
+        problems_of(&spec, &flat),
+        ["latest_partitions: social.referrals is not partitioned"]
+    );
+    spec.latest_partitions = Some(0);
+    assert!(
+        problems(&spec)
+            .iter()
+            .any(|p| p.starts_with("latest_partitions"))
+    );
+}
+
+fn problems_of(spec: &ApiSpec, table: &TableMeta) -> Vec<String> {
+    match validate(spec, table) {
+        Ok(_) => vec![],
+        Err(Error::SpecInvalid { problems, .. }) => {
+            problems.iter().map(|p| p.to_string()).collect()
+        }
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
