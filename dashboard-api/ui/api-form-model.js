@@ -8,7 +8,7 @@ export const fieldId = (path) => `f-${path.replace(/[[\].]+/g, '-').replace(/-$/
 export function humanField(path) {
   const m = path.match(/^(\w+)(?:\[(\d+)\])?(?:\.(\w+))?$/);
   if (!m) return path;
-  const names = { key: 'Key column', values: 'Value', group_by: 'Group by', order_by: 'Order', filter: 'Filter', name: 'Name', table: 'Table', limit: 'Limit', shape: 'Shape', catalog: 'Catalog', edge_group: 'Edge group', protected: 'Access', body: 'Spec' };
+  const names = { key: 'Key column', values: 'Value', group_by: 'Group by', order_by: 'Order', filter: 'Filter', name: 'Name', table: 'Table', limit: 'Limit', shape: 'Shape', catalog: 'Catalog', edge_group: 'Edge group', protected: 'Access', body: 'Spec', latest_partitions: 'Latest partitions', refresh: 'Refresh', gates: 'Quality gates' };
   let out = names[m[1]] || m[1];
   if (m[2] !== undefined) out += ` ${Number(m[2]) + 1}`;
   if (m[3]) out += ` › ${m[3] === 'as' ? 'output name' : m[3]}`;
@@ -48,7 +48,41 @@ export function modelFromSpec(spec, view) {
     filter: (spec.filter || []).map((f) => ({ column: f.column, op: f.op, value: formatLiteral(f.value) })),
     protected: Boolean(spec.protected),
     limits: spec.limits || null,
+    gates: spec.gates || null,
+    latest_partitions: spec.latest_partitions ? String(spec.latest_partitions) : '',
+    refresh: refreshModel(spec.refresh || {}),
   };
+}
+
+function refreshModel(r) {
+  const text = (v) => (v === undefined || v === null ? '' : String(v));
+  return {
+    on_table_change: Boolean(r.on_table_change),
+    settle_s: text(r.settle_s),
+    require_success_marker: Boolean(r.require_success_marker),
+    schedule: text(r.schedule),
+    timezone: text(r.timezone),
+    freshness_objective_h: text(r.freshness_objective_h),
+  };
+}
+
+/** The `refresh` section from the form (absent when empty), with local problems. */
+function refreshFromModel(r, local) {
+  const out = {};
+  const number = (key, what, whole) => {
+    const t = r[key].trim();
+    if (!t) return;
+    const ok = whole ? /^\d+$/.test(t) : /^\d+(\.\d+)?$/.test(t);
+    if (ok) out[key] = Number(t);
+    else local.push({ field: `refresh.${key}`, message: what });
+  };
+  if (r.on_table_change) out.on_table_change = true;
+  number('settle_s', 'a whole number of seconds', true);
+  if (r.require_success_marker) out.require_success_marker = true;
+  if (r.schedule.trim()) out.schedule = r.schedule.trim();
+  if (r.timezone.trim()) out.timezone = r.timezone.trim();
+  number('freshness_objective_h', 'a number of hours', false);
+  return Object.keys(out).length ? out : null;
 }
 
 /** The spec from the form, which rows of each list made it in, and problems found locally. */
@@ -120,6 +154,14 @@ export function specFromModel(m) {
   if (filters.length) spec.filter = filters;
   if (m.protected) spec.protected = true;
   if (m.limits && Object.keys(m.limits).length) spec.limits = m.limits;
+  const latest = m.latest_partitions.trim();
+  if (latest) {
+    if (/^\d+$/.test(latest)) spec.latest_partitions = Number(latest);
+    else local.push({ field: 'latest_partitions', message: 'a whole number of partitions' });
+  }
+  const refresh = refreshFromModel(m.refresh, local);
+  if (refresh) spec.refresh = refresh;
+  if (m.gates && Object.keys(m.gates).length) spec.gates = m.gates;
   return { spec, maps, local };
 }
 

@@ -37,6 +37,22 @@ function relTime(iso) {
   return new Date(t).toLocaleDateString();
 }
 
+/** An age in seconds, coarsely: 45 s, 12 min, 5.2 h, 26 d. */
+export function fmtAge(s) {
+  if (s === null || s === undefined) return '—';
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
+  return `${Math.round(s / 86400)} d`;
+}
+
+/** Freshness as a cell: the age, with a stale badge past the API's objective. */
+export function freshnessBadge(f) {
+  if (!f || f.age_s === undefined) return f && f.stale ? pill('stale: nothing served', 'bad') : h('span', { class: 'muted' }, '—');
+  const title = [f.data_time ? `data time ${f.data_time}` : 'data time unknown: age since publishing', f.objective_h ? `objective ${f.objective_h} h` : 'no objective'].join(', ');
+  return h('span', { title }, fmtAge(f.age_s), f.stale ? [' ', pill('stale', 'bad', { dataset: { test: 'stale' } })] : null);
+}
+
 export function when(iso) {
   if (!iso) return h('span', { class: 'muted' }, '—');
   const t = Date.parse(iso);

@@ -240,6 +240,19 @@ export async function viewApiForm(ctx, name, query) {
   });
   const protectedBox = h('input', { type: 'checkbox', id: fieldId('protected'), name: 'protected', checked: m.protected, dataset: { field: 'protected' } });
   bind(protectedBox, 'protected', (v) => { m.protected = v; }, 'change');
+  // Freshness: which partitions, when the API publishes itself, how old it may grow.
+  const latestInput = bind(input('latest_partitions', { value: m.latest_partitions, inputmode: 'numeric', placeholder: 'all partitions' }), 'latest_partitions', (v) => { m.latest_partitions = v; });
+  const checkbox = (key, label) => {
+    const path = `refresh.${key}`;
+    const box = h('input', { type: 'checkbox', id: fieldId(path), name: path, checked: m.refresh[key], dataset: { field: path } });
+    bind(box, path, (v) => { m.refresh[key] = v; }, 'change');
+    return h('div', { class: 'field' }, h('label', { class: 'checkbox', for: box.id }, box, label), errorSlot(path));
+  };
+  const refreshInput = (key, props) => bind(input(`refresh.${key}`, Object.assign({ value: m.refresh[key] }, props)), `refresh.${key}`, (v) => { m.refresh[key] = v; });
+  const settleInput = refreshInput('settle_s', { inputmode: 'numeric', placeholder: 'server default' });
+  const scheduleInput = refreshInput('schedule', { placeholder: 'e.g. 30 4 * * * (04:30 daily)' });
+  const timezoneInput = refreshInput('timezone', { placeholder: 'UTC' });
+  const objectiveInput = refreshInput('freshness_objective_h', { inputmode: 'decimal', placeholder: 'none' });
   // Who else may change the API: named by its owner (or an administrator) only.
   const mayName = !editing || state.me.admin || existing.owner === state.me.name;
   const editorsInput = h('input', {
@@ -277,6 +290,18 @@ export async function viewApiForm(ctx, name, query) {
         ? 'Analysts who may change, publish and delete it besides you (its owner) and administrators.'
         : `Named by its owner, ${existing.owner}, or an administrator.`),
       m.limits ? h('p', { class: 'help' }, `Guard limit overrides kept from the spec: ${JSON.stringify(m.limits)}`) : null),
+    h('section', { class: 'card', id: 'refresh-card' },
+      h('div', { class: 'card-head' }, h('h2', {}, 'Keeping it fresh')),
+      field('latest_partitions', 'Latest partitions', latestInput, 'Read only the newest N partitions (by the first partition column, e.g. the last dt). Empty: every partition.'),
+      checkbox('on_table_change', 'Publish when the table changes (a new partition, new statistics)'),
+      h('div', { class: 'grid-2' },
+        field('refresh.settle_s', 'Settle time (s)', settleInput, 'Quiet time after the last change before publishing.'),
+        checkbox('require_success_marker', 'Only once the newest partition has a _SUCCESS file')),
+      h('div', { class: 'grid-2' },
+        field('refresh.schedule', 'Schedule (cron)', scheduleInput, 'minute hour day month weekday; a publish that finds the table unchanged makes no version.'),
+        field('refresh.timezone', 'Time zone', timezoneInput, 'IANA name, e.g. Europe/Prague.')),
+      field('refresh.freshness_objective_h', 'Freshness objective (hours)', objectiveInput, 'Older data than this marks the API stale on its page, in the list and in metrics.'),
+      m.gates ? h('p', { class: 'help' }, `Quality gates kept from the spec: ${JSON.stringify(m.gates)}`) : null),
     h('div', { class: 'inline-form' }, saveButton,
       h('a', { class: 'btn btn-quiet', href: editing ? `#/apis/${enc(name)}` : '#/apis' }, 'Cancel')),
     columnsList, outputsList, tablesList);

@@ -1,7 +1,7 @@
 // Page #/apis/{name}: one API's overview, plan, publish, try it, versions, read tokens and spec.
 
 import { enc, fill, h, setBusy } from './dom.js';
-import { fmtBytes, fmtInt, fmtMs, pill, pretty, when } from './format.js';
+import { fmtBytes, fmtInt, fmtMs, freshnessBadge, pill, pretty, when } from './format.js';
 import { go } from './nav.js';
 import { api, followJob, get, isAbort, post } from './api.js';
 import {
@@ -62,6 +62,25 @@ export async function viewApi(ctx, name) {
   const readOnly = a.may_change ? null
     : h('p', { class: 'muted small', id: 'read-only-hint' }, `Only ${a.owner}${a.editors.length ? `, ${a.editors.join(', ')}` : ''} and administrators may change, publish or delete this API.`);
 
+  // Freshness: how old the served data is, and what keeps it fresh.
+  const f = a.freshness || {};
+  const r = s.refresh || {};
+  const t = a.triggers || {};
+  const freshnessCard = h('section', { class: 'card', 'aria-labelledby': 'freshness-h', id: 'freshness-card' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'freshness-h' }, 'Freshness')),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Data age'), h('dd', { id: 'freshness-age' }, freshnessBadge(f)),
+      h('dt', {}, 'Data time'), h('dd', { class: 'mono' }, f.data_time || h('span', { class: 'muted' }, 'unknown')),
+      h('dt', {}, 'Objective'), h('dd', {}, f.objective_h ? `${f.objective_h} h` : h('span', { class: 'muted' }, 'none')),
+      s.latest_partitions ? [h('dt', {}, 'Reads'), h('dd', {}, `the latest ${s.latest_partitions} partition${s.latest_partitions === 1 ? '' : 's'}`)] : null,
+      h('dt', {}, 'Triggers'), h('dd', { id: 'freshness-triggers' },
+        r.on_table_change ? pill(`on table change${r.settle_s ? `, settle ${r.settle_s} s` : ''}${r.require_success_marker ? ', after _SUCCESS' : ''}`, 'info') : null,
+        r.schedule ? [' ', pill(`${r.schedule} (${r.timezone || 'UTC'})`, 'info', { id: 'freshness-schedule' })] : null,
+        !r.on_table_change && !r.schedule ? h('span', { class: 'muted' }, 'none: published by hand') : null),
+      t.next_at ? [h('dt', {}, 'Next firing'), h('dd', { id: 'freshness-next' }, h('time', { datetime: t.next_at, title: t.next_at }, new Date(t.next_at).toLocaleString()))] : null,
+      t.last_fired_at ? [h('dt', {}, 'Last firing'), h('dd', { id: 'freshness-last' }, `${t.last_trigger === 'schedule' ? 'schedule' : 'table change'}, `, when(t.last_fired_at),
+        t.last_job ? [' · ', h('a', { href: `#/jobs/${enc(t.last_job)}` }, 'job')] : null)] : null));
+
   // Plan
   const planResult = h('div', { id: 'plan-result', 'aria-live': 'polite' },
     h('p', { class: 'muted' }, 'See which path a publish would take and every guard’s reading, without reading any data.'));
@@ -105,6 +124,25 @@ export async function viewApi(ctx, name) {
     } finally {
       if (!ctx.signal.aborted) publishButton.disabled = !a.edges.length;
     }
+  }
+  // A publish stopped by its quality gates: say why, and let the owner publish anyway.
+  const gated = a.last_job && a.last_job.kind === 'publish' && a.last_job.state === 'failed' && a.last_job.error && a.last_job.error.step === 'gates';
+  if (gated) {
+    const anyway = h('button', { type: 'button', class: 'btn btn-danger', id: 'publish-anyway' }, 'Publish anyway');
+    anyway.addEventListener('click', async () => {
+      const ok = await confirmDialog(`Publish ${name} past its quality gates?`, a.last_job.error.message, 'Publish anyway', true);
+      if (!ok) return;
+      setBusy(anyway, true);
+      const job = await attempt(ctx, publishMessage, () => post(`/api/apis/${enc(name)}/publish`, { route: publishRoute.value, force: true }, { signal: ctx.signal }));
+      setBusy(anyway, false);
+      if (job) {
+        fill(publishMessage);
+        follow(job);
+      }
+    });
+    fill(publishMessage, h('div', { class: 'notice warn', id: 'gates-failed' },
+      h('div', { class: 'title' }, 'The last publish failed its quality gates; the serving version stays.'),
+      h('p', {}, a.last_job.error.message), a.may_change ? anyway : null));
   }
   publishButton.addEventListener('click', async () => {
     setBusy(publishButton, true);
@@ -306,7 +344,7 @@ export async function viewApi(ctx, name) {
       actions: a.may_change ? [h('a', { class: 'btn', href: `#/apis/${enc(name)}/edit`, id: 'edit-api' }, 'Edit'), remove] : [],
     }),
     h('div', { class: 'grid-2' },
-      h('div', { class: 'stack' }, overview, planCard, publishCard),
+      h('div', { class: 'stack' }, overview, freshnessCard, planCard, publishCard),
       h('div', { class: 'stack' }, tryCard, versionsCard, tokensCard, specCard)));
 
   refreshVersions();

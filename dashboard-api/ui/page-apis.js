@@ -1,7 +1,7 @@
 // Page #/apis: the list of APIs with what each serves and its last publish.
 
 import { enc, fill, h } from './dom.js';
-import { fmtBytes, fmtInt, pill, when } from './format.js';
+import { fmtBytes, fmtInt, freshnessBadge, pill, when } from './format.js';
 import { get } from './api.js';
 import { attempt, head, page } from './chrome.js';
 import { describeSpec } from './spec.js';
@@ -43,11 +43,32 @@ export async function viewApis(ctx) {
       h('td', { class: 'mono small' }, a.spec.table),
       serving,
       h('td', {}, job ? [pill(job.state, job.state), ' ', when(job.finished_at || job.created_at)] : h('span', { class: 'muted' }, 'never')),
+      h('td', { class: 'num', dataset: { age: String(ageOf(a)) } }, freshnessBadge(a.freshness)),
       path, keys, size);
+  });
+  // Oldest data first (stale ones on top), or back to by name.
+  const tbody = h('tbody', {}, rows);
+  let byAge = false;
+  const sortButton = h('button', { type: 'button', class: 'th-sort', id: 'sort-by-age', 'aria-pressed': 'false', title: 'Sort by data age, oldest first' }, 'Data age');
+  sortButton.addEventListener('click', () => {
+    byAge = !byAge;
+    sortButton.setAttribute('aria-pressed', String(byAge));
+    sortButton.textContent = byAge ? 'Data age ↓' : 'Data age';
+    const sorted = rows.slice();
+    if (byAge) sorted.sort((x, y) => Number(y.children[4].dataset.age) - Number(x.children[4].dataset.age));
+    fill(tbody, sorted);
   });
   page(ctx, 'APIs', 'apis',
     head({ title: 'APIs', subtitle: `${apis.length} API${apis.length === 1 ? '' : 's'} defined`, actions: newButton }),
     h('div', { class: 'table-wrap card', id: 'apis-table-wrap' }, h('table', { class: 'data', id: 'apis-table' },
-      h('thead', {}, h('tr', {}, ['API', 'Table', 'Serving', 'Last publish', 'Path', 'Keys', 'Size'].map((c, i) => h('th', { scope: 'col', class: i >= 5 || i === 2 ? 'num' : '' }, c)))),
-      h('tbody', {}, rows))));
+      h('thead', {}, h('tr', {}, ['API', 'Table', 'Serving', 'Last publish', sortButton, 'Path', 'Keys', 'Size'].map((c, i) => h('th', { scope: 'col', class: i >= 6 || i === 2 || i === 4 ? 'num' : '' }, c)))),
+      tbody)));
+}
+
+/** Seconds of data age for sorting: stale without data first, unknown last. */
+function ageOf(a) {
+  const f = a.freshness;
+  if (!f) return -1;
+  if (f.age_s === undefined) return f.stale ? Number.MAX_SAFE_INTEGER : -1;
+  return f.age_s;
 }

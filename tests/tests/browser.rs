@@ -874,6 +874,51 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
     );
     b.shot("job").await?;
 
+    // Keeping it fresh: set triggers and an objective in the form, then see them, the next
+    // firing and the data's age (weeks past the 26 h objective: stale) on the API's page and
+    // in the list.
+    b.client
+        .goto(&format!("{}/#/apis/{API}/edit", stack.base))
+        .await?;
+    b.wait_for("the form's freshness section", "#refresh-card")
+        .await?;
+    b.click("#f-refresh-on_table_change").await?;
+    b.fill("#f-refresh-schedule", "30 4 * * *").await?;
+    b.fill("#f-refresh-timezone", "Europe/Prague").await?;
+    b.fill("#f-refresh-freshness_objective_h", "26").await?;
+    b.wait_for("the form to be valid", "[data-test='validation-valid']")
+        .await?;
+    b.shot("refresh-form").await?;
+    b.click("#save-api").await?;
+    b.wait_for("the API page's freshness", "#freshness-card")
+        .await?;
+    // The server computes the schedule's next firing within a tick: look again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.client.refresh().await?;
+    b.wait_for("the next firing", "#freshness-next").await?;
+    let triggers = b.text("#freshness-triggers").await?;
+    ensure!(
+        triggers.contains("on table change") && triggers.contains("30 4 * * * (Europe/Prague)"),
+        "the triggers read {triggers:?}"
+    );
+    b.wait_for("the stale badge", "#freshness-age [data-test='stale']")
+        .await?;
+    b.shot("freshness").await?;
+    b.click("#nav-apis").await?;
+    b.wait_for(
+        "the list's stale badge",
+        &format!("#apis-table tr[data-api=\"{API}\"] [data-test='stale']"),
+    )
+    .await?;
+    b.click("#sort-by-age").await?;
+    ensure!(
+        b.eval("return document.querySelector('#sort-by-age').getAttribute('aria-pressed')")
+            .await?
+            == json!("true"),
+        "sorting by data age did not take"
+    );
+    b.shot("apis-by-age").await?;
+
     // Another analyst sees the API and its jobs but none of the actions that change them:
     // only its owner, editors and administrators get those.
     b.click("#sign-out").await?;
