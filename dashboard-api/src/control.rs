@@ -29,8 +29,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::join_all;
-use publisher::publish::{Progress, ProgressFn, PublishConfig, Publisher, Route, StepError};
-use publisher::report::{PublishReport, Step};
+use publisher::canonical::Entry;
+use publisher::publish::{
+    Progress, ProgressFn, PublishConfig, Publisher, Route, Staged, StepError,
+};
+use publisher::report::{CanaryReport, PublishReport, Step};
 use publisher::sink::{Access, EdgeSink, SwitchMode, VersionManifest};
 use publisher::snapshot::SnapshotStore;
 use publisher::spec::ApiSpec;
@@ -398,8 +401,8 @@ impl ControlPlane {
                 publisher, &plan, route, &sinks, &guard, job, progress, report,
             )
             .await;
-        let manifest = match staged {
-            Ok(m) => m,
+        let Staged { manifest, sample } = match staged {
+            Ok(s) => s,
             Err(e) => {
                 guard.release().await;
                 return Err(e);
@@ -411,6 +414,18 @@ impl ControlPlane {
         {
             guard.release().await;
             return Err(e);
+        }
+        if let Some(canary) = &spec.canary {
+            let probed = self
+                .canary(
+                    canary, spec, &guard, &manifest, &sample, &sinks, edges, report,
+                )
+                .await;
+            if let Err(e) = probed {
+                self.abandon(&manifest.api, manifest.version, &sinks).await;
+                guard.release().await;
+                return Err(e);
+            }
         }
 
         // The commit phase runs to its end even if this future is dropped (a cancelled job):
@@ -463,7 +478,7 @@ impl ControlPlane {
         job: Option<&str>,
         progress: &ProgressFn,
         report: &mut PublishReport,
-    ) -> Result<VersionManifest, StepError> {
+    ) -> Result<Staged, StepError> {
         let api = plan.spec.name();
         let state = self
             .store
@@ -489,10 +504,10 @@ impl ControlPlane {
                 e => StepError::new(Step::Lease, store_err(e)),
             })?;
         report.version = Some(version);
-        let manifest = publisher
+        let staged = publisher
             .stage(plan, route, sinks, version, progress, report)
             .await;
-        let manifest = match manifest {
+        let staged = match staged {
             Ok(m) => m,
             Err(e) => {
                 if let Err(err) = self.store.discard_version(api, version).await {
@@ -509,14 +524,182 @@ impl ControlPlane {
         };
         self.store
             .seal_version(
-                &manifest,
+                &staged.manifest,
                 publisher.snapshots.is_some(),
                 &plan.fingerprint,
                 report.profile.as_ref(),
             )
             .await
             .map_err(|e| StepError::new(Step::Snapshot, store_err(e)))?;
-        Ok(manifest)
+        Ok(staged)
+    }
+
+    /// Lease held, version sealed and judged: the canary. The API's first edge serves the new
+    /// version alone while its lookup service is probed with the sampled entries for `soak_s`;
+    /// past `max_mismatch_pct` differing answers it goes back to the serving version and the
+    /// publish fails. The store's desired state is not touched until the promotion (the
+    /// ordinary commit), so a crash mid-canary converges the canary edge back.
+    #[allow(clippy::too_many_arguments)]
+    async fn canary(
+        &self,
+        canary: &publisher::quality::Canary,
+        spec: &ApiSpec,
+        guard: &LeaseGuard,
+        manifest: &VersionManifest,
+        sample: &[Entry],
+        sinks: &[Arc<dyn EdgeSink>],
+        edges: &[String],
+        report: &mut PublishReport,
+    ) -> Result<(), StepError> {
+        let (api, version) = (manifest.api.as_str(), manifest.version);
+        let started = Instant::now();
+        let edge = edges[0].clone();
+        let mut outcome = CanaryReport {
+            edge: edge.clone(),
+            lookup: String::new(),
+            probes: 0,
+            mismatches: 0,
+            soak_ms: 0,
+            note: None,
+            examples: Vec::new(),
+        };
+        let (Some(previous), false) = (report.previous_version, sample.is_empty()) else {
+            outcome.note = Some("nothing serves yet (or nothing to probe): no canary".into());
+            report.canary = Some(outcome);
+            return Ok(());
+        };
+        let fail = |message: String| StepError {
+            step: Step::Canary,
+            edge: Some(edge.clone()),
+            source: publisher::Error::Canary {
+                api: api.to_string(),
+                version,
+                edge: edge.clone(),
+                message,
+            },
+        };
+        let Some(lookup) = self.config.lookups.get(&edge).cloned() else {
+            return Err(fail(format!(
+                "no lookup service is configured in front of it ([publish.lookups] \"{edge}\" = \"http://…\")"
+            )));
+        };
+        outcome.lookup.clone_from(&lookup);
+        // A protected API is probed with a read token made for this canary, revoked after it.
+        let probe_token = if spec.protected {
+            Some(
+                self.probe_token(api, version)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let token = probe_token.as_ref().map(|(_, secret)| secret.as_str());
+        let sink = &sinks[0];
+        let result: Result<(), StepError> = async {
+            let access = self.store.access(api).await.map_err(|e| fail(e.to_string()))?;
+            sink.set_access(api, &access)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            sink.switch(api, version, guard.lease.fence, SwitchMode::Forward)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            // The lookup service notices the switch within its version cache's life.
+            let pickup = Instant::now();
+            loop {
+                let r = crate::canary::probe(&http, &lookup, api, version, &sample[..1], token).await;
+                if r.served == Some(version) {
+                    break;
+                }
+                if pickup.elapsed() > crate::canary::PICKUP {
+                    outcome.examples = r.examples;
+                    return Err(fail(format!(
+                        "its lookup service {lookup} still answers from version {} {} s after the switch: is it in front of this edge?",
+                        r.served.map_or("?".into(), |v| v.to_string()),
+                        crate::canary::PICKUP.as_secs()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let soak = Duration::from_secs(canary.soak_s);
+            let soaking = Instant::now();
+            loop {
+                let r = crate::canary::probe(&http, &lookup, api, version, sample, token).await;
+                outcome.probes += r.probes;
+                outcome.mismatches += r.mismatches;
+                for e in r.examples {
+                    if outcome.examples.len() < 3 {
+                        outcome.examples.push(e);
+                    }
+                }
+                let left = soak.saturating_sub(soaking.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            }
+            let pct = outcome.mismatches as f64 * 100.0 / outcome.probes.max(1) as f64;
+            if pct > canary.max_mismatch_pct {
+                return Err(fail(format!(
+                    "{} of {} probes ({pct:.1} %) differed from the computed output (at most {} % allowed): {}",
+                    outcome.mismatches,
+                    outcome.probes,
+                    canary.max_mismatch_pct,
+                    outcome.examples.join("; ")
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Some((id, _)) = &probe_token
+            && let Err(e) = self.store.revoke_token(id).await
+        {
+            tracing::warn!(api, token = %id, error = %e, "revoking the canary's probe token failed");
+        }
+        if result.is_err() {
+            // Back to what serves everywhere else, with the store's access.
+            if let Err(e) = sink
+                .switch(api, previous, guard.lease.fence, SwitchMode::Explicit)
+                .await
+            {
+                tracing::warn!(edge = %edge, api, error = %e, "switching the canary back failed; convergence brings it back");
+            }
+            match self.store.access(api).await {
+                Ok(access) => {
+                    if let Err(e) = sink.set_access(api, &access).await {
+                        tracing::warn!(edge = %edge, api, error = %e, "re-applying access after the canary failed");
+                    }
+                }
+                Err(e) => tracing::warn!(api, error = %e, "reading access after the canary failed"),
+            }
+        }
+        outcome.soak_ms = ms(started);
+        outcome.note = result.as_ref().err().map(|e| e.source.to_string());
+        report.canary = Some(outcome);
+        result
+    }
+
+    /// A read token of `api` for a canary's probes: (its id, its secret).
+    async fn probe_token(&self, api: &str, version: u64) -> crate::Result<(String, String)> {
+        let secret = crate::auth::generate_token("tca_");
+        let row = crate::store::TokenRow {
+            id: format!("tok_{}", crate::store::new_id()),
+            api: Some(api.to_string()),
+            kind: crate::store::TokenKind::Api,
+            name: format!("canary probe of v{version}"),
+            created_by: "control-plane".into(),
+            created_at: crate::store::now_ms(),
+            revoked_at: None,
+            quota: None,
+        };
+        self.store
+            .create_token(&row, &crate::auth::hash_token(&secret))
+            .await?;
+        Ok((row.id, secret))
     }
 
     /// Lease held, version sealed: the quality gates against the serving version. A failure

@@ -12,6 +12,7 @@
 //! through the [`Stack`] trait, which the `tablecast` binary implements.
 
 pub mod auth;
+pub mod canary;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -1,7 +1,8 @@
 //! API lifecycle in-process, over the directory catalog and real redis-servers: a table change
 //! publishes by itself (once), a latest-partition API follows the newest `dt`, a thin partition
 //! fails the key-count gate until its owner publishes anyway, schedules fire at their instants
-//! (clock injected), and an API past its freshness objective is stale in metrics and views.
+//! (clock injected), an API past its freshness objective is stale in metrics and views, and a
+//! canary promotes when its edge answers right and goes back when it does not.
 
 mod common;
 
@@ -333,6 +334,91 @@ async fn an_api_older_than_its_objective_is_stale_in_metrics_and_views() {
     assert!(
         metrics.contains("tablecast_api_data_age_seconds{api=\"no_objective\"}"),
         "{metrics}"
+    );
+    server.stop().await;
+}
+
+/// A protected API with a canary: day 3 lands, then a publish.
+async fn canary_publish(server: &TestServer, dir: &Path) -> Value {
+    let mut spec = referrals_by_network_of_the_latest_day("canaried");
+    spec["refresh"] = json!({});
+    spec["protected"] = json!(true);
+    spec["canary"] = json!({"soak_s": 1, "sample_keys": 5});
+    server.create_api(spec).await;
+    let first = server.publish_ok("canaried").await;
+    assert!(
+        first["report"]["canary"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("no canary"),
+        "a first publish has nothing to protect: {first}"
+    );
+    write_sales_partition(&dir.join("warehouse"), "shop", "2026-11-03", DAY_3);
+    server.wait_job(&server.publish("canaried").await).await
+}
+
+#[tokio::test]
+async fn a_healthy_canary_promotes_after_its_soak() {
+    let dir = workspace();
+    let server = TestServer::boot(dir.path()).await;
+    let job = canary_publish(&server, dir.path()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let canary = &job["report"]["canary"];
+    assert_eq!(canary["edge"], server.stack.urls[0].as_str(), "{canary}");
+    assert_eq!(
+        canary["lookup"],
+        server.stack.lookups[0].as_str(),
+        "{canary}"
+    );
+    // fb, tw and the null network, probed at least twice over a 1 s soak.
+    assert!(canary["probes"].as_u64().unwrap() >= 6, "{canary}");
+    assert_eq!(canary["mismatches"], 0, "{canary}");
+    assert!(canary["soak_ms"].as_u64().unwrap() >= 1000, "{canary}");
+    assert_eq!(
+        server.stack.serving_all("canaried").await,
+        [Some(2), Some(2)]
+    );
+    // The probe token was revoked; the API's own tokens are untouched (it has none).
+    let (_, tokens) = server.get("/api/apis/canaried/tokens").await;
+    let tokens = tokens.as_array().unwrap();
+    assert!(
+        tokens.iter().all(|t| !t["revoked_at"].is_null()),
+        "{tokens:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_canary_probed_through_the_wrong_lookup_service_goes_back_and_nothing_is_promoted() {
+    let dir = workspace();
+    let stack = TestStack::new().await;
+    stack
+        .mispoint_lookups
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let server = TestServer::start(common::config(dir.path(), &stack), stack).await;
+    let job = canary_publish(&server, dir.path()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["step"], "canary", "{job}");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&server.stack.urls[0]),
+        "names the canary edge: {message}"
+    );
+    assert!(
+        message.contains("still answers from version 1"),
+        "{message}"
+    );
+    // Edge 1 never moved; the canary edge went back.
+    assert_eq!(
+        server.stack.serving_all("canaried").await,
+        [Some(1), Some(1)]
+    );
+    let all = versions(&server, "canaried").await;
+    assert_eq!(committed(&all), 1, "{all:?}");
+    assert!(
+        all.iter()
+            .any(|v| v["version"] == 2 && v["state"] == "discarded"),
+        "{all:?}"
     );
     server.stop().await;
 }

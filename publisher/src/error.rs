@@ -47,6 +47,16 @@ pub enum Error {
         version: u64,
         failed: Vec<String>,
     },
+    /// The canary edge answered other than the computed output; it went back, nothing else moved.
+    #[error(
+        "canary of version {version} of `{api}` on {edge} failed: {message}; the canary edge went back and no other edge switched"
+    )]
+    Canary {
+        api: String,
+        version: u64,
+        edge: String,
+        message: String,
+    },
     #[error("engine {engine}: {message}")]
     Engine {
         engine: String,
@@ -125,6 +135,7 @@ impl Error {
             | Error::SpecInvalid { .. }
             | Error::GuardTripped(_)
             | Error::QualityGate { .. }
+            | Error::Canary { .. }
             | Error::Engine { .. }
             | Error::Encoding { .. }
             | Error::Config(_) => ErrorKind::Invalid,

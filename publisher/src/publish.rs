@@ -24,7 +24,7 @@ use crate::guards::{
     self, GuardLimits, GuardOutcome, Inspection, OUTPUT_BYTES, OUTPUT_KEYS, RowSource,
 };
 use crate::keypath::KeyType;
-use crate::quality::OutputProfile;
+use crate::quality::{EntrySample, OutputProfile};
 use crate::report::{Attempt, EdgeResult, PublishError, PublishReport, Step};
 use crate::sink::{EdgeSink, VersionManifest};
 use crate::snapshot::SnapshotStore;
@@ -68,6 +68,9 @@ pub struct PublishConfig {
     pub lease_wait_ms: u64,
     /// Quality gates every API has unless its spec says otherwise.
     pub gates: crate::quality::GateLimits,
+    /// The lookup service in front of each edge (edge Redis URL → base URL), which canary
+    /// commits probe.
+    pub lookups: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PublishConfig {
@@ -78,6 +81,7 @@ impl Default for PublishConfig {
             lease_ttl_ms: 30_000,
             lease_wait_ms: 120_000,
             gates: Default::default(),
+            lookups: Default::default(),
         }
     }
 }
@@ -247,6 +251,8 @@ pub struct RunStats {
     pub checksum: Checksum,
     pub output_guards: Vec<GuardOutcome>,
     pub profile: OutputProfile,
+    /// Entries kept for a canary's probes (none unless the spec asks for a canary).
+    pub sample: Vec<Entry>,
 }
 
 /// What encoding a run's output measured.
@@ -254,6 +260,14 @@ struct Encoded {
     checksum: Checksum,
     output_guards: Vec<GuardOutcome>,
     profile: OutputProfile,
+    sample: Vec<Entry>,
+}
+
+/// A version sealed on every edge: its manifest, and the entries sampled for a canary.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub manifest: VersionManifest,
+    pub sample: Vec<Entry>,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -373,6 +387,7 @@ impl Publisher {
                     stats.checksum = encoded.checksum;
                     stats.output_guards = encoded.output_guards;
                     stats.profile = encoded.profile;
+                    stats.sample = encoded.sample;
                     return Ok(stats);
                 }
                 Err(e) => {
@@ -431,6 +446,7 @@ impl Publisher {
                 checksum,
                 output_guards,
                 profile,
+                sample,
             } = result?;
             all.push(RunStats {
                 path: Some(path),
@@ -445,6 +461,7 @@ impl Publisher {
                 checksum,
                 output_guards,
                 profile,
+                sample,
             });
         }
         Ok(all)
@@ -481,6 +498,8 @@ impl Publisher {
         let mut batches = run.batches;
         let mut encoder = EntryEncoder::new(&plan.spec).bounded(&plan.limits);
         let mut profile = OutputProfile::new(&plan.spec);
+        let mut sample =
+            EntrySample::new(plan.spec.spec.canary.as_ref().map_or(0, |c| c.sample_keys));
         let key_columns = plan.spec.keys.len();
         let mut checksum = Checksum::default();
         let mut pending: Vec<Entry> = Vec::with_capacity(self.config.push_batch);
@@ -504,6 +523,7 @@ impl Publisher {
                 };
                 for e in &pending[counted..] {
                     checksum.add(&e.key, &e.value);
+                    sample.offer(&e.key, &e.value);
                 }
                 counted = pending.len();
                 if checksum.keys > limits.max_output_keys {
@@ -571,14 +591,16 @@ impl Publisher {
                 checksum,
                 output_guards,
                 profile,
+                sample: sample.into_entries(),
             }),
         )
     }
 
     /// Stages `version` of the plan's API on every edge: begin, run the engine into all of them
     /// (and into the snapshot), seal each (count and checksum), finish the snapshot. Returns the
-    /// sealed version's manifest; on failure the staged version is discarded everywhere. Fills
-    /// the report's engine, push and verify parts as it goes.
+    /// sealed version's manifest (with the canary's sample of entries); on failure the staged
+    /// version is discarded everywhere. Fills the report's engine, push and verify parts as it
+    /// goes.
     pub async fn stage(
         &self,
         plan: &Plan,
@@ -587,7 +609,7 @@ impl Publisher {
         version: u64,
         progress: &ProgressFn,
         report: &mut PublishReport,
-    ) -> std::result::Result<VersionManifest, StepError> {
+    ) -> std::result::Result<Staged, StepError> {
         let staged = self
             .stage_steps(plan, route, edges, version, progress, report)
             .await;
@@ -613,7 +635,7 @@ impl Publisher {
         version: u64,
         progress: &ProgressFn,
         report: &mut PublishReport,
-    ) -> std::result::Result<VersionManifest, StepError> {
+    ) -> std::result::Result<Staged, StepError> {
         let t = Instant::now();
         let staging = plan.manifest(version, plan.path, Checksum::default());
         for edge in edges {
@@ -711,7 +733,10 @@ impl Publisher {
                 .map_err(|e| StepError::new(Step::Snapshot, e))?;
             report.timings_ms.insert("snapshot".into(), ms(t));
         }
-        Ok(manifest)
+        Ok(Staged {
+            manifest,
+            sample: run.sample,
+        })
     }
 }
 

@@ -191,6 +191,91 @@ impl GateOverrides {
     }
 }
 
+/// A canary commit (the `[canary]` section of a spec): the new version serves first on one
+/// edge (the first of the API's edges), whose lookup service is probed with a sample of the
+/// computed entries for `soak_s`; only if at most `max_mismatch_pct` of the probes differ does
+/// every edge switch. Otherwise the canary edge goes back and the version is discarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Canary {
+    pub soak_s: u64,
+    pub sample_keys: usize,
+    pub max_mismatch_pct: f64,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            soak_s: 30,
+            sample_keys: 20,
+            max_mismatch_pct: 0.0,
+        }
+    }
+}
+
+impl Canary {
+    pub fn check(&self) -> Vec<SpecProblem> {
+        let mut problems = Vec::new();
+        if self.sample_keys == 0 || self.sample_keys > 1000 {
+            problems.push(SpecProblem {
+                field: "canary.sample_keys".into(),
+                message: format!("{} must be 1 to 1000", self.sample_keys),
+            });
+        }
+        if self.max_mismatch_pct.is_nan() || !(0.0..=100.0).contains(&self.max_mismatch_pct) {
+            problems.push(SpecProblem {
+                field: "canary.max_mismatch_pct".into(),
+                message: "must be a percentage from 0 to 100".into(),
+            });
+        }
+        if self.soak_s > 86_400 {
+            problems.push(SpecProblem {
+                field: "canary.soak_s".into(),
+                message: "at most a day (86400 s)".into(),
+            });
+        }
+        problems
+    }
+}
+
+/// The entries with the smallest hashes: a sample that is the same for the same output
+/// whatever the engine's batch order, kept while encoding.
+#[derive(Debug, Default)]
+pub struct EntrySample {
+    size: usize,
+    heap: std::collections::BinaryHeap<(u64, Vec<u8>, Vec<u8>)>,
+}
+
+impl EntrySample {
+    pub fn new(size: usize) -> Self {
+        EntrySample {
+            size,
+            heap: Default::default(),
+        }
+    }
+
+    pub fn offer(&mut self, key: &[u8], value: &[u8]) {
+        if self.size == 0 {
+            return;
+        }
+        let h = edge_contract::canonical::entry_hash(key, value);
+        if self.heap.len() < self.size {
+            self.heap.push((h, key.to_vec(), value.to_vec()));
+        } else if self.heap.peek().is_some_and(|top| h < top.0) {
+            self.heap.pop();
+            self.heap.push((h, key.to_vec(), value.to_vec()));
+        }
+    }
+
+    pub fn into_entries(self) -> Vec<crate::canonical::Entry> {
+        let mut v: Vec<_> = self.heap.into_vec();
+        v.sort();
+        v.into_iter()
+            .map(|(_, key, value)| crate::canonical::Entry { key, value })
+            .collect()
+    }
+}
+
 /// One gate's verdict, shown in the report like a guard: measured against its limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateOutcome {

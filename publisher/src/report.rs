@@ -22,6 +22,8 @@ pub enum Step {
     Snapshot,
     /// Quality gates against the serving version, between sealing and committing.
     Gates,
+    /// The new version on one edge first, probed through its lookup service.
+    Canary,
     Commit,
     Gc,
 }
@@ -37,6 +39,7 @@ impl Step {
             Step::Verify => "verify",
             Step::Snapshot => "snapshot",
             Step::Gates => "gates",
+            Step::Canary => "canary",
             Step::Commit => "commit",
             Step::Gc => "gc",
         }
@@ -129,6 +132,25 @@ pub struct PublishReport {
     /// The gates failed and the owner published anyway.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// What the canary edge answered, when the spec asks for a canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryReport>,
+}
+
+/// A canary commit's probes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryReport {
+    pub edge: String,
+    pub lookup: String,
+    pub probes: u64,
+    pub mismatches: u64,
+    pub soak_ms: u64,
+    /// Why it failed, or why it was skipped (a first publish has nothing to protect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The first differing answers, for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
 }
 
 impl PublishReport {
@@ -158,6 +180,7 @@ impl PublishReport {
             profile: None,
             gates: Vec::new(),
             forced: false,
+            canary: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::TableMeta;
 use crate::error::{Error, Result};
 use crate::guards::LimitOverrides;
-use crate::quality::GateOverrides;
+use crate::quality::{Canary, GateOverrides};
 use crate::refresh::Refresh;
 use crate::schema::{TableName, is_identifier, is_scalar_type, normalize_arrow};
 pub use edge_contract::canonical::parse_decimal;
@@ -60,6 +60,9 @@ pub struct ApiSpec {
     /// Quality gates against the serving version, beyond the server's defaults.
     #[serde(default, skip_serializing_if = "GateOverrides::is_empty")]
     pub gates: GateOverrides,
+    /// Commit to one edge first and probe it before every edge switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
 }
 
 /// A value field: a plain column, or an aggregate over a column with an output name.
@@ -439,6 +442,9 @@ pub fn check_syntax(spec: &ApiSpec) -> Vec<SpecProblem> {
         });
     }
     problems.extend(spec.refresh.check());
+    if let Some(c) = &spec.canary {
+        problems.extend(c.check());
+    }
     problems
 }
 

@@ -210,6 +210,9 @@ pub struct TestStack {
     pub pushes: Arc<Mutex<Vec<Push>>>,
     lookup_tasks: Vec<tokio::task::JoinHandle<()>>,
     _redis: Vec<RedisServer>,
+    /// Tells the control plane that each edge's lookup service is the *next* edge's: a canary
+    /// then probes a service that does not serve what it switched. Read when a server starts.
+    pub mispoint_lookups: AtomicBool,
 }
 
 impl Drop for TestStack {
@@ -267,6 +270,7 @@ impl TestStack {
             pushes,
             lookup_tasks,
             _redis: redis,
+            mispoint_lookups: AtomicBool::new(false),
         })
     }
 
@@ -350,6 +354,25 @@ impl Stack for TestStack {
             },
             snapshots: None,
         })
+    }
+
+    /// Edge i's lookup service is `lookups[i]` (canary probes go there).
+    fn publish_config(&self) -> publisher::publish::PublishConfig {
+        let shift = usize::from(self.mispoint_lookups.load(Ordering::SeqCst));
+        publisher::publish::PublishConfig {
+            lookups: self
+                .urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    (
+                        url.clone(),
+                        self.lookups[(i + shift) % self.lookups.len()].clone(),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
     }
 
     async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn EdgeSink>> {
