@@ -49,6 +49,7 @@ export function modelFromSpec(spec, view) {
     protected: Boolean(spec.protected),
     limits: spec.limits || null,
     gates: spec.gates || null,
+    canary: spec.canary || null,
     latest_partitions: spec.latest_partitions ? String(spec.latest_partitions) : '',
     refresh: refreshModel(spec.refresh || {}),
   };
@@ -162,6 +163,7 @@ export function specFromModel(m) {
   const refresh = refreshFromModel(m.refresh, local);
   if (refresh) spec.refresh = refresh;
   if (m.gates && Object.keys(m.gates).length) spec.gates = m.gates;
+  if (m.canary) spec.canary = m.canary;
   return { spec, maps, local };
 }
 

@@ -301,7 +301,8 @@ export async function viewApiForm(ctx, name, query) {
         field('refresh.schedule', 'Schedule (cron)', scheduleInput, 'minute hour day month weekday; a publish that finds the table unchanged makes no version.'),
         field('refresh.timezone', 'Time zone', timezoneInput, 'IANA name, e.g. Europe/Prague.')),
       field('refresh.freshness_objective_h', 'Freshness objective (hours)', objectiveInput, 'Older data than this marks the API stale on its page, in the list and in metrics.'),
-      m.gates ? h('p', { class: 'help' }, `Quality gates kept from the spec: ${JSON.stringify(m.gates)}`) : null),
+      m.gates ? h('p', { class: 'help' }, `Quality gates kept from the spec: ${JSON.stringify(m.gates)}`) : null,
+      m.canary ? h('p', { class: 'help' }, `Canary kept from the spec: ${JSON.stringify(m.canary)}`) : null),
     h('div', { class: 'inline-form' }, saveButton,
       h('a', { class: 'btn btn-quiet', href: editing ? `#/apis/${enc(name)}` : '#/apis' }, 'Cancel')),
     columnsList, outputsList, tablesList);

@@ -18,7 +18,7 @@ const GUARDS = {
   output_bytes: ['Output size', 'bytes'],
 };
 const RUNTIME_GUARDS = new Set(['memory_pool', 'output_keys', 'output_bytes']);
-const STEPS = ['plan', 'guards', 'engine', 'push', 'verify', 'snapshot', 'commit', 'gc'];
+const STEPS = ['plan', 'guards', 'engine', 'push', 'verify', 'snapshot', 'gates', 'canary', 'commit', 'gc'];
 const PATHS = {
   fasttrack: ['Fast track', 'in memory on DataFusion: seconds'],
   fallback: ['Fallback', 'a Spark job: minutes'],
@@ -188,7 +188,9 @@ export function progressView(kind, options) {
 
   function finish(e) {
     const r = e.report || {};
-    if (e.state === 'succeeded') {
+    if (e.state === 'succeeded' && r.unchanged) {
+      setStatus('unchanged', `Unchanged: the source is what version ${r.previous_version} was computed from; nothing published`, 'ok');
+    } else if (e.state === 'succeeded') {
       if (kind === 'publish') {
         setStatus('committed', `Committed version ${r.version} on ${(r.edges || []).length} edge${(r.edges || []).length === 1 ? '' : 's'} in ${fmtMs(r.total_ms)}`, 'committed');
         for (const ed of r.edges || []) fill(edge(ed.edge), pill('committed', 'committed'), ` ${fmtInt(ed.keys)} keys, ${fmtBytes(ed.bytes)}, pushed in ${fmtMs(ed.push_ms)}`);
@@ -209,6 +211,7 @@ export function progressView(kind, options) {
     if (e.report) {
       fill(report, h('details', {}, h('summary', {}, kind === 'publish' ? 'Publish report' : 'Rollback report'),
         kind === 'publish' && r.guards ? guardsTable(r.guards, false, `${kind}-report-guards`) : null,
+        kind === 'publish' && r.gates && r.gates.length ? gatesTable(r.gates, `${kind}-report-gates`) : null,
         h('pre', { class: 'code', id: `${kind}-report-json` }, pretty(e.report))));
     }
     if (jobId && linkJob) route.append(' ', h('a', { href: `#/jobs/${enc(jobId)}`, class: 'small' }, 'job details'));
@@ -222,4 +225,16 @@ export function progressView(kind, options) {
 function relTimeFuture(iso) {
   const s = Math.round((Date.parse(iso) - Date.now()) / 1000);
   return Number.isNaN(s) ? 'later' : s <= 1 ? 'now' : `in ${s} s`;
+}
+
+/** Quality gates, each measured against its limit. */
+function gatesTable(gates, id) {
+  const round = (v) => (Number.isInteger(v) ? fmtInt(v) : v.toFixed(2));
+  return h('table', { class: 'data compact', id },
+    h('thead', {}, h('tr', {}, ['Gate', 'Measured', 'Limit', ''].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, gates.map((g) => h('tr', { dataset: { gate: g.name } },
+      h('td', {}, h('code', {}, g.name), h('span', { class: 'sub' }, g.detail)),
+      h('td', { class: 'num' }, round(g.measured)),
+      h('td', { class: 'num' }, round(g.limit)),
+      h('td', {}, pill(g.passed ? 'passed' : 'failed', g.passed ? 'ok' : 'bad'))))));
 }
