@@ -422,3 +422,41 @@ async fn a_canary_probed_through_the_wrong_lookup_service_goes_back_and_nothing_
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_change_publishes_only_once_its_success_marker_lands() {
+    let dir = workspace();
+    let server = boot_watching(dir.path()).await;
+    let mut spec = referrals_by_network_of_the_latest_day("marked");
+    spec["refresh"]["require_success_marker"] = json!(true);
+    server.create_api(spec).await;
+    server.publish_ok("marked").await;
+    let (status, plan) = server.post("/api/apis/marked/plan", json!({})).await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["latest_partitions"], json!(["2026-11-02"]), "{plan}");
+    assert_eq!(
+        plan["unchanged"], true,
+        "the serving version read the same: {plan}"
+    );
+
+    let warehouse = dir.path().join("warehouse");
+    write_sales_partition(&warehouse, "shop", "2026-11-03", DAY_3);
+    // Settled (1 s) and watched (every 100 ms) well past: no marker, no publish.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(committed(&versions(&server, "marked").await), 1);
+    let (_, plan) = server.post("/api/apis/marked/plan", json!({})).await;
+    assert_eq!(plan["latest_partitions"], json!(["2026-11-03"]), "{plan}");
+    assert_eq!(plan["unchanged"], false, "{plan}");
+
+    std::fs::write(warehouse.join("shop/sales/dt=2026-11-03/_SUCCESS"), b"").unwrap();
+    poll::until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || match server.stack.serving(0, "marked").await {
+            Some(2) => Ok(()),
+            other => Err(format!("serving {other:?}")),
+        },
+    )
+    .await;
+    server.stop().await;
+}

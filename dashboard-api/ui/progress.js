@@ -58,7 +58,10 @@ export function renderPlan(box, plan) {
           : plan.reason === 'all guards within limits' ? 'Every guard is within its limit, so the job runs in memory.' : `${plan.reason}.`))),
     h('p', { class: 'small muted', id: 'plan-facts' },
       `${plan.rows >= HUGE ? 'unknown' : fmtInt(plan.rows)} rows (${plan.rows_source.replace('_', ' ')}) · ${fmtInt(plan.files)} files · ${fmtBytes(plan.bytes)} · `,
-      `${fmtInt(plan.partitions_selected)} of ${fmtInt(plan.partitions_total)} partitions`),
+      `${fmtInt(plan.partitions_selected)} of ${fmtInt(plan.partitions_total)} partitions`,
+      plan.latest_partitions && plan.latest_partitions.length ? ` (the latest: ${plan.latest_partitions.join(', ')})` : '',
+      plan.data_time ? ` · data time ${plan.data_time}` : '',
+      plan.unchanged ? ' · unchanged since the serving version' : ''),
     guardsTable(plan.guards, true, 'guards-table'),
     plan.explain ? h('details', {}, h('summary', {}, 'Engine plan'), h('pre', { class: 'code' }, plan.explain)) : null);
 }

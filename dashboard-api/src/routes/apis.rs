@@ -658,6 +658,17 @@ pub struct PlanView {
     pub bytes: u64,
     pub partitions_selected: usize,
     pub partitions_total: usize,
+    /// The partitions `latest_partitions` chose, newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latest_partitions: Vec<String>,
+    /// The newest data a publish now would hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
+    /// What a publish now would be computed from; equal to the serving version's, a
+    /// triggered publish would find the source unchanged.
+    pub fingerprint: String,
+    /// Whether the serving version was computed from this same source.
+    pub unchanged: bool,
     /// The engine's plan, when it could describe it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<String>,
@@ -694,6 +705,7 @@ pub async fn plan_api(
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
+    let serving = state.store.serving_version(&name).await?;
     Ok(Json(PlanView {
         api: name,
         table: plan.table.name.to_string(),
@@ -705,6 +717,10 @@ pub async fn plan_api(
         bytes: plan.inspection.bytes(),
         partitions_selected: plan.inspection.partitions_selected,
         partitions_total: plan.inspection.partitions_total,
+        unchanged: serving.and_then(|v| v.fingerprint).as_ref() == Some(&plan.fingerprint),
+        latest_partitions: plan.latest_partitions,
+        data_time: plan.data_time,
+        fingerprint: plan.fingerprint,
         guards: plan.guards,
         explain,
     }))
