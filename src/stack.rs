@@ -176,21 +176,8 @@ pub async fn register_api(
             }
         }
         Err(dashboard_api::Error::NotFound { .. }) => {
-            let now = dashboard_api::store::now_ms();
             store
-                .create_api(&ApiRow {
-                    name: spec.name.clone(),
-                    spec: spec.clone(),
-                    catalog,
-                    owner: "cli".into(),
-                    editors: Vec::new(),
-                    ceilings: Default::default(),
-                    protected: spec.protected,
-                    edge_group: group,
-                    revision: 1,
-                    created_at: now,
-                    updated_at: now,
-                })
+                .create_api(&ApiRow::new(spec.clone(), &catalog, "cli", &group))
                 .await?;
         }
         Err(e) => return Err(e.into()),

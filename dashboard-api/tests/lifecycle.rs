@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::*;
-use dashboard_api::store::{ApiRow, now_ms};
+use dashboard_api::store::ApiRow;
 use fixtures::poll;
 use fixtures::sales::write_sales_partition;
 use serde_json::{Value, json};
@@ -237,19 +237,7 @@ async fn a_schedule_fires_at_its_instants_and_nowhere_between() {
     spec.refresh.timezone = Some("Europe/Prague".into());
     state
         .store
-        .create_api(&ApiRow {
-            name: "nightly".into(),
-            spec,
-            catalog: "local".into(),
-            owner: "admin".into(),
-            editors: vec![],
-            ceilings: Default::default(),
-            protected: false,
-            edge_group: "default".into(),
-            revision: 1,
-            created_at: now_ms(),
-            updated_at: now_ms(),
-        })
+        .create_api(&ApiRow::new(spec, "local", "admin", "default"))
         .await
         .unwrap();
     let fire = async |now: &str| {

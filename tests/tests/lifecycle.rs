@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dashboard_api::store::{ApiRow, now_ms};
+use dashboard_api::store::ApiRow;
 use dashboard_api::{NamedCatalog, ServerConfig, Stack};
 use fixtures::metastore::{describe_folder, register};
 use fixtures::poll;
@@ -106,19 +106,7 @@ async fn a_thousand_apis_on_ten_tables_cost_ten_table_descriptions_per_round() {
         spec.table = format!("{}.sales", dbs[i % dbs.len()]);
         state
             .store
-            .create_api(&ApiRow {
-                name: spec.name.clone(),
-                spec: spec.clone(),
-                catalog: "hive".into(),
-                owner: "admin".into(),
-                editors: vec![],
-                ceilings: Default::default(),
-                protected: false,
-                edge_group: "default".into(),
-                revision: 1,
-                created_at: now_ms(),
-                updated_at: now_ms(),
-            })
+            .create_api(&ApiRow::new(spec.clone(), "hive", "admin", "default"))
             .await
             .unwrap();
     }

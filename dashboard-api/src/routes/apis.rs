@@ -20,7 +20,7 @@ use crate::routes::jobs::JobView;
 use crate::routes::tokens::{EdgePush, push_access};
 use crate::routes::{catalogs::open_catalog, json_error, parse_body};
 use crate::store::{
-    ApiRow, ApiUpdate, JobKind, JobParams, JobRow, TriggerRow, VersionRow, now_ms, rfc3339,
+    ApiRow, ApiUpdate, JobKind, JobParams, JobRow, TriggerRow, VersionRow, rfc3339,
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -420,19 +420,10 @@ pub async fn create_api(
         Some(spec) if checked.problems.is_empty() => spec,
         _ => return Err(reject(checked.problems)),
     };
-    let now = now_ms();
     let row = ApiRow {
-        name: spec.name.clone(),
-        protected: spec.protected,
-        spec,
-        catalog: checked.catalog,
-        owner: user.name.clone(),
         editors,
         ceilings: input.ceilings.clone().unwrap_or_default(),
-        edge_group: checked.edge_group,
-        revision: 1,
-        created_at: now,
-        updated_at: now,
+        ..ApiRow::new(spec, &checked.catalog, &user.name, &checked.edge_group)
     };
     state.store.create_api(&row).await?;
     tracing::info!(api = %row.name, "API created");

@@ -21,6 +21,26 @@ pub struct ApiRow {
     pub updated_at: i64,
 }
 
+impl ApiRow {
+    /// A new API (revision 1, now) of `spec`, owned by `owner`, with no editors or grants.
+    pub fn new(spec: ApiSpec, catalog: &str, owner: &str, edge_group: &str) -> ApiRow {
+        let now = now_ms();
+        ApiRow {
+            name: spec.name.clone(),
+            protected: spec.protected,
+            spec,
+            catalog: catalog.to_string(),
+            owner: owner.to_string(),
+            editors: Vec::new(),
+            ceilings: Default::default(),
+            edge_group: edge_group.to_string(),
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A new revision of an API's definition, with who may change it and its ceiling grants.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiUpdate<'a> {
