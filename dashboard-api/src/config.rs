@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Table watching and schedules (`[dashboard.triggers]`).
     pub triggers: crate::triggers::TriggerConfig,
+    /// Scraping the lookup services for the traffic charts (`[dashboard.traffic]`).
+    pub traffic: crate::traffic::TrafficConfig,
 }
 
 pub const DEFAULT_EDGE_GROUP: &str = "default";
@@ -91,6 +93,7 @@ impl Default for ServerConfig {
             limits: Default::default(),
             max_body_bytes: 1 << 20,
             triggers: Default::default(),
+            traffic: Default::default(),
         }
     }
 }

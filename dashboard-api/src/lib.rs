@@ -23,6 +23,7 @@ pub mod preview;
 pub mod routes;
 pub mod runner;
 pub mod store;
+pub mod traffic;
 pub mod triggers;
 
 use std::future::Future;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub(crate) admin_digest: [u8; 32],
     /// The requests-in-flight cap.
     pub(crate) in_flight: http_serve::InFlight,
+    /// What every API's lookups are doing, scraped from the lookup services.
+    pub traffic: Arc<traffic::Traffic>,
 }
 
 impl AppState {
@@ -89,13 +92,23 @@ impl AppState {
         config.check().map_err(Error::Config)?;
         let admin = config.admin_token.clone().unwrap_or_default();
         let store = Store::open(&config.database_url()).await?;
+        let publish_config = stack.publish_config();
+        let traffic = Arc::new(traffic::Traffic::new(
+            config.traffic.clone(),
+            config
+                .lookup_base_urls
+                .values()
+                .chain(publish_config.lookups.values())
+                .cloned()
+                .collect(),
+        ));
         let control = control::ControlPlane::new(
             store.clone(),
             Arc::clone(&stack),
             Arc::new(publisher::snapshot::SnapshotStore::new(
                 config.snapshot_dir(),
             )),
-            stack.publish_config(),
+            publish_config,
         );
         let (signals, _) = broadcast::channel(1024);
         let metrics = Arc::new(Metrics::new());
@@ -107,6 +120,7 @@ impl AppState {
             control,
             metrics,
             in_flight,
+            traffic,
             shutdown: CancellationToken::new(),
             signals,
             wake: Arc::new(Notify::new()),
@@ -160,6 +174,8 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/{name}/publish", post(apis::publish_api))
         .route("/apis/{name}/rollback", post(apis::rollback_api))
         .route("/apis/{name}/versions", get(apis::api_versions))
+        .route("/apis/{name}/traffic", get(apis::api_traffic))
+        .route("/traffic", get(apis::traffic_overview))
         .route("/apis/{name}/try", post(ui::try_lookup))
         .route(
             "/apis/{name}/tokens",
@@ -262,6 +278,7 @@ pub async fn serve_on(
     let runners = runner::start(state.clone()).await;
     let converger = start_convergence(state.clone());
     let triggers = triggers::start(state.clone());
+    let scraper = traffic::start(state.clone());
     tracing::info!(%addr, runners = state.config.runners, "dashboard listening");
     let token = state.shutdown.clone();
     let limits = state.config.limits.clone();
@@ -283,6 +300,7 @@ pub async fn serve_on(
     runners.join().await;
     converger.abort();
     triggers.abort();
+    scraper.abort();
     served.map_err(|e| Error::Io {
         context: "serving HTTP".into(),
         source: e,

@@ -44,6 +44,8 @@ impl Modify for BearerAuth {
         apis::publish_api,
         apis::rollback_api,
         apis::api_versions,
+        apis::api_traffic,
+        apis::traffic_overview,
         ui::try_lookup,
         tokens::create_api_token,
         tokens::list_api_tokens,

@@ -530,3 +530,22 @@ async fn duplicate_keys_and_protocol_misuse_are_refused() {
     let err = error_text(other.seal(&wrong)).await;
     assert!(err.contains("read back"), "{err}");
 }
+
+#[tokio::test]
+async fn a_versions_memory_is_estimated_from_its_buckets() {
+    let redis = RedisServer::start();
+    let edge = edge(&redis).await;
+    publish_composite(&edge, "mem", 1, 5).await;
+    publish_composite(&edge, "big", 1, 20_000).await;
+    let small = edge.manifest("mem", 1).await.unwrap().unwrap();
+    let measured = edge.version_memory("mem", 1, &small, 8).await.unwrap();
+    assert!(measured > 0, "5 entries take memory");
+    let big = edge.manifest("big", 1).await.unwrap().unwrap();
+    let estimated = edge.version_memory("big", 1, &big, 8).await.unwrap();
+    let (used, max) = edge.memory_info().await.unwrap();
+    assert_eq!(max, 0, "a test Redis has no limit");
+    assert!(
+        estimated > measured * 100 && estimated < used,
+        "20 000 entries: {estimated} bytes estimated, {used} used in all"
+    );
+}

@@ -12,6 +12,13 @@ pub mod sink;
 
 pub use sink::{EdgeError, EdgeResult, TokenLimit};
 
+/// Upper bounds (seconds) of the lookup services' latency histogram buckets
+/// (`tablecast_lookup_duration_seconds`), which the dashboard reads back into quantiles.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.065, 0.1, 0.25, 0.5,
+    1.0,
+];
+
 /// API names appear in URLs and cache keys.
 pub fn is_api_name(s: &str) -> bool {
     !s.is_empty()

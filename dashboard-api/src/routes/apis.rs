@@ -914,3 +914,80 @@ pub async fn api_versions(
         history: state.store.versions(&name).await?,
     }))
 }
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct TrafficQuery {
+    /// `1h` (the default, at the scrape interval) or `24h` (coarser points).
+    #[serde(default)]
+    pub window: Option<String>,
+}
+
+/// An API's lookup traffic over the last hour or day, from the lookup services' metrics:
+/// requests/s, p50/p99 latency, 404 share, errors and bytes per interval, and what each lookup
+/// service serves now (version, memory of the edge).
+#[utoipa::path(get, path = "/api/apis/{name}/traffic", tag = "apis", security(("bearer" = [])),
+    params(("name" = String, Path, description = "API name"), TrafficQuery),
+    responses((status = 200, body = crate::traffic::ApiTraffic), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn api_traffic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TrafficQuery>,
+) -> Result<Json<crate::traffic::ApiTraffic>> {
+    let api = state.store.api(&name).await?;
+    let window = q.window.as_deref().unwrap_or("1h");
+    if window != "1h" && window != "24h" {
+        return Err(Error::invalid(
+            "window",
+            format!("{window:?}: expected 1h or 24h"),
+        ));
+    }
+    Ok(Json(state.traffic.api(&api.name, window)))
+}
+
+/// One API's last hour, for ranking.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TrafficRank {
+    pub api: String,
+    pub requests_per_s: f64,
+    /// 5xx answers in percent of requests.
+    pub error_pct: f64,
+    pub not_found_pct: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    pub freshness: Freshness,
+}
+
+/// Every API's last hour, busiest first: requests/s, errors, 404s, p99 and staleness.
+#[utoipa::path(get, path = "/api/traffic", tag = "apis", security(("bearer" = [])),
+    responses((status = 200, body = [TrafficRank])))]
+pub async fn traffic_overview(State(state): State<AppState>) -> Result<Json<Vec<TrafficRank>>> {
+    let freshness = Freshness::of_all(&state.store, chrono::Utc::now()).await?;
+    let mut ranks: Vec<TrafficRank> = freshness
+        .into_iter()
+        .map(|(api, freshness)| {
+            let t = state.traffic.api(&api, "1h");
+            let seconds: f64 = (t.points.len() as f64 * t.step_s).max(1.0);
+            let pct = |n: u64| {
+                if t.requests == 0 {
+                    0.0
+                } else {
+                    n as f64 * 100.0 / t.requests as f64
+                }
+            };
+            TrafficRank {
+                requests_per_s: t.requests as f64 / seconds,
+                error_pct: pct(t.errors),
+                not_found_pct: pct(t.not_found),
+                p99_ms: t.p99_ms,
+                freshness,
+                api,
+            }
+        })
+        .collect();
+    ranks.sort_by(|a, b| {
+        b.requests_per_s
+            .total_cmp(&a.requests_per_s)
+            .then_with(|| a.api.cmp(&b.api))
+    });
+    Ok(Json(ranks))
+}

@@ -256,6 +256,7 @@ impl TestStack {
             let config = edge_cache::LookupConfig {
                 redis_url: r.url(),
                 version_cache_ms: 10,
+                memory_sample_ms: 300,
                 ..Default::default()
             };
             let state = edge_cache::LookupState::new(config).unwrap();

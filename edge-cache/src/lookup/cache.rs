@@ -183,7 +183,54 @@ impl LookupState {
     /// Starts the version refresher.
     pub fn start_background(&self) -> Background {
         let me = self.clone();
-        Background(vec![tokio::spawn(async move { me.refresh_loop().await })])
+        let mut tasks = vec![tokio::spawn(async move { me.refresh_loop().await })];
+        if self.inner.config.memory_sample_ms > 0 {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move { me.memory_loop().await }));
+        }
+        Background(tasks)
+    }
+
+    /// Every `memory_sample_ms`: the Redis memory of each API's serving version (a few sampled
+    /// buckets, scaled) and the server's used and max memory, as gauges. Off the request path.
+    pub(super) async fn memory_loop(self) {
+        let every = Duration::from_millis(self.inner.config.memory_sample_ms.max(100));
+        loop {
+            if let Err(e) = self.sample_memory().await {
+                tracing::debug!(error = %e, "sampling edge memory failed; next round retries");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    pub(super) async fn sample_memory(&self) -> crate::Result<()> {
+        const SAMPLED_BUCKETS: u32 = 8;
+        let edge = &self.inner.edge;
+        let m = &self.inner.metrics;
+        let (used, max) = edge.memory_info().await?;
+        m.redis_memory.with_label_values(&["used"]).set(used as i64);
+        m.redis_memory.with_label_values(&["max"]).set(max as i64);
+        let mut sampled = Vec::new();
+        for api in edge.apis().await? {
+            let Some(version) = edge.serving(&api).await? else {
+                continue;
+            };
+            let Some(manifest) = edge.manifest(&api, version).await? else {
+                continue;
+            };
+            let bytes = edge
+                .version_memory(&api, version, &manifest, SAMPLED_BUCKETS)
+                .await?;
+            sampled.push((api, version.to_string(), bytes));
+        }
+        // Replaced at once (no await between), so a scrape never sees a half-filled set.
+        m.api_memory.reset();
+        for (api, version, bytes) in sampled {
+            m.api_memory
+                .with_label_values(&[api.as_str(), version.as_str()])
+                .set(bytes as i64);
+        }
+        Ok(())
     }
 
     pub(super) async fn refresh_loop(self) {

@@ -23,6 +23,9 @@ pub struct LookupConfig {
     pub anonymous_burst: u32,
     /// Header-read and idle timeouts, connection and in-flight caps (`[lookup.limits]`).
     pub limits: http_serve::HttpLimits,
+    /// How often the Redis memory each API's serving version takes is estimated (sampling a
+    /// few of its buckets with MEMORY USAGE, off the request path); 0: never.
+    pub memory_sample_ms: u64,
 }
 
 impl Default for LookupConfig {
@@ -38,6 +41,7 @@ impl Default for LookupConfig {
             anonymous_per_second: 0,
             anonymous_burst: 0,
             limits: http_serve::HttpLimits::default(),
+            memory_sample_ms: 60_000,
         }
     }
 }

@@ -14,6 +14,15 @@ impl LookupState {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// Counts a successful answer's body.
+    pub(super) fn sent(&self, api: &str, bytes: usize) {
+        self.inner
+            .metrics
+            .response_bytes
+            .with_label_values(&[api])
+            .inc_by(bytes as u64);
+    }
+
     pub(super) fn count(&self, api: &str, hits: u64, misses: u64) {
         let m = &self.inner.metrics;
         if hits > 0 {
@@ -100,6 +109,7 @@ impl LookupState {
             )));
         };
         self.count(api, 1, 0);
+        self.sent(api, value.len());
         Ok(json_response(Body::from(value), r))
     }
 
@@ -140,6 +150,11 @@ impl LookupState {
                 request.keys.len()
             )));
         }
+        self.inner
+            .metrics
+            .batch_keys
+            .with_label_values(&[api])
+            .observe(request.keys.len() as f64);
         let mut view = view;
         let mut rechecked = false;
         let (keys, values) = loop {
@@ -195,6 +210,7 @@ impl LookupState {
         }
         out.extend_from_slice(b"]}");
         self.count(api, hits, misses);
+        self.sent(api, out.len());
         Ok(json_response(Body::from(out), r))
     }
 

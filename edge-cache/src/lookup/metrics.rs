@@ -19,6 +19,14 @@ pub struct Metrics {
     pub refused: IntCounterVec,
     /// Lookups refused by a quota, by API and token id (`anonymous` without a token).
     pub throttled: IntCounterVec,
+    /// Keys per batch request, by API.
+    pub batch_keys: HistogramVec,
+    /// Response body bytes of successful lookups, by API.
+    pub response_bytes: IntCounterVec,
+    /// Estimated Redis memory of each API's serving version (sampled).
+    pub api_memory: IntGaugeVec,
+    /// The edge Redis's `used_memory` and `maxmemory` (0: no limit).
+    pub redis_memory: IntGaugeVec,
 }
 
 impl Metrics {
@@ -37,10 +45,7 @@ impl Metrics {
                 "tablecast_lookup_duration_seconds",
                 "Server time of lookup requests",
             )
-            .buckets(vec![
-                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.065, 0.1,
-                0.25, 0.5, 1.0,
-            ]),
+            .buckets(edge_contract::LATENCY_BUCKETS.to_vec()),
             &["api", "kind"],
         )
         .expect("metric");
@@ -91,8 +96,43 @@ impl Metrics {
             &["api", "token"],
         )
         .expect("metric");
+        let batch_keys = HistogramVec::new(
+            HistogramOpts::new("tablecast_lookup_batch_keys", "Keys per batch request").buckets(
+                vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+            ),
+            &["api"],
+        )
+        .expect("metric");
+        let response_bytes = IntCounterVec::new(
+            Opts::new(
+                "tablecast_lookup_response_bytes_total",
+                "Response body bytes of successful lookups",
+            ),
+            &["api"],
+        )
+        .expect("metric");
+        let api_memory = IntGaugeVec::new(
+            Opts::new(
+                "tablecast_edge_api_memory_bytes",
+                "Estimated Redis memory of the version each API serves (MEMORY USAGE of sampled buckets)",
+            ),
+            &["api", "version"],
+        )
+        .expect("metric");
+        let redis_memory = IntGaugeVec::new(
+            Opts::new(
+                "tablecast_edge_redis_memory_bytes",
+                "The edge Redis's memory: kind used (used_memory) or max (maxmemory, 0: no limit)",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(batch_keys.clone()),
+            Box::new(response_bytes.clone()),
+            Box::new(api_memory.clone()),
+            Box::new(redis_memory.clone()),
             Box::new(refused.clone()),
             Box::new(throttled.clone()),
             Box::new(latency.clone()),
@@ -115,6 +155,10 @@ impl Metrics {
             data_age,
             refused,
             throttled,
+            batch_keys,
+            response_bytes,
+            api_memory,
+            redis_memory,
         }
     }
 
