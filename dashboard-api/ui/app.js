@@ -13,6 +13,7 @@ import { viewApiForm } from './page-api-form.js';
 import { viewApi } from './page-api.js';
 import { viewJob, viewJobs } from './page-jobs.js';
 import { viewTokens } from './page-tokens.js';
+import { viewTraffic } from './page-traffic.js';
 
 let current = null;
 
@@ -75,6 +76,9 @@ async function route() {
       case 'jobs':
         if (parts[1]) await viewJob(ctx, parts[1]);
         else await viewJobs(ctx, query);
+        break;
+      case 'traffic':
+        await viewTraffic(ctx);
         break;
       case 'tokens':
         await viewTokens(ctx);

@@ -17,6 +17,7 @@ import {
 import { describeSpec, filterLabel, specViewer, valueLabel } from './spec.js';
 import { progressView, renderPlan } from './progress.js';
 import { pushResults, secret, tokenTable } from './page-tokens.js';
+import { trafficCard } from './charts.js';
 
 /** The key URL rule (README "Keys in URLs"): ~null, ~empty, ~dots, percent-encoding. */
 function keySegment(value) {
@@ -345,7 +346,8 @@ export async function viewApi(ctx, name) {
     }),
     h('div', { class: 'grid-2' },
       h('div', { class: 'stack' }, overview, freshnessCard, planCard, publishCard),
-      h('div', { class: 'stack' }, tryCard, versionsCard, tokensCard, specCard)));
+      h('div', { class: 'stack' }, tryCard, versionsCard, tokensCard, specCard)),
+    trafficCard(ctx, name));
 
   refreshVersions();
   refreshTokens();

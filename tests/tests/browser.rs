@@ -83,6 +83,8 @@ struct Stack {
     _dir: tempfile::TempDir,
     _edges: Vec<Redis>,
     lookup: ChildProcess,
+    /// The lookup service's base URL.
+    lookup_base: String,
     dashboard: ChildProcess,
     base: String,
 }
@@ -102,14 +104,17 @@ impl Stack {
         let edges = vec![Redis::try_start(&[])?, Redis::try_start(&[])?];
         let lookup_port = free_port();
         let mut command = tablecast_command();
-        command.env("TABLECAST_STATE_DIR", &state).args([
-            "edge",
-            "serve",
-            "--redis",
-            &edges[0].url(),
-            "--listen",
-            &format!("127.0.0.1:{lookup_port}"),
-        ]);
+        command
+            .env("TABLECAST_STATE_DIR", &state)
+            .env("TABLECAST_LOOKUP__MEMORY_SAMPLE_MS", "1000")
+            .args([
+                "edge",
+                "serve",
+                "--redis",
+                &edges[0].url(),
+                "--listen",
+                &format!("127.0.0.1:{lookup_port}"),
+            ]);
         let mut lookup =
             ChildProcess::spawn("lookup service", command, &dir.path().join("lookup.log"))?;
         lookup.wait_for_port(loopback(lookup_port), WAIT)?;
@@ -123,7 +128,8 @@ impl Stack {
                 "state_dir = {state}\n\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n\
                  runners = 2\npreview_rows = 12\n\n[[dashboard.catalogs]]\nname = \"hive\"\n\
                  uri = {uri}\n\n[dashboard.edge_groups]\ndefault = {edges}\n\n\
-                 [dashboard.lookup_base_urls]\ndefault = \"http://127.0.0.1:{lookup_port}\"\n",
+                 [dashboard.lookup_base_urls]\ndefault = \"http://127.0.0.1:{lookup_port}\"\n\n\
+                 [dashboard.traffic]\nscrape_ms = 500\n",
                 state = json!(state.to_str().context("state path")?),
                 uri = json!(metastore.uri()),
                 edges = json!(edge_urls),
@@ -145,6 +151,7 @@ impl Stack {
             _dir: dir,
             _edges: edges,
             lookup,
+            lookup_base: format!("http://127.0.0.1:{lookup_port}"),
             dashboard,
             base: format!("http://127.0.0.1:{port}"),
         })
@@ -265,6 +272,22 @@ impl Browser {
             .context("taking a screenshot");
         self.client.set_window_size(w as u32, h as u32).await?;
         self.save(name, taken?).await
+    }
+
+    /// Saves a screenshot of one element, scrolled into view.
+    async fn shot_element(&mut self, name: &str, css: &str) -> Result<PathBuf> {
+        let element = self.find(css).await?;
+        self.js(
+            "arguments[0].scrollIntoView({block: 'start'})",
+            vec![serde_json::to_value(&element)?],
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let png = element
+            .screenshot()
+            .await
+            .with_context(|| format!("screenshot of {css}"))?;
+        self.save(name, png).await
     }
 
     async fn save(&mut self, name: &str, png: Vec<u8>) -> Result<PathBuf> {
@@ -810,6 +833,68 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
         .await?;
     let picture = b.shot_window("dashboard", 1280, 1180).await?;
     eprintln!("dashboard picture: {}", picture.display());
+
+    // Traffic: lookups of known statuses at the lookup service show up in the API page's charts
+    // (the dashboard scrapes the service every 500 ms here) and in the Traffic overview.
+    let http = reqwest::Client::new();
+    for i in 0..120 {
+        let key = if i % 4 == 0 { "nobody" } else { "facebook" };
+        http.get(format!("{}/v1/{API}/{key}", stack.lookup_base))
+            .send()
+            .await?;
+        if i % 30 == 29 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    }
+    // The page reads the history when it loads: reload until the last round is in.
+    let mut counted = false;
+    for _ in 0..20 {
+        b.client
+            .goto(&format!("{}/#/apis/{API}", stack.base))
+            .await?;
+        b.client.refresh().await?;
+        b.until(
+            "the traffic charts",
+            WAIT,
+            "document.querySelectorAll('#traffic-charts canvas').length === 4",
+        )
+        .await?;
+        // The try-it box's lookups earlier count too: at least these.
+        let summary = b.text("#traffic-summary").await?;
+        let numbers: Vec<u64> = summary
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if numbers.len() >= 2 && numbers[0] >= 120 && numbers[1] >= 30 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ensure!(
+        counted,
+        "the traffic summary never counted the 120 lookups (30 of them 404): {}",
+        b.text("#traffic-summary").await?
+    );
+    b.wait_for(
+        "each lookup service's view",
+        "#traffic-lookups-table .pill.ok",
+    )
+    .await?;
+    let traffic = b.shot_element("traffic", "#traffic-card").await?;
+    eprintln!("traffic picture: {}", traffic.display());
+    b.click("#nav-traffic").await?;
+    b.wait_for(
+        "the traffic overview",
+        &format!("#traffic-table tr[data-api=\"{API}\"]"),
+    )
+    .await?;
+    b.shot("traffic-overview").await?;
+    b.client
+        .goto(&format!("{}/#/apis/{API}", stack.base))
+        .await?;
+    b.wait_for("the serving version", "#serving-version")
+        .await?;
 
     // Publish again, then roll back to version 1 from the versions list.
     b.click("#publish-button").await?;

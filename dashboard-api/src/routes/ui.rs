@@ -51,6 +51,11 @@ static ASSETS: LazyLock<HashMap<&'static str, (Asset, String)>> = LazyLock::new(
     let assets = [
         asset!("index.html", "text/html; charset=utf-8"),
         asset!("app.css", "text/css; charset=utf-8"),
+        // uPlot 1.6.32 (MIT), vendored from npm unchanged: the traffic charts.
+        asset!("uplot.css", "text/css; charset=utf-8"),
+        asset!("uplot.esm.js", JAVASCRIPT),
+        asset!("charts.js", JAVASCRIPT),
+        asset!("page-traffic.js", JAVASCRIPT),
         asset!("favicon.svg", "image/svg+xml"),
         // The page's ES modules: `app.js` is the entry (router and boot), the rest it imports.
         asset!("app.js", JAVASCRIPT),
