@@ -50,12 +50,18 @@ async fn serves_the_page_and_its_assets_with_types_csp_and_etags() {
     referenced.sort();
     assert_eq!(
         referenced,
-        ["/ui/app.css", "/ui/app.js", "/ui/favicon.svg"],
+        [
+            "/ui/app.css",
+            "/ui/app.js",
+            "/ui/favicon.svg",
+            "/ui/uplot.css"
+        ],
         "{html}"
     );
     for (path, kind) in [
         ("/ui/app.js", "text/javascript; charset=utf-8"),
         ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/uplot.css", "text/css; charset=utf-8"),
         ("/ui/favicon.svg", "image/svg+xml"),
     ] {
         let r = server.get_raw(path).await;
