@@ -49,6 +49,30 @@ ensure_apt_packages() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# ensure_promtool — sets and exports TABLECAST_PROMTOOL: `promtool` from PATH, else from Debian's
+# `prometheus` package unpacked into the cache (downloaded, never installed: nothing starts a
+# Prometheus server). tests/tests/deploy.rs checks deploy/ with it.
+ensure_promtool() {
+    local found dir tmp
+    found=$(command -v promtool || true)
+    dir="$TABLECAST_CACHE/prometheus"
+    if [ -z "$found" ]; then
+        found="$dir/usr/bin/promtool"
+        if [ ! -x "$found" ]; then
+            log "fetching promtool (Debian package prometheus, unpacked into $dir)"
+            tmp=$(mktemp -d)
+            if ! (cd "$tmp" && apt-get download prometheus >&2 2>/dev/null); then
+                _as_root apt-get update -qq >&2 || die "apt-get update failed"
+                (cd "$tmp" && apt-get download prometheus >&2) || die "apt-get download prometheus failed"
+            fi
+            dpkg-deb -x "$tmp"/prometheus_*.deb "$dir" || die "unpacking the prometheus package failed"
+            rm -rf "$tmp"
+        fi
+    fi
+    TABLECAST_PROMTOOL=$found
+    export TABLECAST_PROMTOOL
+}
+
 # The folder of the Hive/Spark jars inside the venv's pyspark package.
 pyspark_jars() {
     local jars
