@@ -889,6 +889,13 @@ async fn walk_through(b: &mut Browser, stack: &Stack) -> Result<()> {
         &format!("#traffic-table tr[data-api=\"{API}\"]"),
     )
     .await?;
+    b.click("#rank-staleness").await?;
+    ensure!(
+        b.eval("return document.querySelector('#rank-staleness').getAttribute('aria-pressed')")
+            .await?
+            == json!("true"),
+        "ranking by staleness did not take"
+    );
     b.shot("traffic-overview").await?;
     b.client
         .goto(&format!("{}/#/apis/{API}", stack.base))
