@@ -17,6 +17,9 @@ use std::time::Duration;
 use edge_contract::LATENCY_BUCKETS;
 use serde::{Deserialize, Serialize};
 
+/// The most of a `/metrics` answer read.
+const MAX_METRICS_BYTES: usize = 16 << 20;
+
 /// Latency bucket counts: one per bound, then `+Inf`.
 pub const BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
 
@@ -522,8 +525,18 @@ impl Traffic {
                 if !resp.status().is_success() {
                     return Err(format!("GET {url}: {}", resp.status()));
                 }
-                let text = resp.text().await.map_err(|e| format!("GET {url}: {e}"))?;
-                Ok(Scrape::parse(&text))
+                // A lookup service's text is a few hundred KB at most: a larger answer is not one.
+                let mut resp = resp;
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+                    if body.len() + chunk.len() > MAX_METRICS_BYTES {
+                        return Err(format!(
+                            "GET {url}: over {MAX_METRICS_BYTES} bytes: not a lookup service's metrics"
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Scrape::parse(&String::from_utf8_lossy(&body)))
             }
             .await;
             (base.clone(), got)

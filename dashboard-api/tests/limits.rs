@@ -161,6 +161,8 @@ async fn stub_upstream_the_try_relay_stops_reading_at_its_cap() {
     let dir = workspace();
     let server = TestServer::boot_with(dir.path(), |c| {
         c.lookup_base_urls.insert("default".to_string(), stub_url);
+        // The stub answers one connection: the relay's, not the traffic scraper's.
+        c.traffic.scrape_ms = 0;
     })
     .await;
     server.create_api(top_products_spec("top")).await;
