@@ -242,8 +242,10 @@ async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
     })
     .await;
     let client = reqwest::Client::new();
-    let url = service.url(&key_path("api", &entries[3].key));
-    assert_eq!(status(&client, &url).await, 200);
+    let cached = service.url(&key_path("api", &entries[3].key));
+    assert_eq!(status(&client, &cached).await, 200);
+    // A key not read yet: the near cache cannot answer it.
+    let url = service.url(&key_path("api", &entries[4].key));
 
     redis.kill();
     let t = Instant::now();
@@ -262,6 +264,10 @@ async fn redis_down_gives_503_and_the_service_recovers_by_itself() {
     for _ in 0..5 {
         assert_eq!(status(&client, &url).await, 503);
     }
+    // A key the near cache holds is not answered past the version cache either: nobody can
+    // say which version serves while Redis is down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&client, &cached).await, 503);
 
     redis.restart();
     let t = Instant::now();
@@ -748,4 +754,128 @@ async fn a_token_over_its_quota_gets_429_and_other_tokens_do_not() {
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert!((5..=7).contains(&ok), "anonymous: {statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+/// `tablecast_lookup_near_cache_total{result}` as exported.
+async fn near_count(client: &reqwest::Client, service: &Service, result: &str) -> u64 {
+    let metrics = text(client, &service.url("/metrics")).await;
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "tablecast_lookup_near_cache_total{{result=\"{result}\"}} "
+            ))
+        })
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_answers_repeated_keys_from_memory_and_never_across_versions() {
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let v1 = composite_entries(50, 1);
+    let m1 = composite_manifest("near", 1, &v1);
+    publish(&edge, &m1, &v1).await;
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        version_cache_ms: 20,
+        ..LookupConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let a = service.url(&key_path("near", &v1[3].key));
+    assert_eq!(text(&client, &a).await.as_bytes(), &v1[3].value[..]);
+    assert_eq!(text(&client, &a).await.as_bytes(), &v1[3].value[..]);
+    assert_eq!(
+        (
+            near_count(&client, &service, "hit").await,
+            near_count(&client, &service, "miss").await
+        ),
+        (1, 1)
+    );
+
+    // The second answer came from memory: a value changed behind the lookup's back in Redis
+    // (which a sealed version never sees) is not what it answers.
+    let bucket = edge_cache::layout::bucket(
+        "near",
+        1,
+        edge_cache::layout::bucket_of(
+            &v1[3].key,
+            edge.manifest("near", 1).await.unwrap().unwrap().buckets,
+        ),
+    );
+    let mut conn = redis_client(&redis).await;
+    let _: () = redis::cmd("HSET")
+        .arg(&bucket)
+        .arg(&v1[3].key)
+        .arg("tampered")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(text(&client, &a).await.as_bytes(), &v1[3].value[..]);
+
+    // A missing key is known missing after its first 404.
+    let nobody = service.url("/v1/near/nobody/0");
+    assert_eq!(status(&client, &nobody).await, 404);
+    assert_eq!(status(&client, &nobody).await, 404);
+    assert_eq!(near_count(&client, &service, "hit").await, 3);
+
+    // A batch takes what the cache knows and asks Redis for the rest, in one answer.
+    let batch: serde_json::Value = client
+        .post(service.url("/v1/near/_batch"))
+        .body(format!(
+            r#"{{"keys": [{}, {}]}}"#,
+            String::from_utf8_lossy(&v1[3].key),
+            String::from_utf8_lossy(&v1[4].key)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["results"][0]["value"]["i"], 3);
+    assert_eq!(batch["results"][1]["value"]["i"], 4);
+
+    // A new version: answers move to it within the version cache, never mixing.
+    let v2 = composite_entries(50, 2);
+    publish(&edge, &composite_manifest("near", 2, &v2), &v2).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let resp = client.get(&a).send().await.unwrap();
+        let version = served_version(&resp);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["v"], version, "the value is the served version's");
+        if version == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "version 2 not served within 2 s");
+    }
+
+    // An API deleted and made again starts over at version 1 with other content: the near
+    // cache tells the two version 1s apart by their checksum.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let again = composite_entries(50, 7);
+    let m_again = composite_manifest("near", 1, &again);
+    assert_ne!(m_again.checksum, m1.checksum);
+    publish(&edge, &m_again, &again).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let resp = client.get(&a).send().await.unwrap();
+        if resp.status() == 200 {
+            let body: serde_json::Value = resp.json().await.unwrap();
+            if body["v"] == 7 {
+                break;
+            }
+            assert_ne!(
+                body["v"], 1,
+                "the old version 1's entry served for the new one"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new version 1 not served within 2 s"
+        );
+    }
+    service.stop().await;
 }

@@ -26,6 +26,8 @@ pub struct LookupConfig {
     /// How often the Redis memory each API's serving version takes is estimated (sampling a
     /// few of its buckets with MEMORY USAGE, off the request path); 0: never.
     pub memory_sample_ms: u64,
+    /// The near cache: entries of serving versions kept in this process, in MB (0: off).
+    pub near_cache_mb: u64,
 }
 
 impl Default for LookupConfig {
@@ -42,6 +44,7 @@ impl Default for LookupConfig {
             anonymous_burst: 0,
             limits: http_serve::HttpLimits::default(),
             memory_sample_ms: 60_000,
+            near_cache_mb: 64,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The HTTP handlers: single and batch lookups, health, readiness and metrics.
 
+use super::near::NearKey;
 use super::*;
+use bytes::Bytes;
 
 impl LookupState {
     pub(super) fn observe(&self, api: &str, kind: &str, status: StatusCode, started: Instant) {
@@ -84,19 +86,31 @@ impl LookupState {
             let key = decode_key(segments, view.key_types())
                 .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
             let r = &view.resolved;
+            let near_key = NearKey::new(api, r.version, r.manifest.manifest.checksum.sum, &key);
+            if let Some(known) = self.inner.near.get(&near_key) {
+                break (key, known);
+            }
             let value = self
                 .inner
                 .edge
                 .get(api, r.version, r.manifest.buckets, &key)
                 .await
                 .map_err(|e| self.unavailable(e))?;
-            if value.is_some() || rechecked {
+            if value.is_some() {
+                self.inner.near.insert(near_key, value.clone());
                 break (key, value);
+            }
+            if rechecked {
+                break (key, None);
             }
             rechecked = true;
             match self.recheck_after_miss(api, &view).await? {
                 Some(newer) => view = newer,
-                None => break (key, None),
+                None => {
+                    // Still the serving version, and still present: the key is truly absent.
+                    self.inner.near.insert(near_key, None);
+                    break (key, None);
+                }
             }
         };
         let r = &view.resolved;
@@ -163,12 +177,30 @@ impl LookupState {
                 keys.push(canonical_key(i, key, &view)?);
             }
             let r = &view.resolved;
-            let values = self
-                .inner
-                .edge
-                .get_many(api, r.version, r.manifest.buckets, &keys)
-                .await
-                .map_err(|e| self.unavailable(e))?;
+            let sum = r.manifest.manifest.checksum.sum;
+            let near_key = |k: &[u8]| NearKey::new(api, r.version, sum, k);
+            // Keys the near cache knows are answered from it; the rest in one round trip.
+            let mut known: Vec<Option<Option<Bytes>>> = keys
+                .iter()
+                .map(|k| self.inner.near.get(&near_key(k)))
+                .collect();
+            let missing: Vec<usize> = (0..keys.len()).filter(|&i| known[i].is_none()).collect();
+            if !missing.is_empty() {
+                let asked: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].clone()).collect();
+                let fetched = self
+                    .inner
+                    .edge
+                    .get_many(api, r.version, r.manifest.buckets, &asked)
+                    .await
+                    .map_err(|e| self.unavailable(e))?;
+                for (&i, value) in missing.iter().zip(fetched) {
+                    if value.is_some() {
+                        self.inner.near.insert(near_key(&keys[i]), value.clone());
+                    }
+                    known[i] = Some(value);
+                }
+            }
+            let values: Vec<Option<Bytes>> = known.into_iter().map(Option::flatten).collect();
             if rechecked || values.iter().all(Option::is_some) {
                 break (keys, values);
             }
@@ -178,7 +210,14 @@ impl LookupState {
                     self.authorize(api, &newer, headers)?;
                     view = newer;
                 }
-                None => break (keys, values),
+                None => {
+                    for (k, v) in keys.iter().zip(&values) {
+                        if v.is_none() {
+                            self.inner.near.insert(near_key(k), None);
+                        }
+                    }
+                    break (keys, values);
+                }
             }
         };
         let r = &view.resolved;

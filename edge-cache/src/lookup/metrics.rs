@@ -27,6 +27,8 @@ pub struct Metrics {
     pub api_memory: IntGaugeVec,
     /// The edge Redis's `used_memory` and `maxmemory` (0: no limit).
     pub redis_memory: IntGaugeVec,
+    /// Near cache answers by result (hit, miss) and entries evicted for room.
+    pub near_cache: IntCounterVec,
 }
 
 impl Metrics {
@@ -127,8 +129,17 @@ impl Metrics {
             &["kind"],
         )
         .expect("metric");
+        let near_cache = IntCounterVec::new(
+            Opts::new(
+                "tablecast_lookup_near_cache_total",
+                "Near cache lookups by result: hit, miss, and evicted entries",
+            ),
+            &["result"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(near_cache.clone()),
             Box::new(batch_keys.clone()),
             Box::new(response_bytes.clone()),
             Box::new(api_memory.clone()),
@@ -159,6 +170,7 @@ impl Metrics {
             response_bytes,
             api_memory,
             redis_memory,
+            near_cache,
         }
     }
 

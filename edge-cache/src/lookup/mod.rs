@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 mod handlers;
 pub mod metrics;
+mod near;
 mod quota;
 
 use std::collections::{HashMap, HashSet};
@@ -87,6 +88,7 @@ struct Inner {
     started: Instant,
     in_flight: http_serve::InFlight,
     quotas: quota::Quotas,
+    near: near::NearCache,
 }
 
 /// The lookup service's shared state; cheap to clone.
@@ -124,6 +126,7 @@ impl LookupState {
     pub fn with_edge(edge: Arc<RedisEdge>, config: LookupConfig) -> LookupState {
         let metrics = Metrics::new();
         let in_flight = http_serve::InFlight::new(&config.limits, metrics.refusal());
+        let near = near::NearCache::new(config.near_cache_mb, metrics.near_cache.clone());
         LookupState {
             inner: Arc::new(Inner {
                 edge,
@@ -135,6 +138,7 @@ impl LookupState {
                 started: Instant::now(),
                 in_flight,
                 quotas: quota::Quotas::default(),
+                near,
             }),
         }
     }
