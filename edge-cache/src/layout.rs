@@ -24,7 +24,9 @@
 //! `begin` and stored in the manifest), so a lookup reads exactly one Redis key.
 //!
 //! Global: `tc:apis`, a set of the API names this Redis has ever committed (for readiness and
-//! listing; tiny).
+//! listing; tiny); and the pub/sub channel `tc:changes`, on which the commit, access and retire
+//! scripts publish the name of a key of the API they changed (`tc:{api}:…`), so that lookup
+//! services refresh it at once instead of at their next version check.
 
 use edge_contract::sink::VersionManifest;
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,15 @@ pub const MIN_BUCKETS: u32 = 16;
 pub const MAX_BUCKETS: u32 = 65536;
 
 pub const APIS: &str = "tc:apis";
+/// The pub/sub channel of API changes (see the module docs).
+pub const CHANGES: &str = "tc:changes";
+
+/// The API a per-API key belongs to: `tc:{api}:…` → `api`.
+pub fn api_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("tc:{")?;
+    let end = rest.find('}')?;
+    rest[..end].split(':').next().filter(|a| !a.is_empty())
+}
 
 pub fn current(api: &str) -> String {
     format!("tc:{{{api}}}:current")

@@ -879,3 +879,54 @@ async fn the_near_cache_answers_repeated_keys_from_memory_and_never_across_versi
     }
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lookup_service_serves_a_new_version_right_after_its_commit() {
+    let redis = RedisServer::start();
+    let edge = Arc::new(RedisEdge::connect(&redis.url()).await.unwrap());
+    let v1 = composite_entries(20, 1);
+    publish(&edge, &composite_manifest("pushed", 1, &v1), &v1).await;
+    // Version checks every 2 s (the most allowed): only the change message can be quicker.
+    let config = LookupConfig {
+        redis_url: redis.url(),
+        version_cache_ms: 2000,
+        ..LookupConfig::default()
+    };
+    let services = [
+        Service::start(config.clone()).await,
+        Service::start(config).await,
+    ];
+    let client = reqwest::Client::new();
+    let path = key_path("pushed", &v1[1].key);
+    for s in &services {
+        assert_eq!(status(&client, &s.url(&path)).await, 200);
+    }
+    // The listeners subscribe when the services start; give them a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut slowest = Duration::ZERO;
+    for version in 2..=4 {
+        let entries = composite_entries(20, version);
+        let m = composite_manifest("pushed", version, &entries);
+        stage(&edge, &m, &entries).await;
+        let committed = Instant::now();
+        edge.commit("pushed", version).await.unwrap();
+        for s in &services {
+            loop {
+                let resp = client.get(s.url(&path)).send().await.unwrap();
+                if served_version(&resp) == version {
+                    break;
+                }
+                assert!(
+                    committed.elapsed() < Duration::from_millis(300),
+                    "version {version} not served 300 ms after its commit"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        slowest = slowest.max(committed.elapsed());
+    }
+    eprintln!("commit → served on both lookup services: at most {slowest:?}");
+    for s in services {
+        s.stop().await;
+    }
+}

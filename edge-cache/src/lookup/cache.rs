@@ -184,11 +184,50 @@ impl LookupState {
     pub fn start_background(&self) -> Background {
         let me = self.clone();
         let mut tasks = vec![tokio::spawn(async move { me.refresh_loop().await })];
+        if self.inner.config.redis_url.starts_with("redis://") {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move { me.change_listener().await }));
+        }
         if self.inner.config.memory_sample_ms > 0 {
             let me = self.clone();
             tasks.push(tokio::spawn(async move { me.memory_loop().await }));
         }
         Background(tasks)
+    }
+
+    /// Listens on `tc:changes` and refreshes an API this process serves as soon as a script
+    /// says it changed: a new version is served within a round trip of its commit, not at the
+    /// next version check (which stays, as the fallback for a lost subscription). A cluster
+    /// URL has no listener: its checks alone bound the delay.
+    pub(super) async fn change_listener(self) {
+        use futures::StreamExt;
+        loop {
+            let subscribed = async {
+                let client = redis::Client::open(self.inner.config.redis_url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(crate::layout::CHANGES).await?;
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let Ok(key) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    let Some(api) = crate::layout::api_of(&key) else {
+                        continue;
+                    };
+                    if self.cached(api).is_some()
+                        && let Err(e) = self.refresh(api).await
+                    {
+                        tracing::debug!(api, error = %e, "refreshing after a change failed");
+                    }
+                }
+                Ok::<(), redis::RedisError>(())
+            }
+            .await;
+            if let Err(e) = subscribed {
+                tracing::debug!(error = %e, "listening for API changes failed; resubscribing");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Every `memory_sample_ms`: the Redis memory of each API's serving version (a few sampled

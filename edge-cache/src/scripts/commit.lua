@@ -36,4 +36,6 @@ if prev then redis.call('ZADD', KEYS[4], now, prev) end
 if redis.call('EXISTS', KEYS[7]) == 0 then
   redis.call('HSET', KEYS[7], 'protected', '0', 'revision', '0')
 end
+-- Lookup services listening learn the switch now rather than at their next version check.
+redis.call('PUBLISH', 'tc:changes', KEYS[1])
 return {'ok', prev or ''}

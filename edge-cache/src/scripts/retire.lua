@@ -8,4 +8,5 @@ for _, set in ipairs({KEYS[2], KEYS[3], KEYS[4]}) do
 end
 redis.call('DEL', KEYS[1], KEYS[5])
 redis.call('HSET', KEYS[6], 'deleted', '1')
+redis.call('PUBLISH', 'tc:changes', KEYS[1])
 return {'ok', listed}

@@ -12,4 +12,5 @@ for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[2], 'protected', ARGV[2], 'revision', ARGV[1])
 -- A newer set than the delete's is a re-created API: it is no longer gone.
 redis.call('HDEL', KEYS[2], 'deleted')
+redis.call('PUBLISH', 'tc:changes', KEYS[1])
 return {'ok', 'applied'}
