@@ -81,7 +81,7 @@ impl Store {
     /// Creates an API. Refused while a deleted API of the same name is still being retired
     /// from its edges: the new one must not start where the old one's keys still live.
     pub async fn create_api(&self, api: &ApiRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let retiring = sqlx::query("SELECT edges FROM api_state WHERE api = $1 AND retiring")
             .bind(&api.name)
             .fetch_optional(&mut *tx)
@@ -153,7 +153,7 @@ impl Store {
             ceilings,
         } = *update;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "UPDATE apis SET spec = $1, catalog = $2, protected = $3, edge_group = $4, editors = $5, \
                  ceilings = $6, revision = revision + 1, updated_at = $7 \
@@ -222,7 +222,7 @@ impl Store {
     /// while one of its jobs runs.
     pub async fn delete_api(&self, name: &str) -> Result<Vec<String>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let deleted = sqlx::query("DELETE FROM apis WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

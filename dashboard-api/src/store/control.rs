@@ -233,7 +233,7 @@ impl Store {
     /// the live tokens' hashes. An API deleted from the dashboard (state, no definition) is
     /// locked: protected, with no tokens.
     pub async fn access(&self, api: &str) -> Result<Access> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let revision: Option<i64> =
             sqlx::query("SELECT access_revision FROM api_state WHERE api = $1")
                 .bind(api)
@@ -282,7 +282,7 @@ impl Store {
     /// Protects the API (or makes it public) without a new definition revision.
     pub async fn set_protected(&self, api: &str, protected: bool) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query("UPDATE apis SET protected = $1, updated_at = $2 WHERE name = $3")
             .bind(protected)
             .bind(now)
@@ -301,7 +301,7 @@ impl Store {
     /// someone else holds an unexpired one. Every acquisition gets a new, higher fence.
     pub async fn try_lease(&self, api: &str, holder: &str, ttl_ms: i64) -> Result<Option<Lease>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         ensure_state(&mut tx, api, now).await?;
         let row = sqlx::query(
             "UPDATE api_state SET lease_holder = $1, lease_expires_at = $2, fence = fence + 1, updated_at = $3 \
@@ -365,7 +365,7 @@ impl Store {
         job: Option<&str>,
     ) -> Result<u64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "UPDATE api_state SET next_version = (CASE WHEN next_version > $1 THEN next_version ELSE $1 END) + 1, updated_at = $2 \
              WHERE api = $3 AND lease_holder = $4 AND fence = $5 AND lease_expires_at >= $2 \
@@ -498,7 +498,7 @@ impl Store {
     /// Every edge serves `target`: the convergence is over and the version is committed.
     pub async fn converged(&self, lease: &Lease, target: u64) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE api_state SET converging = FALSE, updated_at = $1 \
              WHERE api = $2 AND serving = $3 AND fence = $4",

@@ -99,6 +99,13 @@ impl Store {
     }
 
     /// Whether the database answers (health checks); the pool itself stays inside the store.
+    /// A transaction holding the write lock from its start (`BEGIN IMMEDIATE`). A deferred one
+    /// takes its snapshot at its first statement and fails with SQLITE_BUSY, which no busy
+    /// timeout waits out, when another connection commits before it gets to write.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

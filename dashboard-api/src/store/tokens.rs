@@ -73,7 +73,7 @@ impl Store {
 
     /// Stores a token (its hash); an API token changes who may read the API.
     pub async fn create_token(&self, token: &TokenRow, hash: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO tokens (id, api, kind, name, hash, created_by, created_at, rate_per_second, burst) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -130,7 +130,7 @@ impl Store {
         created_at: i64,
         revoked_at: Option<i64>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let inserted = sqlx::query(
             "INSERT INTO tokens (id, api, kind, name, hash, created_by, created_at, revoked_at)              VALUES ($1, $2, 'api', 'cli', $3, 'cli', $4, $5) ON CONFLICT DO NOTHING",
         )
@@ -152,7 +152,7 @@ impl Store {
     /// read the API.
     pub async fn revoke_token(&self, id: &str) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let revoked = sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING api, kind",
         )
