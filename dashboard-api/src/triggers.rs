@@ -14,9 +14,9 @@
 //! A firing queues an ordinary publish job (author `trigger:…`) that asks the control plane to
 //! stop as `unchanged` when the source fingerprint equals the serving version's, so a
 //! signature that moved without the data moving (statistics, DDL time) costs one plan and
-//! makes no version. No firing is queued while the API has a publish queued or running: that
-//! job reads the table as it is when it runs. Every function takes `now`, so tests drive the
-//! clock.
+//! makes no version. No firing is queued while the API has a publish queued: that job reads
+//! the table as it is when it starts (a running one may have read it before the change, so it
+//! does not count). Every function takes `now`, so tests drive the clock.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +82,10 @@ pub async fn watch_tables(state: &AppState, now: DateTime<Utc>) -> Result<WatchR
         }
     }
     let mut round = WatchRound::default();
+    if by_table.is_empty() {
+        return Ok(round);
+    }
+    let mut states = TriggerStates::load(state).await?;
     for ((catalog, table), apis) in by_table {
         let meta = match describe(state, &catalog, &table).await {
             Ok(meta) => meta,
@@ -98,7 +102,7 @@ pub async fn watch_tables(state: &AppState, now: DateTime<Utc>) -> Result<WatchR
             .observe_table(&catalog, &table, &signature, now.timestamp_millis())
             .await?;
         for api in &apis {
-            let mut t = trigger_state(state, &api.name).await?;
+            let mut t = states.take(&api.name);
             if t.seen_signature.as_deref() == Some(signature.as_str()) {
                 continue;
             }
@@ -133,13 +137,15 @@ pub async fn watch_tables(state: &AppState, now: DateTime<Utc>) -> Result<WatchR
 /// Fires every API whose schedule is due, and (re)computes next firings.
 pub async fn fire_schedules(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Firing>> {
     let mut fired = Vec::new();
+    // One read of every trigger state per tick, not one per API.
+    let mut states = TriggerStates::load(state).await?;
     for api in state.store.apis().await? {
         let refresh = &api.spec.refresh;
         let key = refresh
             .schedule
             .as_ref()
             .map(|s| format!("{s}@{}", refresh.timezone.as_deref().unwrap_or("UTC")));
-        let mut t = trigger_state(state, &api.name).await?;
+        let mut t = states.take(&api.name);
         if key.is_none() {
             if t.schedule.is_some() {
                 t.schedule = None;
@@ -210,15 +216,29 @@ async fn fire(
     })
 }
 
-async fn trigger_state(state: &AppState, api: &str) -> Result<TriggerRow> {
-    Ok(state
-        .store
-        .trigger_state(api)
-        .await?
-        .unwrap_or_else(|| TriggerRow {
+/// Every API's trigger state, read at once.
+struct TriggerStates(std::collections::HashMap<String, TriggerRow>);
+
+impl TriggerStates {
+    async fn load(state: &AppState) -> Result<TriggerStates> {
+        Ok(TriggerStates(
+            state
+                .store
+                .trigger_states()
+                .await?
+                .into_iter()
+                .map(|t| (t.api.clone(), t))
+                .collect(),
+        ))
+    }
+
+    /// An API's state (a fresh one if it has none yet).
+    fn take(&mut self, api: &str) -> TriggerRow {
+        self.0.remove(api).unwrap_or_else(|| TriggerRow {
             api: api.to_string(),
             ..Default::default()
-        }))
+        })
+    }
 }
 
 async fn describe(state: &AppState, catalog: &str, table: &str) -> Result<TableMeta> {

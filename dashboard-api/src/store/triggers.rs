@@ -104,11 +104,11 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the API has a publish queued or running (a firing then adds nothing: that job
-    /// reads the table as it is when it runs).
+    /// Whether the API has a publish queued (a firing then adds nothing: that job reads the
+    /// table as it is when it starts; a running one may have read it before the change).
     pub async fn publish_pending(&self, api: &str) -> Result<bool> {
         let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE api = $1 AND kind = 'publish' AND state IN ('queued', 'running')) AS pending",
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE api = $1 AND kind = 'publish' AND state = 'queued') AS pending",
         )
         .bind(api)
         .fetch_one(&self.pool)
