@@ -58,6 +58,8 @@ pub struct Point {
     pub not_found: u32,
     /// 5xx answers (Redis down, timeouts, overload).
     pub errors: u32,
+    /// Keys the lookup services' near caches answered.
+    pub near_hits: u32,
     pub bytes: u64,
     pub latency: [u32; BUCKETS],
 }
@@ -69,6 +71,7 @@ impl Point {
         self.requests += other.requests;
         self.not_found += other.not_found;
         self.errors += other.errors;
+        self.near_hits += other.near_hits;
         self.bytes += other.bytes;
         for (a, b) in self.latency.iter_mut().zip(other.latency) {
             *a += b;
@@ -107,6 +110,7 @@ pub struct Counters {
     pub requests: u64,
     pub not_found: u64,
     pub errors: u64,
+    pub near_hits: u64,
     pub bytes: u64,
     pub latency: [u64; BUCKETS],
 }
@@ -173,6 +177,9 @@ impl Scrape {
                     };
                     present.entry(api.clone()).or_default()[i] = true;
                     s.apis.entry(api).or_default().latency[i] += value as u64;
+                }
+                "tablecast_lookup_near_hits_total" => {
+                    s.apis.entry(api).or_default().near_hits += value as u64;
                 }
                 "tablecast_lookup_response_bytes_total" => {
                     s.apis.entry(api).or_default().bytes += value as u64;
@@ -309,6 +316,8 @@ pub struct ChartPoint {
     /// Share of answers that were 404, in percent.
     pub not_found_pct: f64,
     pub errors_per_s: f64,
+    /// Keys per second the near caches answered (a batch counts each key).
+    pub near_hits_per_s: f64,
     pub bytes_per_s: f64,
 }
 
@@ -326,6 +335,7 @@ impl ChartPoint {
                 f64::from(p.not_found) * 100.0 / f64::from(p.requests)
             },
             errors_per_s: f64::from(p.errors) / s,
+            near_hits_per_s: f64::from(p.near_hits) / s,
             bytes_per_s: p.bytes as f64 / s,
         }
     }
@@ -343,6 +353,8 @@ pub struct ApiTraffic {
     pub requests: u64,
     pub not_found: u64,
     pub errors: u64,
+    /// Keys the near caches answered.
+    pub near_hits: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
     /// Each lookup service's view of the API now.
@@ -405,6 +417,7 @@ impl Traffic {
                         point.requests += d(c.requests, b.requests) as u32;
                         point.not_found += d(c.not_found, b.not_found) as u32;
                         point.errors += d(c.errors, b.errors) as u32;
+                        point.near_hits += d(c.near_hits, b.near_hits) as u32;
                         point.bytes += d(c.bytes, b.bytes);
                         for i in 0..BUCKETS {
                             point.latency[i] += d(c.latency[i], b.latency[i]) as u32;
@@ -469,6 +482,7 @@ impl Traffic {
             requests: u64::from(sum.requests),
             not_found: u64::from(sum.not_found),
             errors: u64::from(sum.errors),
+            near_hits: u64::from(sum.near_hits),
             p99_ms: sum.quantile_ms(0.99),
             lookups: st
                 .now

@@ -68,6 +68,9 @@ async fn lookups_of_known_counts_show_up_exactly_in_the_api_traffic() {
     .await;
     assert_eq!(traffic["not_found"], 10, "{traffic}");
     assert_eq!(traffic["errors"], 0, "{traffic}");
+    // The near caches answered every repeat of a key: 29 of the 30 `fb`, 4 of the 5 `tw`
+    // (each distinct 404 key was asked once).
+    assert_eq!(traffic["near_hits"], 33, "{traffic}");
     assert_eq!(traffic["window"], "1h");
     let points = traffic["points"].as_array().unwrap();
     let per_point: f64 = points

@@ -56,7 +56,7 @@ export function trafficCard(ctx, name) {
     await attempt(ctx, summary, async () => {
       const t = await get(`/api/apis/${enc(name)}/traffic?window=${windowName}`, { signal: ctx.signal });
       fill(summary, t.points.length
-        ? `${t.requests} requests, ${t.not_found} not found, ${t.errors} errors${t.p99_ms !== undefined ? `, p99 ${t.p99_ms.toFixed(2)} ms` : ''} over ${t.points.length} × ${t.step_s} s`
+        ? `${t.requests} requests, ${t.not_found} not found, ${t.errors} errors${t.p99_ms !== undefined ? `, p99 ${t.p99_ms.toFixed(2)} ms` : ''}, ${t.near_hits} keys from the near cache, over ${t.points.length} × ${t.step_s} s`
         : 'No traffic collected yet: the dashboard scrapes the lookup services configured for the edges ([dashboard.traffic] scrape_ms).');
       // Laid out first, so that each chart takes its own cell's width.
       const cells = CHARTS.map((c) => h('div', { class: 'chart', id: `chart-${c.id}` }));

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub redis_memory: IntGaugeVec,
     /// Near cache answers by result (hit, miss) and entries evicted for room.
     pub near_cache: IntCounterVec,
+    /// Keys answered from the near cache, by API.
+    pub near_hits: IntCounterVec,
 }
 
 impl Metrics {
@@ -137,9 +139,18 @@ impl Metrics {
             &["result"],
         )
         .expect("metric");
+        let near_hits = IntCounterVec::new(
+            Opts::new(
+                "tablecast_lookup_near_hits_total",
+                "Keys answered from the near cache, by API",
+            ),
+            &["api"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(near_cache.clone()),
+            Box::new(near_hits.clone()),
             Box::new(batch_keys.clone()),
             Box::new(response_bytes.clone()),
             Box::new(api_memory.clone()),
@@ -171,6 +182,7 @@ impl Metrics {
             api_memory,
             redis_memory,
             near_cache,
+            near_hits,
         }
     }
 

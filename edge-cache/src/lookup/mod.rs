@@ -126,7 +126,11 @@ impl LookupState {
     pub fn with_edge(edge: Arc<RedisEdge>, config: LookupConfig) -> LookupState {
         let metrics = Metrics::new();
         let in_flight = http_serve::InFlight::new(&config.limits, metrics.refusal());
-        let near = near::NearCache::new(config.near_cache_mb, metrics.near_cache.clone());
+        let near = near::NearCache::new(
+            config.near_cache_mb,
+            metrics.near_cache.clone(),
+            metrics.near_hits.clone(),
+        );
         LookupState {
             inner: Arc::new(Inner {
                 edge,

@@ -34,12 +34,14 @@ pub struct NearCache {
     cache: Option<Cache<NearKey, Option<Bytes>>>,
     /// `tablecast_lookup_near_cache_total{result=hit|miss|evicted}`.
     counts: IntCounterVec,
+    /// `tablecast_lookup_near_hits_total{api}`.
+    hits_by_api: IntCounterVec,
 }
 
 impl NearCache {
     /// A cache of at most `max_mb` MB of entries (keys, values and a fixed overhead each);
     /// 0 turns it off.
-    pub fn new(max_mb: u64, counts: IntCounterVec) -> NearCache {
+    pub fn new(max_mb: u64, counts: IntCounterVec, hits_by_api: IntCounterVec) -> NearCache {
         let cache = (max_mb > 0).then(|| {
             let evicted = counts.with_label_values(&["evicted"]);
             Cache::builder()
@@ -55,13 +57,20 @@ impl NearCache {
                 })
                 .build()
         });
-        NearCache { cache, counts }
+        NearCache {
+            cache,
+            counts,
+            hits_by_api,
+        }
     }
 
     /// The cached answer: `Some(Some(value))`, `Some(None)` (known absent) or `None` (ask Redis).
     pub fn get(&self, key: &NearKey) -> Option<Option<Bytes>> {
         let cache = self.cache.as_ref()?;
         let found = cache.get(key);
+        if found.is_some() {
+            self.hits_by_api.with_label_values(&[&*key.api]).inc();
+        }
         self.counts
             .with_label_values(&[if found.is_some() { "hit" } else { "miss" }])
             .inc();
