@@ -81,19 +81,21 @@ impl AppStack {
 #[async_trait::async_trait]
 impl dashboard_api::Stack for AppStack {
     async fn publisher(&self, catalog_uri: &str) -> publisher::Result<Publisher> {
-        let catalog = {
-            let mut catalogs = self.catalogs.lock().await;
-            match catalogs.get(catalog_uri) {
-                Some(c) => Arc::clone(c),
-                None => {
-                    let opened =
-                        publisher::catalog::open(catalog_uri, &self.config.catalog).await?;
-                    catalogs.insert(catalog_uri.to_string(), Arc::clone(&opened));
-                    opened
-                }
-            }
-        };
+        let catalog = self.catalog(catalog_uri).await?;
         Ok(publisher_over(&self.config, catalog))
+    }
+
+    async fn catalog(
+        &self,
+        catalog_uri: &str,
+    ) -> publisher::Result<Arc<dyn publisher::catalog::Catalog>> {
+        let mut catalogs = self.catalogs.lock().await;
+        if let Some(c) = catalogs.get(catalog_uri) {
+            return Ok(Arc::clone(c));
+        }
+        let opened = publisher::catalog::open(catalog_uri, &self.config.catalog).await?;
+        catalogs.insert(catalog_uri.to_string(), Arc::clone(&opened));
+        Ok(opened)
     }
 
     async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn publisher::sink::EdgeSink>> {

@@ -51,6 +51,14 @@ pub trait Stack: Send + Sync + 'static {
         &self,
         catalog_uri: &str,
     ) -> publisher::Result<publisher::publish::Publisher>;
+    /// The catalog alone, for callers that read metadata only (browsing, the table watcher);
+    /// a stack that keeps catalogs open overrides this to skip building a publisher.
+    async fn catalog(
+        &self,
+        catalog_uri: &str,
+    ) -> publisher::Result<Arc<dyn publisher::catalog::Catalog>> {
+        Ok(self.publisher(catalog_uri).await?.catalog)
+    }
     /// An edge sink for a Redis URL.
     async fn edge(&self, url: &str) -> publisher::Result<Arc<dyn publisher::sink::EdgeSink>>;
     /// Lease and version settings of publishes, which rollbacks follow too.

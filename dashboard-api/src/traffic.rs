@@ -223,40 +223,24 @@ fn sample(line: &str) -> Option<Sample<'_>> {
     let Some((name, rest)) = head.split_once('{') else {
         return Some((head, Vec::new(), value));
     };
-    let body = rest.strip_suffix('}')?;
+    let mut body = rest.strip_suffix('}')?;
     let mut labels = Vec::new();
-    let mut chars = body.char_indices().peekable();
-    while let Some((start, _)) = chars.peek().copied() {
-        let eq = body[start..].find('=')? + start;
-        let key = body[start..eq].trim_start_matches(',').trim();
+    while !body.is_empty() {
+        let (key, quoted) = body.split_once("=\"")?;
         let mut value = String::new();
-        let mut it = body[eq + 1..].char_indices();
-        if it.next().map(|(_, c)| c) != Some('"') {
-            return None;
-        }
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in it {
-            match (escaped, c) {
-                (true, 'n') => value.push('\n'),
-                (true, c) => value.push(c),
-                (false, '\\') => {
-                    escaped = true;
-                    continue;
-                }
-                (false, '"') => {
-                    end = Some(eq + 1 + i);
-                    break;
-                }
-                (false, c) => value.push(c),
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
             }
-            escaped = false;
-        }
-        let end = end?;
-        labels.push((key, value));
-        while chars.peek().is_some_and(|(i, _)| *i <= end) {
-            chars.next();
-        }
+        };
+        labels.push((key.trim(), value));
+        body = quoted[end + 1..].trim_start_matches(',');
     }
     Some((name, labels, value))
 }
@@ -268,6 +252,26 @@ struct Series {
     coarse: VecDeque<Point>,
     pending: Point,
     pending_n: usize,
+}
+
+impl Series {
+    /// The points of `1h` (fine) or `24h` (coarse).
+    fn window(&self, window: &str) -> &VecDeque<Point> {
+        if window == "24h" {
+            &self.coarse
+        } else {
+            &self.fine
+        }
+    }
+}
+
+/// The points' sum (requests, latency buckets…) as one point.
+fn total<'a>(points: impl IntoIterator<Item = &'a Point>) -> Point {
+    let mut sum = Point::default();
+    for p in points {
+        sum.merge(p);
+    }
+    sum
 }
 
 /// What the API's lookup services said last.
@@ -461,24 +465,13 @@ impl Traffic {
     pub fn api(&self, api: &str, window: &str) -> ApiTraffic {
         let st = self.lock();
         let empty = Series::default();
-        let s = st.series.get(api).unwrap_or(&empty);
-        let raw: Vec<Point> = match window {
-            "24h" => s.coarse.iter().copied().collect(),
-            _ => s.fine.iter().copied().collect(),
-        };
-        let mut sum = Point::default();
-        for p in &raw {
-            sum.merge(p);
-        }
-        let step_s = match window {
-            "24h" => self.config.scrape_ms as f64 * self.config.coarse_every as f64 / 1000.0,
-            _ => self.config.scrape_ms as f64 / 1000.0,
-        };
+        let points = st.series.get(api).unwrap_or(&empty).window(window);
+        let sum = total(points);
         ApiTraffic {
             api: api.to_string(),
             window: if window == "24h" { "24h" } else { "1h" }.into(),
-            step_s,
-            points: raw.iter().map(ChartPoint::of).collect(),
+            step_s: self.step_s(window),
+            points: points.iter().map(ChartPoint::of).collect(),
             requests: u64::from(sum.requests),
             not_found: u64::from(sum.not_found),
             errors: u64::from(sum.errors),
@@ -504,6 +497,27 @@ impl Traffic {
                 })
                 .collect(),
         }
+    }
+
+    /// Seconds a point of `window` stands for.
+    fn step_s(&self, window: &str) -> f64 {
+        let scrapes = if window == "24h" {
+            self.config.coarse_every as f64
+        } else {
+            1.0
+        };
+        self.config.scrape_ms as f64 * scrapes / 1000.0
+    }
+
+    /// An API's last hour summed into one point, and the seconds its points stand for (at
+    /// least 1): what a ranking needs, without building a chart.
+    pub fn last_hour(&self, api: &str) -> (Point, f64) {
+        let st = self.lock();
+        let Some(s) = st.series.get(api) else {
+            return (Point::default(), 1.0);
+        };
+        let seconds = (s.fine.len() as f64 * self.step_s("1h")).max(1.0);
+        (total(&s.fine), seconds)
     }
 
     /// The most memory the history can take for `apis` APIs.

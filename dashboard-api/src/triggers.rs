@@ -248,8 +248,7 @@ async fn describe(state: &AppState, catalog: &str, table: &str) -> Result<TableM
         .ok_or_else(|| Error::invalid("catalog", format!("catalog `{catalog}` is not configured")))?
         .uri;
     let name: TableName = table.parse()?;
-    let publisher = state.stack.publisher(uri).await?;
-    Ok(publisher.catalog.table(&name).await?)
+    Ok(state.stack.catalog(uri).await?.table(&name).await?)
 }
 
 /// Whether the table's newest partition (its root, unpartitioned) holds a `_SUCCESS` file.

@@ -44,6 +44,14 @@ pub fn source(spec: &ResolvedSpec, table: &TableMeta, files: &[DataFile]) -> Str
             h.field(v);
         }
     }
+    h.field(&listing(files));
+    h.hex()
+}
+
+/// Hex SHA-256 of a file listing: every file's URL, size and modification time. Part of the
+/// source fingerprint, and the directory catalog's stand-in for a table's change time.
+pub fn listing(files: &[DataFile]) -> String {
+    let mut h = Hasher::default();
     for f in files {
         h.field(&f.url);
         h.field(&f.size.to_string());

@@ -965,20 +965,19 @@ pub async fn traffic_overview(State(state): State<AppState>) -> Result<Json<Vec<
     let mut ranks: Vec<TrafficRank> = freshness
         .into_iter()
         .map(|(api, freshness)| {
-            let t = state.traffic.api(&api, "1h");
-            let seconds: f64 = (t.points.len() as f64 * t.step_s).max(1.0);
-            let pct = |n: u64| {
-                if t.requests == 0 {
+            let (hour, seconds) = state.traffic.last_hour(&api);
+            let pct = |n: u32| {
+                if hour.requests == 0 {
                     0.0
                 } else {
-                    n as f64 * 100.0 / t.requests as f64
+                    f64::from(n) * 100.0 / f64::from(hour.requests)
                 }
             };
             TrafficRank {
-                requests_per_s: t.requests as f64 / seconds,
-                error_pct: pct(t.errors),
-                not_found_pct: pct(t.not_found),
-                p99_ms: t.p99_ms,
+                requests_per_s: f64::from(hour.requests) / seconds,
+                error_pct: pct(hour.errors),
+                not_found_pct: pct(hour.not_found),
+                p99_ms: hour.quantile_ms(0.99),
                 freshness,
                 api,
             }

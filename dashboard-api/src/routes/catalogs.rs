@@ -15,13 +15,13 @@ use crate::config::NamedCatalog;
 use crate::error::{Error, Result};
 use crate::preview::{Preview, preview};
 
-/// Opens a configured catalog by name (through the stack's publisher).
+/// Opens a configured catalog by name.
 pub(crate) async fn open_catalog(state: &AppState, name: &str) -> Result<Arc<dyn Catalog>> {
     let entry = state
         .config
         .catalog(name)
         .ok_or_else(|| Error::not_found("catalog", name))?;
-    Ok(state.stack.publisher(&entry.uri).await?.catalog)
+    Ok(state.stack.catalog(&entry.uri).await?)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

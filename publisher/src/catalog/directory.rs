@@ -99,16 +99,6 @@ impl DirectoryCatalog {
 /// The table parameter holding a digest of every file's URL, size and modification time.
 pub const LISTING_PARAMETER: &str = "tablecast.listing";
 
-fn listing_fingerprint(files: &[DataFile]) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for f in files {
-        h.update(f.url.as_bytes());
-        h.update(&f.size.to_le_bytes());
-        h.update(&f.modified_ms.unwrap_or_default().to_le_bytes());
-    }
-    format!("{:016x}", h.digest())
-}
-
 #[async_trait]
 impl Catalog for DirectoryCatalog {
     fn uri(&self) -> &str {
@@ -197,7 +187,11 @@ impl Catalog for DirectoryCatalog {
             },
             // A directory has no change time of its own: the listing stands for it, so that a
             // file rewritten in place changes the table's signature.
-            parameters: [(LISTING_PARAMETER.to_string(), listing_fingerprint(&all))].into(),
+            parameters: [(
+                LISTING_PARAMETER.to_string(),
+                crate::fingerprint::listing(&all),
+            )]
+            .into(),
         })
     }
 }
