@@ -26,6 +26,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Record batches of one file, read with its format's reader.
+type BatchStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = std::result::Result<arrow::array::RecordBatch, publisher::Error>>
+            + Send,
+    >,
+>;
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// The file the rows come from.
@@ -57,11 +65,12 @@ pub async fn first_file(table: &TableMeta) -> Result<Option<DataFile>> {
     Ok(None)
 }
 
-/// Reads at most `limit` rows of the first row group of the table's first file.
+/// Reads at most `limit` rows of the first row group (Parquet) or stripe (ORC) of the table's
+/// first file.
 pub async fn preview(table: &TableMeta, limit: usize) -> Result<Option<Preview>> {
-    if table.format != StorageFormat::Parquet {
+    if !table.format.is_columnar() {
         return Err(Error::BadRequest(format!(
-            "{} is stored as {}; previews read Parquet only",
+            "{} is stored as {}; previews read Parquet and ORC only",
             table.name,
             table.format.label()
         )));
@@ -69,22 +78,57 @@ pub async fn preview(table: &TableMeta, limit: usize) -> Result<Option<Preview>>
     let Some(file) = first_file(table).await? else {
         return Ok(None);
     };
-    let err = |message: String| publisher::Error::ParquetFile {
-        path: file.url.clone(),
+    let url = file.url.clone();
+    let err = move |message: String| publisher::Error::FileRead {
+        path: url.clone(),
         message,
     };
-    let located = files::locate(&file.url)?;
-    let reader = StoreReader {
-        store: located.store,
-        path: located.path,
-        size: file.size,
+    let (schema, row_group_rows, mut stream): (_, u64, BatchStream) = match table.format {
+        StorageFormat::Orc => {
+            let builder =
+                orc_rust::ArrowReaderBuilder::try_new_async(files::StoreChunks::open(&file)?)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+            let first_stripe = builder
+                .file_metadata()
+                .stripe_metadatas()
+                .first()
+                .map_or(0, |s| s.number_of_rows());
+            let schema = builder.schema();
+            let stream = builder
+                .with_batch_size(limit.max(1))
+                .build_async()
+                .map_err(move |e| err(e.to_string()));
+            (schema, first_stripe, Box::pin(stream))
+        }
+        _ => {
+            let located = files::locate(&file.url)?;
+            let reader = StoreReader {
+                store: located.store,
+                path: located.path,
+                size: file.size,
+            };
+            let builder = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            let meta = builder.metadata().clone();
+            let schema = builder.schema().clone();
+            if meta.num_row_groups() == 0 {
+                (schema, 0, Box::pin(futures::stream::empty()))
+            } else {
+                let stream = builder
+                    .with_row_groups(vec![0])
+                    .with_limit(limit)
+                    .with_batch_size(limit.max(1))
+                    .build()
+                    .map_err(|e| err(e.to_string()))?
+                    .map_err(move |e| err(e.to_string()));
+                let rows = meta.row_group(0).num_rows().max(0) as u64;
+                (schema, rows, Box::pin(stream))
+            }
+        }
     };
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let meta = builder.metadata().clone();
-    let mut columns: Vec<String> = builder
-        .schema()
+    let mut columns: Vec<String> = schema
         .fields()
         .iter()
         .map(|f| f.name().to_ascii_lowercase())
@@ -94,21 +138,11 @@ pub async fn preview(table: &TableMeta, limit: usize) -> Result<Option<Preview>>
         file: file.url.clone(),
         columns,
         rows: Vec::new(),
-        row_group_rows: 0,
+        row_group_rows,
         limit,
     };
-    if meta.num_row_groups() == 0 || limit == 0 {
-        return Ok(Some(preview));
-    }
-    preview.row_group_rows = meta.row_group(0).num_rows().max(0) as u64;
-    let mut stream = builder
-        .with_row_groups(vec![0])
-        .with_limit(limit)
-        .with_batch_size(limit)
-        .build()
-        .map_err(|e| err(e.to_string()))?;
     while preview.rows.len() < limit {
-        let Some(batch) = stream.try_next().await.map_err(|e| err(e.to_string()))? else {
+        let Some(batch) = stream.try_next().await? else {
             break;
         };
         let cells: Vec<Vec<Value>> = batch.columns().iter().map(column_cells).collect();

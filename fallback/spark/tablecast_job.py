@@ -176,8 +176,9 @@ def read_input(spark, F, T, job):
         return df.select(*[F.col(c["name"]).cast(c["type"]).alias(c["name"]) for c in columns])
     if kind != "files":
         raise JobError(f"input: unknown kind {kind!r}")
-    if inp.get("format", "parquet") != "parquet":
-        raise JobError(f"input: unsupported file format {inp.get('format')!r}")
+    file_format = inp.get("format", "parquet")
+    if file_format not in ("parquet", "orc"):
+        raise JobError(f"input: unsupported file format {file_format!r}")
 
     data_cols = [c for c in columns if not c.get("partition_key")]
     part_keys = inp.get("partition_keys", [])
@@ -200,7 +201,9 @@ def read_input(spark, F, T, job):
         files = g["files"]
         if not files:
             continue
-        df = spark.read.schema(schema).parquet(*files)
+        reader = spark.read.schema(schema)
+        # `orc(path, mergeSchema, …)` takes one argument for all paths; `parquet(*paths)` many.
+        df = reader.orc(files) if file_format == "orc" else reader.parquet(*files)
         frames.append(with_partition_values(df, g.get("partition_values", [])))
     if not frames:
         # Nothing to read: an empty relation of the right schema, so that aggregates still answer.

@@ -212,7 +212,7 @@ pub fn reads_catalog(job: &EngineJob, via: ReadVia) -> bool {
     match via {
         ReadVia::Files => false,
         ReadVia::Catalog => thrift,
-        ReadVia::Auto => thrift && job.table.format != publisher::catalog::StorageFormat::Parquet,
+        ReadVia::Auto => thrift && !job.table.format.is_columnar(),
     }
 }
 
@@ -248,7 +248,7 @@ impl JobDescription {
         }
 
         let catalog_read = reads_catalog(job, via);
-        if !catalog_read && table.format != publisher::catalog::StorageFormat::Parquet {
+        if !catalog_read && !table.format.is_columnar() {
             return Err(format!(
                 "table {} is stored as {}: Spark reads it only through the metastore (a thrift:// catalog with read_via = \"auto\" or \"catalog\")",
                 spec.table,
@@ -286,7 +286,7 @@ impl JobDescription {
                 groups.entry(values).or_default().push(f.url.clone());
             }
             Input::Files {
-                format: "parquet".into(),
+                format: table.format.label().to_string(),
                 partition_keys,
                 groups: groups
                     .into_iter()

@@ -10,6 +10,7 @@
 //! fails fast with a `memory_pool` guard trip (and frees everything by dropping the stream), so
 //! the publisher can re-route to the fallback instead of the process meeting the OOM killer.
 
+mod orc;
 mod plan;
 
 use std::sync::Arc;
@@ -75,7 +76,8 @@ impl FastTrack {
         let config = SessionConfig::new()
             .with_target_partitions(self.config.target_partitions)
             .with_batch_size(self.config.batch_size)
-            .with_information_schema(false);
+            .with_information_schema(false)
+            .with_extension(Arc::new(orc::ScannedRows::default()));
         Ok((SessionContext::new_with_config_rt(config, runtime), pool))
     }
 
@@ -140,7 +142,7 @@ impl Engine for FastTrack {
             match batch {
                 Ok(b) => {
                     progress.rows_in.store(
-                        scanned_rows(plan.as_ref()),
+                        scanned_rows(plan.as_ref()) + orc::ScannedRows::of(&ctx.task_ctx()),
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     Ok(b)
@@ -163,7 +165,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Rows produced by the plan's leaves (the file scans) so far.
+/// Rows produced by the plan's leaves (the Parquet scans) so far; ORC scans count theirs in
+/// [`orc::ScannedRows`].
 fn scanned_rows(plan: &dyn ExecutionPlan) -> u64 {
     if plan.children().is_empty() {
         return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;

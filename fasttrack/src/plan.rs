@@ -12,6 +12,7 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, SortExpr, cast, ident, lit};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, in_list};
 use publisher::Error;
+use publisher::catalog::StorageFormat;
 use publisher::engine::EngineJob;
 use publisher::files::{DataFile, locate};
 use publisher::spec::{
@@ -321,11 +322,34 @@ async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error>
     };
     let mut union: Option<DataFrame> = None;
     for (values, files) in groups {
-        let urls: Vec<String> = files.iter().map(|f| f.url.clone()).collect();
-        let options = ParquetReadOptions::default()
-            .schema(&schema)
-            .file_extension("");
-        let mut df = ctx.read_parquet(urls, options).await.map_err(err)?;
+        let mut df = match table.format {
+            StorageFormat::Orc => {
+                let files: Vec<DataFile> = files.into_iter().cloned().collect();
+                let positions = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        table
+                            .columns
+                            .iter()
+                            .position(|c| c.name.eq_ignore_ascii_case(f.name()))
+                            .unwrap_or(usize::MAX)
+                    })
+                    .collect();
+                let partitions = ctx.copied_config().target_partitions();
+                let orc =
+                    crate::orc::table(Arc::new(schema.clone()), positions, &files, partitions)
+                        .map_err(err)?;
+                ctx.read_table(Arc::new(orc)).map_err(err)?
+            }
+            _ => {
+                let urls: Vec<String> = files.iter().map(|f| f.url.clone()).collect();
+                let options = ParquetReadOptions::default()
+                    .schema(&schema)
+                    .file_extension("");
+                ctx.read_parquet(urls, options).await.map_err(err)?
+            }
+        };
         for (i, name) in &used_partitions {
             let value = values
                 .get(*i)

@@ -70,7 +70,8 @@ impl TableMeta {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StorageFormat {
     Parquet,
-    /// Anything else (text, ORC, Avro…): readable only by the fallback.
+    Orc,
+    /// Anything else (text, Avro, JSON, sequence files…): readable only by the fallback.
     Other {
         input_format: String,
         serde: String,
@@ -78,11 +79,23 @@ pub enum StorageFormat {
 }
 
 impl StorageFormat {
-    /// Recognizes Parquet by its input format or serde class, as Hive and Spark register it.
+    /// Recognizes Parquet and ORC by input format, serde class or Spark provider, as Hive
+    /// (`OrcInputFormat`, `ParquetHiveSerDe`) and Spark (`provider = orc`) register them.
     pub fn from_hive(input_format: &str, serde_lib: &str, provider: Option<&str>) -> Self {
         let parquet = |s: &str| s.to_ascii_lowercase().contains("parquet");
-        if parquet(input_format) || parquet(serde_lib) || provider.is_some_and(parquet) {
+        // A package `orc` or a class `Orc…` (`org.apache.hadoop.hive.ql.io.orc.OrcSerde`); a bare
+        // substring would take `ForceInputFormat` for ORC.
+        let orc = |s: &str| {
+            s.split('.')
+                .any(|part| part.eq_ignore_ascii_case("orc") || part.starts_with("Orc"))
+        };
+        let any = |test: &dyn Fn(&str) -> bool| {
+            test(input_format) || test(serde_lib) || provider.is_some_and(test)
+        };
+        if any(&parquet) {
             StorageFormat::Parquet
+        } else if any(&orc) {
+            StorageFormat::Orc
         } else {
             StorageFormat::Other {
                 input_format: input_format.into(),
@@ -91,9 +104,15 @@ impl StorageFormat {
         }
     }
 
+    /// Whether the fast track (and footers, previews) can read files of this format.
+    pub fn is_columnar(&self) -> bool {
+        matches!(self, StorageFormat::Parquet | StorageFormat::Orc)
+    }
+
     pub fn label(&self) -> &str {
         match self {
             StorageFormat::Parquet => "parquet",
+            StorageFormat::Orc => "orc",
             StorageFormat::Other { input_format, .. } => {
                 input_format.rsplit('.').next().unwrap_or(input_format)
             }
@@ -158,5 +177,53 @@ pub async fn open(uri: &str, config: &CatalogConfig) -> Result<Arc<dyn Catalog>>
         Ok(Arc::new(DirectoryCatalog::open(path)?))
     } else {
         Err(Error::BadCatalogUri(uri.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StorageFormat;
+
+    #[test]
+    fn formats_are_recognized_as_hive_and_spark_register_them() {
+        let cases = [
+            (
+                "org.apache.hadoop.hive.ql.io.orc.OrcInputFormat",
+                "org.apache.hadoop.hive.ql.io.orc.OrcSerde",
+                None,
+                "orc",
+            ),
+            (
+                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                None,
+                "parquet",
+            ),
+            // A datasource table: Spark's provider decides, the Hive classes are placeholders.
+            (
+                "org.apache.hadoop.mapred.SequenceFileInputFormat",
+                "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+                Some("orc"),
+                "orc",
+            ),
+            (
+                "org.apache.hadoop.mapred.TextInputFormat",
+                "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+                None,
+                "TextInputFormat",
+            ),
+            // `orc` inside a word is not ORC.
+            (
+                "com.example.ForceInputFormat",
+                "com.example.ForceSerde",
+                None,
+                "ForceInputFormat",
+            ),
+        ];
+        for (input, serde, provider, label) in cases {
+            let format = StorageFormat::from_hive(input, serde, provider);
+            assert_eq!(format.label(), label, "{input} {serde} {provider:?}");
+            assert_eq!(format.is_columnar(), label == "orc" || label == "parquet");
+        }
     }
 }

@@ -27,8 +27,8 @@ pub enum Error {
     BadCatalogUri(String),
     #[error("listing files under {location}: {message}")]
     Listing { location: String, message: String },
-    #[error("reading Parquet file {path}: {message}")]
-    ParquetFile { path: String, message: String },
+    #[error("reading data file {path}: {message}")]
+    FileRead { path: String, message: String },
     #[error("spec: {0}")]
     SpecSyntax(String),
     #[error("spec `{api}` is invalid: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
@@ -130,7 +130,7 @@ impl Error {
             | Error::BadCatalogUri(_)
             | Error::Catalog { .. }
             | Error::Listing { .. }
-            | Error::ParquetFile { .. }
+            | Error::FileRead { .. }
             | Error::SpecSyntax(_)
             | Error::SpecInvalid { .. }
             | Error::GuardTripped(_)

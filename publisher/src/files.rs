@@ -1,10 +1,11 @@
 //! The data files behind a table, found by listing its storage (local or `hdfs://`), and what
-//! their Parquet footers say. Nothing here reads a data page.
+//! their Parquet or ORC footers say. Nothing here reads a data page.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
-use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -13,7 +14,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use serde::Serialize;
 use url::Url;
 
-use crate::catalog::TableMeta;
+use crate::catalog::{StorageFormat, TableMeta};
 use crate::error::{Error, Result};
 
 /// One data file: where it is, how big, and which partition it belongs to.
@@ -159,23 +160,26 @@ pub async fn list_table(
     Ok((listings.into_iter().flatten().collect(), selected.len()))
 }
 
-/// What a Parquet footer tells without reading data: rows and the file's Arrow schema.
+/// What a file's footer tells without reading data: its format, rows and Arrow schema.
 #[derive(Debug, Clone)]
 pub struct Footer {
+    /// [`StorageFormat::Parquet`] or [`StorageFormat::Orc`]: the two the fast track reads.
+    pub format: StorageFormat,
     pub rows: u64,
     pub schema: SchemaRef,
 }
 
-/// Reads one file's footer (two ranged reads: the trailer, then the metadata); a truncated or
-/// non-Parquet file is an error naming the file.
+/// Reads one file's footer, recognizing Parquet (`PAR1` at the end) and ORC (a postscript
+/// ending in `ORC` and its length byte) from the same 8-byte trailer; a truncated file or one
+/// of any other format is an error naming the file.
 pub async fn read_footer(file: &DataFile) -> Result<Footer> {
-    let err = |message: String| Error::ParquetFile {
+    let err = |message: String| Error::FileRead {
         path: file.url.clone(),
         message,
     };
     if file.size < 12 {
         return Err(err(format!(
-            "{} bytes is too short for a Parquet file",
+            "{} bytes is too short for a Parquet or ORC file",
             file.size
         )));
     }
@@ -185,11 +189,33 @@ pub async fn read_footer(file: &DataFile) -> Result<Footer> {
         .get_range(&located.path, file.size - 8..file.size)
         .await
         .map_err(|e| err(e.to_string()))?;
-    if &tail[4..] != b"PAR1" {
-        return Err(err(
-            "no Parquet magic at the end: truncated or not Parquet".into()
-        ));
+    if &tail[4..] == b"PAR1" {
+        return read_parquet_footer(file, &located, &tail).await;
     }
+    if &tail[4..7] == b"ORC" {
+        let mut chunks = StoreChunks::new(located.store, located.path, file.size);
+        let meta = orc_rust::reader::metadata::read_metadata_async(&mut chunks)
+            .await
+            .map_err(|e| err(format!("ORC footer: {e}")))?;
+        let schema = meta
+            .root_data_type()
+            .create_arrow_schema(&Default::default());
+        return Ok(Footer {
+            format: StorageFormat::Orc,
+            rows: meta.number_of_rows(),
+            schema: Arc::new(schema),
+        });
+    }
+    Err(err(
+        "neither Parquet nor ORC magic at the end: truncated, or another format".into(),
+    ))
+}
+
+async fn read_parquet_footer(file: &DataFile, located: &Located, tail: &[u8]) -> Result<Footer> {
+    let err = |message: String| Error::FileRead {
+        path: file.url.clone(),
+        message,
+    };
     let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     if len + 12 > file.size {
         return Err(err(format!(
@@ -211,9 +237,51 @@ pub async fn read_footer(file: &DataFile) -> Result<Footer> {
     let rows = u64::try_from(fm.num_rows())
         .map_err(|_| err(format!("negative row count {}", fm.num_rows())))?;
     Ok(Footer {
+        format: StorageFormat::Parquet,
         rows,
-        schema: std::sync::Arc::new(schema),
+        schema: Arc::new(schema),
     })
+}
+
+/// One file of an object store as ORC's reader wants it: ranged reads, and a length known from
+/// the listing (so no extra `HEAD`).
+pub struct StoreChunks {
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    size: u64,
+}
+
+impl StoreChunks {
+    pub fn new(store: Arc<dyn ObjectStore>, path: StorePath, size: u64) -> Self {
+        StoreChunks { store, path, size }
+    }
+
+    /// The reader of a listed file.
+    pub fn open(file: &DataFile) -> Result<Self> {
+        let located = locate(&file.url)?;
+        Ok(StoreChunks::new(located.store, located.path, file.size))
+    }
+}
+
+impl orc_rust::reader::AsyncChunkReader for StoreChunks {
+    fn len(&mut self) -> BoxFuture<'_, std::io::Result<u64>> {
+        let size = self.size;
+        async move { Ok(size) }.boxed()
+    }
+
+    fn get_bytes(
+        &mut self,
+        offset_from_start: u64,
+        length: u64,
+    ) -> BoxFuture<'_, std::io::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, offset_from_start..offset_from_start + length)
+                .await
+                .map_err(std::io::Error::other)
+        }
+        .boxed()
+    }
 }
 
 /// Checks that every planned file is still there with the size it was listed with, and that
@@ -234,7 +302,7 @@ pub async fn verify_files(files: &[DataFile], columns: &[(String, DataType)]) ->
 }
 
 async fn verify_one(file: &DataFile, columns: &[(String, DataType)]) -> Result<()> {
-    let err = |message: String| Error::ParquetFile {
+    let err = |message: String| Error::FileRead {
         path: file.url.clone(),
         message,
     };
@@ -298,11 +366,38 @@ fn type_kind(t: &DataType) -> &'static str {
 
 /// Sums the row counts of many footers, a few at a time.
 pub async fn footer_rows(files: &[DataFile]) -> Result<u64> {
+    Ok(footer_totals(files).await?.0)
+}
+
+/// The row count of many footers and the one format they share (`None` for no files); files
+/// of two formats under one table are an error naming one of each.
+pub async fn footer_totals(files: &[DataFile]) -> Result<(u64, Option<StorageFormat>)> {
     use futures::StreamExt;
-    futures::stream::iter(files.iter().map(read_footer))
-        .buffer_unordered(16)
-        .try_fold(0u64, |acc, f| async move { Ok(acc + f.rows) })
-        .await
+    async fn footer_of(file: &DataFile) -> Result<(&DataFile, Footer)> {
+        Ok((file, read_footer(file).await?))
+    }
+    let mut footers = futures::stream::iter(files.iter().map(footer_of)).buffered(16);
+    let mut rows = 0u64;
+    let mut first: Option<(&DataFile, StorageFormat)> = None;
+    while let Some((file, footer)) = footers.try_next().await? {
+        rows += footer.rows;
+        match &first {
+            None => first = Some((file, footer.format)),
+            Some((one, format)) if *format != footer.format => {
+                return Err(Error::FileRead {
+                    path: file.url.clone(),
+                    message: format!(
+                        "{} in a table whose file {} is {}: one format per table",
+                        footer.format.label(),
+                        one.url,
+                        format.label()
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok((rows, first.map(|(_, format)| format)))
 }
 
 #[cfg(test)]

@@ -207,7 +207,7 @@ pub struct GuardOutcome {
     pub measured: u64,
     pub limit: u64,
     pub tripped: bool,
-    /// What was measured, in words (`rows from parquet footers`, `format orc`).
+    /// What was measured, in words (`rows from file footers`, `format orc`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }
@@ -230,12 +230,12 @@ pub const OUTPUT_BYTES: &str = "output_bytes";
 pub const ENTRY_BYTES: &str = "entry_bytes";
 
 /// Where the row count came from: catalog statistics when they cover the selected data, else
-/// Parquet footers (cheap: a few KB per file). Never a scan.
+/// the files' footers, Parquet or ORC (cheap: a few KB per file). Never a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowSource {
     Statistics,
-    ParquetFooters,
+    Footers,
     Unknown,
 }
 
@@ -263,7 +263,9 @@ pub fn evaluate(
     limits: &GuardLimits,
 ) -> Vec<GuardOutcome> {
     let format = match &table.format {
-        StorageFormat::Parquet => GuardOutcome::new("format", 0, 0, "parquet"),
+        StorageFormat::Parquet | StorageFormat::Orc => {
+            GuardOutcome::new("format", 0, 0, table.format.label())
+        }
         other => GuardOutcome::new(
             "format",
             1,
@@ -273,7 +275,7 @@ pub fn evaluate(
     };
     let rows_detail = match found.rows_source {
         RowSource::Statistics => "rows from catalog statistics",
-        RowSource::ParquetFooters => "rows from parquet footers",
+        RowSource::Footers => "rows from file footers",
         RowSource::Unknown => "row count unknown",
     };
     let column_count = table.all_columns().count() as u64;
@@ -400,7 +402,7 @@ mod tests {
             partitions_total: 3,
             partitions_selected: 2,
             rows,
-            rows_source: RowSource::ParquetFooters,
+            rows_source: RowSource::Footers,
         }
     }
 

@@ -16,7 +16,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{Checksum, Entry, EntryEncoder};
-use crate::catalog::{Catalog, StorageFormat, TableMeta};
+use crate::catalog::{Catalog, TableMeta};
 use crate::engine::{Engine, EngineJob, EnginePath, EngineRun};
 use crate::error::{Error, Result};
 use crate::files;
@@ -318,7 +318,7 @@ impl Publisher {
                 "all guards within limits".to_string(),
             ),
         };
-        if path == EnginePath::Fasttrack && table.format != StorageFormat::Parquet {
+        if path == EnginePath::Fasttrack && !table.format.is_columnar() {
             return Err(Error::Engine {
                 engine: "fasttrack".into(),
                 message: format!(
@@ -804,9 +804,7 @@ pub async fn inspect(table: &TableMeta, spec: &ResolvedSpec) -> Result<Inspectio
     let (rows, rows_source) = match (table.stats.num_rows, pruned, partition_rows) {
         (Some(n), false, _) => (n, RowSource::Statistics),
         (_, true, Some(n)) if !table.partitions.is_empty() => (n, RowSource::Statistics),
-        _ if table.format == StorageFormat::Parquet => {
-            (files::footer_rows(&files).await?, RowSource::ParquetFooters)
-        }
+        _ if table.format.is_columnar() => (files::footer_rows(&files).await?, RowSource::Footers),
         _ => (0, RowSource::Unknown),
     };
     Ok(Inspection {

@@ -705,7 +705,7 @@ async fn a_truncated_parquet_file_is_named() {
     };
     let err = files::read_footer(&file).await.unwrap_err();
     assert!(
-        matches!(&err, Error::ParquetFile { path: p, .. } if p.ends_with("users/part-00000.parquet")),
+        matches!(&err, Error::FileRead { path: p, .. } if p.ends_with("users/part-00000.parquet")),
         "{err:?}"
     );
     assert!(err.to_string().contains("part-00000.parquet"), "{err}");

@@ -643,7 +643,7 @@ pub struct PlanView {
     #[schema(value_type = Vec<Object>)]
     pub guards: Vec<publisher::guards::GuardOutcome>,
     pub rows: u64,
-    /// `statistics`, `parquet_footers` or `unknown`.
+    /// `statistics`, `footers` or `unknown`.
     pub rows_source: String,
     pub files: usize,
     pub bytes: u64,

@@ -1,11 +1,12 @@
-//! A directory of Parquet files as a catalog: `{root}/{db}/{table}/[k=v/…]*.parquet`.
-//! Schema and row counts come from Parquet footers; partitions from `k=v` folder names.
+//! A directory of Parquet or ORC files as a catalog: `{root}/{db}/{table}/[k=v/…]*`.
+//! Format, schema and row counts come from the files' footers (one format per table);
+//! partitions from `k=v` folder names.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Catalog, Partition, StorageFormat, TableMeta, TableStats};
+use super::{Catalog, Partition, TableMeta, TableStats};
 use crate::error::{Error, Result};
 use crate::files::{self, DataFile};
 use crate::schema::{Column, TableName, is_identifier};
@@ -160,7 +161,7 @@ impl Catalog for DirectoryCatalog {
             message: format!("table {name} has no data files under {location}"),
         })?;
         let footer = files::read_footer(first).await?;
-        let rows = files::footer_rows(&all).await?;
+        let (rows, _) = files::footer_totals(&all).await?;
         let columns: Vec<Column> = footer
             .schema
             .fields()
@@ -176,7 +177,7 @@ impl Catalog for DirectoryCatalog {
         Ok(TableMeta {
             name: name.clone(),
             location,
-            format: StorageFormat::Parquet,
+            format: footer.format,
             columns,
             partition_keys,
             partitions,
