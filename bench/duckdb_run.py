@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures", "go
 import tomllib  # noqa: E402
 
 import duckdb  # noqa: E402
-from oracle import build_sql  # noqa: E402
+from oracle import build_sql, duckdb_source  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--warehouse", required=True)
@@ -25,7 +25,7 @@ ap.add_argument("--timing")
 args = ap.parse_args()
 with open(args.spec, "rb") as f:
     spec = tomllib.load(f)
-sql, _, _ = build_sql(spec, args.warehouse)
+sql, _, _ = build_sql(spec, duckdb_source(spec, args.warehouse))
 con = duckdb.connect()
 con.execute(f"SET threads = {args.threads}")
 started = time.perf_counter()
