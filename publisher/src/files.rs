@@ -429,4 +429,76 @@ mod tests {
         let err = locate("s3://bucket/x").err().unwrap().to_string();
         assert!(err.contains("s3"), "{err}");
     }
+
+    fn batch() -> arrow::record_batch::RecordBatch {
+        use arrow::array::{Int64Array, StringArray};
+        arrow::record_batch::RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![1, 2, 3])) as arrow::array::ArrayRef,
+            ),
+            ("name", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+        ])
+        .unwrap()
+    }
+
+    async fn listed(dir: &std::path::Path) -> Vec<DataFile> {
+        list(dir.to_str().unwrap(), &[]).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn orc_footers_give_rows_and_schema_and_formats_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch();
+        let file = std::fs::File::create(dir.path().join("a.orc")).unwrap();
+        let mut writer = orc_rust::ArrowWriterBuilder::new(file, b.schema())
+            .try_build()
+            .unwrap();
+        writer.write(&b).unwrap();
+        writer.close().unwrap();
+
+        let files = listed(dir.path()).await;
+        let footer = read_footer(&files[0]).await.unwrap();
+        assert_eq!(footer.format, StorageFormat::Orc);
+        assert_eq!(footer.rows, 3);
+        let fields: Vec<(&str, &DataType)> = footer
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
+        assert_eq!(
+            fields,
+            [("id", &DataType::Int64), ("name", &DataType::Utf8)]
+        );
+        assert_eq!(
+            footer_totals(&files).await.unwrap(),
+            (3, Some(StorageFormat::Orc))
+        );
+
+        // A Parquet file beside it: one format per table, and the error names both files.
+        let file = std::fs::File::create(dir.path().join("b.parquet")).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, b.schema(), None).unwrap();
+        writer.write(&b).unwrap();
+        writer.close().unwrap();
+        let files = listed(dir.path()).await;
+        let err = footer_totals(&files).await.unwrap_err().to_string();
+        assert!(
+            err.contains("b.parquet") && err.contains("a.orc") && err.contains("one format"),
+            "{err}"
+        );
+
+        // Neither format: named as such.
+        std::fs::write(dir.path().join("c.csv"), b"id,name\n1,a\n2,b\n3,c\n").unwrap();
+        let csv = listed(dir.path())
+            .await
+            .into_iter()
+            .find(|f| f.url.ends_with("c.csv"))
+            .unwrap();
+        let err = read_footer(&csv).await.unwrap_err().to_string();
+        assert!(
+            err.contains("c.csv") && err.contains("neither Parquet nor ORC"),
+            "{err}"
+        );
+    }
 }

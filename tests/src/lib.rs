@@ -33,7 +33,7 @@ pub use net::{StalledListener, free_port, loopback, wait_for_port};
 pub use process::{ChildProcess, spawn_tied};
 pub use redis::Redis;
 pub use tablecast::{
-    generate_fixtures, load_fixtures, run_tablecast, shared_fixtures, tablecast_bin,
+    generate_fixtures, load_fixtures, orc_fixtures, run_tablecast, shared_fixtures, tablecast_bin,
     tablecast_command,
 };
 

@@ -84,6 +84,30 @@ pub fn shared_fixtures() -> &'static std::path::Path {
     .path()
 }
 
+/// ORC copies of [`shared_fixtures`] (fixtures/to_orc.py in the venv), made once per test binary.
+pub fn orc_fixtures() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("tablecast-orc-fixtures-")
+            .tempdir()
+            .expect("temp dir");
+        let out = crate::venv_command("python")
+            .arg(crate::repo_root().join("fixtures/to_orc.py"))
+            .arg(shared_fixtures())
+            .arg(dir.path())
+            .output()
+            .expect("running fixtures/to_orc.py");
+        assert!(
+            out.status.success(),
+            "fixtures/to_orc.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
 /// `tablecast fixtures load`: registers a warehouse's tables in a metastore (idempotent); panics
 /// with its stderr and the metastore's log tail.
 pub fn load_fixtures(metastore: &crate::Metastore, warehouse: &std::path::Path) {

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use tablecast_e2e::{
-    Deployment, Metastore, assert_answers_golden, load_fixtures, shared_fixtures, tablecast_command,
+    Deployment, Metastore, assert_answers_golden, load_fixtures, orc_fixtures, shared_fixtures,
+    tablecast_command,
 };
 
 fn skip() -> bool {
@@ -84,18 +85,21 @@ fn assert_same(spec: &str, catalog: &str, fasttrack: &[u8], fallback: &[u8]) {
 
 /// Every sample spec, both engines, both catalogs: identical bytes, and equal to the golden file.
 #[test]
-fn fallback_and_fast_track_agree_byte_for_byte_on_both_catalogs() {
+fn fallback_and_fast_track_agree_byte_for_byte_on_every_catalog_and_format() {
     if skip() {
         return;
     }
     let metastore = Metastore::shared();
     load_fixtures(metastore, shared_fixtures());
     let directory = format!("file://{}", shared_fixtures().display());
+    let orc_directory = format!("file://{}", orc_fixtures().display());
     let out = tempfile::tempdir().unwrap();
-    // Through the directory catalog Spark reads the listed files; through the metastore it reads
-    // the table by name (`spark.read.table`), as it would on a cluster.
-    let catalogs: [(&str, &[(&str, &str)]); 2] = [
+    // Through the directory catalogs (Parquet, and the same tables as ORC) Spark reads the listed
+    // files; through the metastore it reads the table by name (`spark.read.table`), as it would
+    // on a cluster.
+    let catalogs: [(&str, &[(&str, &str)]); 3] = [
         (&directory, &[]),
+        (&orc_directory, &[]),
         (
             &metastore.uri(),
             &[("TABLECAST_FALLBACK__READ_VIA", "catalog")],
