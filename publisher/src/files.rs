@@ -88,8 +88,23 @@ fn is_data_file(relative: &str) -> bool {
         .all(|part| !part.starts_with('_') && !part.starts_with('.'))
 }
 
+static LISTINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static FOOTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Storage listings made by this process (one per [`list`]): a plan over 5 000 partitions
+/// that a filter prunes to three should list three folders, and `tablecast plan` says so.
+pub fn listings_made() -> u64 {
+    LISTINGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Footers read by this process (one per [`read_footer`]).
+pub fn footers_read() -> u64 {
+    FOOTERS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Lists the data files under one location, recursively, sorted by URL.
 pub async fn list(location: &str, partition_values: &[String]) -> Result<Vec<DataFile>> {
+    LISTINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let located = locate(location)?;
     let prefix = located.path.as_ref().to_string();
     let metas: Vec<_> = located
@@ -173,6 +188,7 @@ pub struct Footer {
 /// ending in `ORC` and its length byte) from the same 8-byte trailer; a truncated file or one
 /// of any other format is an error naming the file.
 pub async fn read_footer(file: &DataFile) -> Result<Footer> {
+    FOOTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let err = |message: String| Error::FileRead {
         path: file.url.clone(),
         message,

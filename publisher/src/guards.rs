@@ -35,7 +35,9 @@ impl Default for GuardLimits {
             max_rows: 50_000_000,
             max_columns: 500,
             max_row_width_bytes: 16 * 1024,
-            max_files: 20_000,
+            // Within the bytes limit, thousands of files means small files: each costs a footer
+            // read and an open, and Spark compacts them better than the in-memory engine reads them.
+            max_files: 5_000,
             max_bytes: 8 << 30,
             max_partitions: 10_000,
             memory_pool_bytes: 2 << 30,

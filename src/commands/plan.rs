@@ -33,6 +33,9 @@ struct PlanReport<'a> {
     bytes: u64,
     partitions_selected: usize,
     partitions_total: usize,
+    /// Storage listings and file footers this plan cost (the whole process: one plan).
+    listings: u64,
+    footers_read: u64,
     engine_plan: String,
 }
 
@@ -60,6 +63,8 @@ pub async fn run(args: PlanArgs, config: &Config) -> Result<ExitCode> {
         bytes: plan.inspection.bytes(),
         partitions_selected: plan.inspection.partitions_selected,
         partitions_total: plan.inspection.partitions_total,
+        listings: publisher::files::listings_made(),
+        footers_read: publisher::files::footers_read(),
         engine_plan,
     };
     if args.json {
@@ -69,11 +74,13 @@ pub async fn run(args: PlanArgs, config: &Config) -> Result<ExitCode> {
     println!("API {} over {}", report.api, report.table);
     println!("path: {} ({})", report.path, report.reason);
     println!(
-        "reads {} files, {} in {} of {} partitions",
+        "reads {} files, {} in {} of {} partitions (planning listed {} folders, read {} footers)",
         report.files,
         super::human_bytes(report.bytes),
         report.partitions_selected,
-        report.partitions_total
+        report.partitions_total,
+        report.listings,
+        report.footers_read
     );
     println!(
         "\n{:<16} {:>16} {:>16}  {:<8} detail",

@@ -28,7 +28,7 @@ import os
 import sys
 from pyspark.sql import SparkSession, functions as F
 import tomllib
-uri, warehouse, db, specs, answers, oracle_dir = sys.argv[1:7]
+uri, warehouse, db, specs, answers, oracle_dir, outside = sys.argv[1:8]
 sys.path.insert(0, oracle_dir)
 import oracle
 spark = (SparkSession.builder.master("local[1]").appName("tablecast-e2e-spark-tables")
@@ -80,6 +80,13 @@ for fmt in ["ORC", "PARQUET"]:
 spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
 sales.write.format("parquet").partitionBy("dt").saveAsTable(f"{db}.ds_parquet")
 spark.sql(f"ANALYZE TABLE {db}.ds_parquet COMPUTE STATISTICS")
+
+# A partition whose folder lies outside the table's, as loads that stage data elsewhere add them.
+t = f"{db}.hive_outside"
+spark.sql(f"CREATE TABLE {t} ({columns}) PARTITIONED BY (dt STRING) STORED AS PARQUET")
+spark.sql(f"INSERT INTO {t} PARTITION (dt) SELECT * FROM sales WHERE dt = '2026-11-01'")
+sales.where("dt = '2026-11-02'").drop("dt").write.parquet(f"{outside}/day2")
+spark.sql(f"ALTER TABLE {t} ADD PARTITION (dt = '2026-11-02') LOCATION '{outside}/day2'")
 
 # Spark SQL's own answer to every spec, through the metastore table.
 for name in sorted(os.listdir(specs)):
@@ -139,6 +146,15 @@ order_by = [{{ field = "referrals", dir = "desc" }}]
         std::fs::write(dir.join(format!("{table}_by_day.toml")), by_day).unwrap();
         std::fs::write(dir.join(format!("{table}_top.toml")), top).unwrap();
     }
+    let outside = format!(
+        r#"name = "hive_outside_by_day"
+table = "{db}.hive_outside"
+key = ["dt"]
+shape = "object"
+values = [{{ agg = "count", as = "rows" }}, {{ agg = "sum", column = "revenue", as = "revenue" }}]
+"#
+    );
+    std::fs::write(dir.join("hive_outside_by_day.toml"), outside).unwrap();
 }
 
 fn spark_tables() -> Option<&'static SparkTables> {
@@ -156,6 +172,7 @@ fn spark_tables() -> Option<&'static SparkTables> {
         let root = std::fs::canonicalize(dir.path()).unwrap();
         let (warehouse, specs, answers) =
             (root.join("wh"), root.join("specs"), root.join("answers"));
+        let outside = root.join("staging");
         for d in [&warehouse, &specs, &answers] {
             std::fs::create_dir_all(d).unwrap();
         }
@@ -172,6 +189,7 @@ fn spark_tables() -> Option<&'static SparkTables> {
             .arg(&specs)
             .arg(&answers)
             .arg(repo_root().join("fixtures/golden"))
+            .arg(format!("file://{}", outside.display()))
             // Python's datetimes from Spark are local times: UTC, like the canonical encoding.
             .env("TZ", "UTC");
         command.current_dir(&root);
@@ -209,6 +227,7 @@ async fn tables_written_by_spark_are_understood() {
             "csv_table",
             "ds_parquet",
             "hive_orc",
+            "hive_outside",
             "hive_parquet",
             "ntz",
             "referrals"
@@ -322,8 +341,8 @@ fn run_specs(spark: &SparkTables, uri: &str, path: &str) -> Vec<(String, Vec<u8>
         .collect()
 }
 
-#[test]
-fn hive_and_spark_written_tables_answer_like_spark_sql_on_both_paths() {
+#[tokio::test]
+async fn hive_and_spark_written_tables_answer_like_spark_sql_on_both_paths() {
     let Some(spark) = spark_tables() else {
         return;
     };
@@ -385,9 +404,28 @@ fn hive_and_spark_written_tables_answer_like_spark_sql_on_both_paths() {
         );
     }
 
+    // The partition added with a location of its own is read from there.
+    let outside = Metastore::shared()
+        .catalog()
+        .await
+        .table(&TableName::new(&spark.db, "hive_outside"))
+        .await
+        .unwrap();
+    let day2 = outside
+        .partitions
+        .iter()
+        .find(|p| p.values == ["2026-11-02"])
+        .unwrap();
+    assert!(
+        !day2.location.starts_with(&outside.location) && day2.location.ends_with("/staging/day2"),
+        "{} is under {}",
+        day2.location,
+        outside.location
+    );
+
     let fasttrack = run_specs(spark, &uri, "fasttrack");
     let fallback = run_specs(spark, &uri, "fallback");
-    assert_eq!(fasttrack.len(), 2 * SALES_TABLES.len());
+    assert_eq!(fasttrack.len(), 2 * SALES_TABLES.len() + 1);
     for ((name, fast), (_, slow)) in fasttrack.iter().zip(&fallback) {
         let spark_sql = std::fs::read(spark.answers.join(format!("{name}.jsonl"))).unwrap();
         assert!(!spark_sql.is_empty(), "{name}: Spark SQL answered nothing");
@@ -415,7 +453,7 @@ fn hive_and_spark_written_tables_answer_like_spark_sql_on_both_paths() {
     for suffix in ["by_day", "top"] {
         let answers: Vec<&Vec<u8>> = fasttrack
             .iter()
-            .filter(|(n, _)| n.ends_with(suffix))
+            .filter(|(n, _)| n.ends_with(suffix) && !n.starts_with("hive_outside"))
             .map(|(_, b)| b)
             .collect();
         assert!(answers.windows(2).all(|w| w[0] == w[1]), "{suffix}");
