@@ -338,4 +338,38 @@ mod tests {
         let s: ArrayRef = Arc::new(StringArray::from(vec!["日本 \"q\""]));
         assert_eq!(column_cells(&s), vec![Value::from("日本 \"q\"")]);
     }
+
+    #[tokio::test]
+    async fn previews_an_orc_table_from_its_first_stripe() {
+        use publisher::catalog::Catalog;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("shop/orders/dt=2026-11-01");
+        std::fs::create_dir_all(&dir).unwrap();
+        let batch = arrow::array::RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ("item", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+        ])
+        .unwrap();
+        let file = std::fs::File::create(dir.join("part-0.orc")).unwrap();
+        let mut writer = orc_rust::ArrowWriterBuilder::new(file, batch.schema())
+            .try_build()
+            .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let catalog =
+            publisher::catalog::DirectoryCatalog::open(root.path().to_path_buf()).unwrap();
+        let table = catalog
+            .table(&publisher::schema::TableName::new("shop", "orders"))
+            .await
+            .unwrap();
+        assert_eq!(table.format, StorageFormat::Orc);
+        let p = preview(&table, 2).await.unwrap().unwrap();
+        assert_eq!(p.columns, ["id", "item", "dt"]);
+        assert_eq!(p.row_group_rows, 3);
+        assert_eq!(
+            serde_json::to_string(&p.rows).unwrap(),
+            r#"[[1,"a","2026-11-01"],[2,"b","2026-11-01"]]"#
+        );
+    }
 }

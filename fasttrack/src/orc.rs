@@ -2,9 +2,11 @@
 //! through `orc-rust`'s async reader, projected to the columns the spec reads and cast to the
 //! catalog's types, so that the rest of the plan cannot tell ORC from Parquet.
 //!
-//! `datafusion-orc` would register ORC as a listing format, but it turns on DataFusion's default
-//! features (a second, larger build of the engine) and maps no column types, so a reader of a
-//! few dozen lines over `orc-rust` (the crate it wraps) is the smaller dependency.
+//! `datafusion-orc` 0.10 would register ORC as a listing format, but it depends on DataFusion
+//! with its default features, which would turn them all on for the whole workspace (compression
+//! codecs, crypto and regex functions: a longer build), and its opener does not adapt a file's
+//! types or column names to the table's; a reader of a few dozen lines over `orc-rust` (the
+//! crate it wraps) is the smaller dependency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
