@@ -12,6 +12,7 @@
 
 mod orc;
 mod plan;
+mod top_n;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use crate::top_n::TopN;
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::options::ParquetReadOptions;
+use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
 use datafusion::functions_window::expr_fn::row_number;
@@ -113,6 +116,45 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
                 .limit(0, Some(limit as usize))
                 .map_err(err)?;
         }
+        Some(limit) if covers_every_output_once(spec) => {
+            // The N best rows of each key, kept by an aggregate (see `top_n`): no sort of the
+            // whole input, memory O(keys × N); unnesting keeps each key's rows together, in rank.
+            let fields: Fields = spec
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Field::new(value_col(i), o.data_type.clone(), true))
+                .collect();
+            let order = spec
+                .order
+                .iter()
+                .map(|s| {
+                    let options = SortOptions {
+                        descending: s.descending,
+                        nulls_first: false,
+                    };
+                    (s.output, options)
+                })
+                .collect();
+            let top = TopN::udaf(limit as usize, fields, order);
+            let arguments = (0..spec.outputs.len())
+                .map(|i| ident(value_col(i)))
+                .collect();
+            let unnested = (0..spec.keys.len())
+                .map(|i| ident(key_col(i)))
+                .chain(
+                    (0..spec.outputs.len())
+                        .map(|i| get_field(ident("__top"), value_col(i)).alias(value_col(i))),
+                )
+                .collect::<Vec<_>>();
+            df = df
+                .aggregate(partition, vec![top.call(arguments).alias("__top")])
+                .map_err(err)?
+                .unnest_columns(&["__top"])
+                .map_err(err)?
+                .select(unnested)
+                .map_err(err)?;
+        }
         Some(limit) => {
             let rank = row_number()
                 .partition_by(partition)
@@ -142,6 +184,17 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         .chain((0..spec.outputs.len()).map(|i| ident(value_col(i))))
         .collect();
     df.select(columns).map_err(err)
+}
+
+/// Whether the order within a key names every output exactly once (as resolution makes it), so
+/// that rows comparing equal are equal and the top-N aggregate's answer is the sort's.
+fn covers_every_output_once(spec: &ResolvedSpec) -> bool {
+    let mut seen = vec![false; spec.outputs.len()];
+    spec.order.len() == spec.outputs.len()
+        && spec
+            .order
+            .iter()
+            .all(|s| s.output < seen.len() && !std::mem::replace(&mut seen[s.output], true))
 }
 
 /// The column of the spec's COUNT(DISTINCT), when the aggregation can run in two phases:
