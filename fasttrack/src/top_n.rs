@@ -69,8 +69,10 @@ impl TopN {
             order: self.order.clone(),
             fields: self.fields.clone(),
             converter: RowConverter::new(sort_fields)?,
+            arena: Arena::default(),
+            garbage: 0,
             groups: Vec::new(),
-            row_bytes: 0,
+            slots: 0,
         })
     }
 }
@@ -112,33 +114,127 @@ impl AggregateUDFImpl for TopN {
     }
 }
 
+/// Where a kept row's bytes are in the arena.
+#[derive(Clone, Copy)]
+struct Slot {
+    chunk: u32,
+    start: u32,
+    len: u32,
+}
+
+/// Row bytes in chunks of 1 MiB: growing never copies what is already stored.
+#[derive(Default)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl Arena {
+    const CHUNK: usize = 1 << 20;
+
+    fn push(&mut self, row: &[u8]) -> Slot {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= row.len());
+        if !fits {
+            self.chunks
+                .push(Vec::with_capacity(Self::CHUNK.max(row.len())));
+        }
+        let chunk = self.chunks.len() - 1;
+        let last = &mut self.chunks[chunk];
+        let start = last.len();
+        last.extend_from_slice(row);
+        self.len += row.len();
+        Slot {
+            chunk: chunk as u32,
+            start: start as u32,
+            len: row.len() as u32,
+        }
+    }
+
+    fn get(&self, slot: &Slot) -> &[u8] {
+        let start = slot.start as usize;
+        &self.chunks[slot.chunk as usize][start..start + slot.len as usize]
+    }
+
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum()
+    }
+}
+
 /// The kept rows of every group, each group's sorted best first.
+///
+/// Rows live in one arena (a row per allocation cost more in `malloc`, and in its locks between
+/// the partitions' threads, than the comparisons); a row that drops out leaves its bytes behind
+/// until the arena is compacted.
 struct TopNGroups {
     limit: usize,
     order: Vec<(usize, SortOptions)>,
     fields: Fields,
     converter: RowConverter,
-    /// Encoded rows (Arrow row format, in `order`), at most `limit` per group.
-    groups: Vec<Vec<Box<[u8]>>>,
-    row_bytes: usize,
+    /// Encoded rows (Arrow row format, in `order`).
+    arena: Arena,
+    /// Bytes of the arena no group refers to any more.
+    garbage: usize,
+    /// At most `limit` slots per group.
+    groups: Vec<Vec<Slot>>,
+    /// Slots held in all groups (DataFusion asks for the size after every batch: counting
+    /// them then would cost a pass over every group).
+    slots: usize,
 }
 
 impl TopNGroups {
+    /// Row order. Most comparisons are decided in the first eight bytes (the first sort column's
+    /// encoding), so those are compared as one big-endian integer before calling `memcmp`.
+    fn less_or_equal(a: &[u8], b: &[u8]) -> bool {
+        if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+            let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+            if x != y {
+                return x < y;
+            }
+        }
+        a <= b
+    }
+
+    fn bytes(&self, slot: Slot) -> &[u8] {
+        self.arena.get(&slot)
+    }
+
     /// Offers one encoded row to a group: kept if the group has room or the row beats its worst.
     fn offer(&mut self, group: usize, row: &[u8]) {
-        let kept = &mut self.groups[group];
+        let (arena, kept) = (&self.arena, &mut self.groups[group]);
+        let bytes = |s: &Slot| arena.get(s);
         if kept.len() == self.limit {
             match kept.last() {
-                Some(worst) if row < worst.as_ref() => {}
+                Some(worst) if !Self::less_or_equal(bytes(worst), row) => {}
                 _ => return,
             }
             if let Some(dropped) = kept.pop() {
-                self.row_bytes -= dropped.len();
+                self.garbage += dropped.len as usize;
+                self.slots -= 1;
             }
         }
-        let at = kept.partition_point(|k| k.as_ref() <= row);
-        kept.insert(at, row.into());
-        self.row_bytes += row.len();
+        let at = kept.partition_point(|k| Self::less_or_equal(bytes(k), row));
+        if kept.capacity() == 0 {
+            kept.reserve_exact(self.limit.min(4));
+        }
+        let slot = self.arena.push(row);
+        self.groups[group].insert(at, slot);
+        self.slots += 1;
+    }
+
+    /// Copies the live rows into a fresh arena once most of it is garbage.
+    fn compact(&mut self) {
+        if self.garbage < Arena::CHUNK || self.garbage * 2 < self.arena.len {
+            return;
+        }
+        let mut arena = Arena::default();
+        for slot in self.groups.iter_mut().flatten() {
+            *slot = arena.push(self.arena.get(slot));
+        }
+        self.arena = arena;
+        self.garbage = 0;
     }
 
     /// Offers every row of `columns` (in argument order) to the group `group_of(row)`.
@@ -158,6 +254,7 @@ impl TopNGroups {
                 self.offer(group, row.as_ref());
             }
         }
+        self.compact();
         Ok(())
     }
 
@@ -165,10 +262,24 @@ impl TopNGroups {
     fn emit(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let groups = emit_to.take_needed(&mut self.groups);
         let parser = self.converter.parser();
-        let decoded = self
-            .converter
-            .convert_rows(groups.iter().flatten().map(|row| parser.parse(row)))?;
-        self.row_bytes -= groups.iter().flatten().map(|r| r.len()).sum::<usize>();
+        let decoded = self.converter.convert_rows(
+            groups
+                .iter()
+                .flatten()
+                .map(|slot| parser.parse(self.bytes(*slot))),
+        )?;
+        self.garbage += groups
+            .iter()
+            .flatten()
+            .map(|s| s.len as usize)
+            .sum::<usize>();
+        self.slots -= groups.iter().map(Vec::len).sum::<usize>();
+        if self.groups.is_empty() {
+            self.arena = Arena::default();
+            self.garbage = 0;
+        } else {
+            self.compact();
+        }
         // Back from comparison order to argument order.
         let mut columns: Vec<Option<ArrayRef>> = vec![None; self.fields.len()];
         for ((argument, _), column) in self.order.iter().zip(decoded) {
@@ -213,13 +324,9 @@ impl TopNGroups {
     }
 
     fn memory(&self) -> usize {
-        self.row_bytes
-            + self.groups.capacity() * std::mem::size_of::<Vec<Box<[u8]>>>()
-            + self
-                .groups
-                .iter()
-                .map(|g| g.capacity() * std::mem::size_of::<Box<[u8]>>())
-                .sum::<usize>()
+        self.arena.capacity()
+            + self.groups.capacity() * std::mem::size_of::<Vec<Slot>>()
+            + self.slots * std::mem::size_of::<Slot>()
             + self.converter.size()
     }
 }
@@ -409,7 +516,7 @@ mod tests {
             ]
         );
         assert_eq!(rows(&out, 1), [(Some(9), "only".into())]);
-        assert_eq!(acc.memory() - acc.converter.size(), 0);
+        assert_eq!(acc.arena.len, 0, "everything emitted, nothing kept");
     }
 
     #[test]
