@@ -50,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         path: "fasttrack".into(),
         data_time: None,
+        compression: None,
     };
     edge.begin(&manifest).await?;
 

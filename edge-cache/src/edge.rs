@@ -137,6 +137,8 @@ struct Tracker {
 pub struct Resolved {
     pub version: u64,
     pub manifest: std::sync::Arc<StoredManifest>,
+    /// The decompressor of a compressed version's values (its manifest's dictionary).
+    pub decoder: Option<std::sync::Arc<edge_contract::compression::Decoder>>,
     /// Whether a token is required, and which (SHA-256 hex), from the API's current token set.
     pub protected: bool,
     pub token_hashes: Vec<String>,
@@ -1031,10 +1033,23 @@ impl RedisEdge {
         let Some(version) = version else {
             return Ok(None);
         };
-        let manifest = match known {
-            Some(k) if k.version == version => k.manifest.clone(),
+        let (manifest, decoder) = match known {
+            Some(k) if k.version == version => (k.manifest.clone(), k.decoder.clone()),
             _ => match self.manifest(api, version).await? {
-                Some(m) => std::sync::Arc::new(m),
+                Some(m) => {
+                    let decoder = match &m.manifest.compression {
+                        Some(c) => Some(std::sync::Arc::new(
+                            edge_contract::compression::Decoder::new(c).map_err(|message| {
+                                self.err(
+                                    "lookup",
+                                    format!("version {version} of `{api}`: {message}"),
+                                )
+                            })?,
+                        )),
+                        None => None,
+                    };
+                    (std::sync::Arc::new(m), decoder)
+                }
                 None => return Ok(None),
             },
         };
@@ -1055,6 +1070,7 @@ impl RedisEdge {
         Ok(Some(Resolved {
             version,
             manifest,
+            decoder,
             protected,
             token_hashes,
             limits,

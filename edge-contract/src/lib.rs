@@ -6,6 +6,7 @@
 //! publisher's metastore client, Parquet reader and engines.
 
 pub mod canonical;
+pub mod compression;
 pub mod keypath;
 pub mod settings;
 pub mod sink;

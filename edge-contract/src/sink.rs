@@ -39,6 +39,10 @@ pub struct VersionManifest {
     /// How new the data behind the version is (RFC 3339; the publisher's `freshness` module).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_time: Option<String>,
+    /// How the version's values are stored, when compressed (see [`crate::compression`]); the
+    /// checksum is then of the stored bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::compression::Compression>,
 }
 
 /// One edge's view of an API's versions.

@@ -25,10 +25,11 @@ use crate::guards::{
 };
 use crate::keypath::KeyType;
 use crate::quality::{EntrySample, OutputProfile};
-use crate::report::{Attempt, EdgeResult, PublishError, PublishReport, Step};
+use crate::report::{Attempt, CompressionReport, EdgeResult, PublishError, PublishReport, Step};
 use crate::sink::{EdgeSink, VersionManifest};
 use crate::snapshot::SnapshotStore;
 use crate::spec::{self, ApiSpec, ResolvedSpec};
+use edge_contract::compression::{Compression, CompressionConfig, Encoder, Trainer};
 
 /// Which engine to use: follow the guards, or force one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,8 @@ pub struct PublishConfig {
     /// The lookup service in front of each edge (edge Redis URL → base URL), which canary
     /// commits probe.
     pub lookups: std::collections::BTreeMap<String, String>,
+    /// Values stored zstd-compressed with a dictionary trained per version, when it pays.
+    pub compression: CompressionConfig,
 }
 
 impl Default for PublishConfig {
@@ -82,6 +85,7 @@ impl Default for PublishConfig {
             lease_wait_ms: 120_000,
             gates: Default::default(),
             lookups: Default::default(),
+            compression: Default::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl Plan {
             checksum,
             path: path.to_string(),
             data_time: self.data_time.clone(),
+            compression: None,
         }
     }
 }
@@ -664,9 +669,21 @@ impl Publisher {
             staging: &staging,
             push_ms: 0,
             failed_edge: None,
+            compression: &self.config.compression,
+            batch: self.config.push_batch,
+            values: Values::Sampling(Vec::new(), 0),
+            stored: Checksum::default(),
+            raw_bytes: 0,
+            stored_value_bytes: 0,
         };
-        let run = self.run(plan, route, &mut sink, progress).await;
+        let mut run = self.run(plan, route, &mut sink, progress).await;
+        if run.is_ok()
+            && let Err(e) = sink.finish().await
+        {
+            run = Err(e);
+        }
         let push_ms = sink.push_ms;
+        let (stored, compression) = (sink.stored, sink.compression());
         let failed_edge = sink.failed_edge.take();
         let snapshot = sink.snapshot.take();
         let run = run.map_err(|e| {
@@ -705,7 +722,13 @@ impl Publisher {
         });
 
         let path = run.path.unwrap_or(plan.path);
-        let manifest = plan.manifest(version, path, run.checksum);
+        // Edges and the snapshot hold the stored bytes: the manifest's checksum is theirs.
+        let mut manifest = plan.manifest(version, path, stored);
+        report.compression = compression.as_ref().map(|c| CompressionReport {
+            raw_bytes: c.raw_bytes,
+            stored_bytes: c.stored_bytes,
+        });
+        manifest.compression = compression;
         let t = Instant::now();
         progress(Progress::StepStarted { step: Step::Verify });
         let sealed = join_all(edges.iter().map(|e| e.seal(&manifest))).await;
@@ -740,7 +763,9 @@ impl Publisher {
     }
 }
 
-/// Writes each batch of entries to every edge at once, and to the snapshot.
+/// Writes each batch of entries to every edge at once, and to the snapshot, compressing the
+/// values when a dictionary trained on the version's first values pays (see
+/// [`edge_contract::compression`]).
 struct EdgeFanout<'a> {
     edges: &'a [Arc<dyn EdgeSink>],
     api: &'a str,
@@ -750,19 +775,96 @@ struct EdgeFanout<'a> {
     staging: &'a VersionManifest,
     push_ms: u64,
     failed_edge: Option<String>,
+    compression: &'a CompressionConfig,
+    /// Entries per write, for the buffered sample.
+    batch: usize,
+    values: Values,
+    /// Of the entries as stored (compressed or not).
+    stored: Checksum,
+    /// Value bytes before compression, and as stored.
+    raw_bytes: u64,
+    stored_value_bytes: u64,
 }
 
-#[async_trait]
-impl EntrySink for EdgeFanout<'_> {
-    async fn accept(&mut self, entries: &[Entry]) -> Result<()> {
+/// Where the fanout is with compression.
+enum Values {
+    /// Holding the first entries (and their value bytes) until the sample is complete.
+    Sampling(Vec<Entry>, usize),
+    Compressed(Box<Encoder>),
+    Raw,
+}
+
+impl EdgeFanout<'_> {
+    /// Decides on compression from the buffered sample, then writes the sample.
+    async fn decide(&mut self) -> Result<()> {
+        let buffered = match &mut self.values {
+            Values::Sampling(buffered, _) => std::mem::take(buffered),
+            _ => return Ok(()),
+        };
+        self.values = Values::Raw;
+        let sample: Vec<&[u8]> = buffered.iter().map(|e| e.value.as_slice()).collect();
+        match (Trainer {
+            config: self.compression,
+        })
+        .train(&sample)
+        {
+            Ok(encoder) => {
+                tracing::info!(
+                    api = self.api,
+                    version = self.version,
+                    sample = sample.len(),
+                    "values stored compressed with a trained dictionary"
+                );
+                self.values = Values::Compressed(Box::new(encoder));
+            }
+            Err(why) => {
+                tracing::info!(
+                    api = self.api,
+                    version = self.version,
+                    sample = sample.len(),
+                    why,
+                    "values stored as they are"
+                );
+            }
+        }
+        for chunk in buffered.chunks(self.batch.max(1)) {
+            self.forward(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes entries as they are stored.
+    async fn forward(&mut self, entries: &[Entry]) -> Result<()> {
+        self.raw_bytes += entries.iter().map(|e| e.value.len() as u64).sum::<u64>();
+        let compressed;
+        let stored = match &mut self.values {
+            Values::Compressed(encoder) => {
+                compressed = entries
+                    .iter()
+                    .map(|e| {
+                        Ok(Entry {
+                            key: e.key.clone(),
+                            value: encoder.compress(&e.value)?,
+                        })
+                    })
+                    .collect::<std::io::Result<Vec<Entry>>>()
+                    .map_err(|e| Error::io("compressing values", e))?;
+                &compressed[..]
+            }
+            _ => entries,
+        };
+        for e in stored {
+            self.stored.add(&e.key, &e.value);
+            self.stored_value_bytes += e.value.len() as u64;
+        }
         let t = Instant::now();
         if let Some(s) = &mut self.snapshot {
-            s.write(entries)?;
+            s.write(stored)?;
         }
         let results = join_all(
             self.edges
                 .iter()
-                .map(|e| e.write(self.api, self.version, entries)),
+                .map(|e| e.write(self.api, self.version, stored)),
         )
         .await;
         self.push_ms += ms(t);
@@ -775,6 +877,38 @@ impl EntrySink for EdgeFanout<'_> {
         Ok(())
     }
 
+    /// Writes what is still buffered: a version smaller than the sample.
+    async fn finish(&mut self) -> Result<()> {
+        self.decide().await
+    }
+
+    fn compression(&self) -> Option<Compression> {
+        match &self.values {
+            Values::Compressed(encoder) => Some(Compression {
+                codec: edge_contract::compression::CODEC.into(),
+                dictionary: hex::encode(encoder.dictionary()),
+                raw_bytes: self.raw_bytes,
+                stored_bytes: self.stored_value_bytes,
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl EntrySink for EdgeFanout<'_> {
+    async fn accept(&mut self, entries: &[Entry]) -> Result<()> {
+        if let Values::Sampling(buffered, bytes) = &mut self.values {
+            *bytes += entries.iter().map(|e| e.value.len()).sum::<usize>();
+            buffered.extend_from_slice(entries);
+            if *bytes >= self.compression.sample_bytes || !self.compression.enabled {
+                self.decide().await?;
+            }
+            return Ok(());
+        }
+        self.forward(entries).await
+    }
+
     async fn reset(&mut self) -> Result<()> {
         for edge in self.edges {
             edge.discard(self.api, self.version).await?;
@@ -785,6 +919,10 @@ impl EntrySink for EdgeFanout<'_> {
         if let Some(store) = self.snapshots {
             self.snapshot = Some(store.writer(self.staging)?);
         }
+        self.values = Values::Sampling(Vec::new(), 0);
+        self.stored = Checksum::default();
+        self.raw_bytes = 0;
+        self.stored_value_bytes = 0;
         Ok(())
     }
 }

@@ -52,6 +52,13 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// Value bytes of a compressed version before and after compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressionReport {
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EdgeResult {
     pub edge: String,
@@ -126,6 +133,9 @@ pub struct PublishReport {
     /// The output's keys, rows, nulls and ranges, measured while encoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<OutputProfile>,
+    /// Set when the version's values are stored compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionReport>,
     /// Quality gates against the serving version, each measured against its limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateOutcome>,
@@ -178,6 +188,7 @@ impl PublishReport {
             data_time: None,
             latest_partitions: Vec::new(),
             profile: None,
+            compression: None,
             gates: Vec::new(),
             forced: false,
             canary: None,

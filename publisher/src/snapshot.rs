@@ -311,6 +311,7 @@ mod tests {
             checksum,
             path: "fasttrack".into(),
             data_time: None,
+            compression: None,
         }
     }
 

@@ -90,12 +90,13 @@ impl LookupState {
             if let Some(known) = self.inner.near.get(&near_key) {
                 break (key, known);
             }
-            let value = self
+            let stored = self
                 .inner
                 .edge
                 .get(api, r.version, r.manifest.buckets, &key)
                 .await
                 .map_err(|e| self.unavailable(e))?;
+            let value = stored.map(|v| decode(api, r, v)).transpose()?;
             if value.is_some() {
                 self.inner.near.insert(near_key, value.clone());
                 break (key, value);
@@ -193,7 +194,8 @@ impl LookupState {
                     .get_many(api, r.version, r.manifest.buckets, &asked)
                     .await
                     .map_err(|e| self.unavailable(e))?;
-                for (&i, value) in missing.iter().zip(fetched) {
+                for (&i, stored) in missing.iter().zip(fetched) {
+                    let value = stored.map(|v| decode(api, r, v)).transpose()?;
                     if value.is_some() {
                         self.inner.near.insert(near_key(&keys[i]), value.clone());
                     }
@@ -408,4 +410,17 @@ pub(super) async fn metrics_handler(State(state): State<LookupState>) -> Respons
 
 pub(super) async fn no_route(method: Method, uri: Uri) -> Response {
     LookupError::NotFound(format!("no route for {method} {}", uri.path())).into_response()
+}
+
+/// A value as stored, as the API answers it: decompressed when its version is compressed.
+fn decode(api: &str, r: &Resolved, stored: Bytes) -> Result<Bytes, LookupError> {
+    match &r.decoder {
+        None => Ok(stored),
+        Some(decoder) => decoder.decompress(&stored).map(Bytes::from).map_err(|e| {
+            LookupError::Unavailable(format!(
+                "a stored value of version {} of `{api}` does not decompress: {e}",
+                r.version
+            ))
+        }),
+    }
 }

@@ -102,6 +102,7 @@ pub fn manifest(
         checksum,
         path: "fasttrack".into(),
         data_time: None,
+        compression: None,
     }
 }
 
