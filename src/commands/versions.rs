@@ -49,7 +49,13 @@ pub async fn versions(args: VersionsArgs, config: &Config) -> Result<ExitCode> {
     };
     for address in addresses {
         let edge = crate::stack::edge(address, config).await?;
-        let v = edge.versions(&args.api).await?;
+        let mut v = edge.versions(&args.api).await?;
+        // A compressed version's dictionary is tens of KB of hex that says nothing to a reader.
+        for m in &mut v.kept {
+            if let Some(c) = &mut m.compression {
+                c.dictionary = format!("({} bytes)", c.dictionary.len() / 2);
+            }
+        }
         all.push(serde_json::json!({ "edge": address, "serving": v.serving, "highest": v.highest, "kept": v.kept }));
         if !args.json {
             println!(
