@@ -8,15 +8,8 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use publisher::canonical::{write_date, write_decimal, write_f64, write_timestamp_micros};
 use publisher::catalog::{StorageFormat, TableMeta};
 use publisher::files::{self, DataFile};
@@ -102,12 +95,7 @@ pub async fn preview(table: &TableMeta, limit: usize) -> Result<Option<Preview>>
             (schema, first_stripe, Box::pin(stream))
         }
         _ => {
-            let located = files::locate(&file.url)?;
-            let reader = StoreReader {
-                store: located.store,
-                path: located.path,
-                size: file.size,
-            };
+            let reader = files::StoreReader::open(&file)?;
             let builder = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
                 .map_err(|e| err(e.to_string()))?;
@@ -157,44 +145,6 @@ pub async fn preview(table: &TableMeta, limit: usize) -> Result<Option<Preview>>
         }
     }
     Ok(Some(preview))
-}
-
-/// Ranged reads of one file in an object store (local or HDFS): the footer, then the pages of
-/// the row group read.
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: object_store::path::Path,
-    size: u64,
-}
-
-impl AsyncFileReader for StoreReader {
-    fn get_bytes(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            Ok(Arc::new(
-                ParquetMetaDataReader::new()
-                    .load_and_finish(self, size)
-                    .await?,
-            ))
-        }
-        .boxed()
-    }
 }
 
 fn parse(bytes: &[u8]) -> Value {

@@ -8,17 +8,10 @@ use arrow::compute::{SortOptions, cast};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::{FutureExt, Stream, TryFutureExt, TryStreamExt};
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use futures::{Stream, TryStreamExt};
+use object_store::ObjectStoreExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use publisher::files::{DataFile, list, locate};
+use publisher::files::{DataFile, StoreReader, list, locate};
 use publisher::spec::ResolvedSpec;
 
 /// Rows per batch read from staged files.
@@ -63,12 +56,7 @@ pub async fn read_stats(output: &str) -> Option<u64> {
 pub async fn read_part(
     file: &DataFile,
 ) -> Result<impl Stream<Item = Result<RecordBatch, String>> + use<>, String> {
-    let located = locate(&file.url).map_err(|e| e.to_string())?;
-    let reader = StoreReader {
-        store: located.store,
-        path: located.path,
-        size: file.size,
-    };
+    let reader = StoreReader::open(file).map_err(|e| e.to_string())?;
     let stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| format!("{}: {e}", file.url))?
@@ -216,56 +204,5 @@ fn conform_array(
             ))
         }
         _ => cast(array, target),
-    }
-}
-
-/// Reads a Parquet file of known size from any object store (local disk, HDFS).
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: StorePath,
-    size: u64,
-}
-
-fn store_error(e: object_store::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-impl AsyncFileReader for StoreReader {
-    fn get_bytes(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.store
-            .get_range(&self.path, range)
-            .map_err(store_error)
-            .boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<std::ops::Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(store_error)
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
     }
 }

@@ -259,6 +259,73 @@ async fn read_parquet_footer(file: &DataFile, located: &Located, tail: &[u8]) ->
     })
 }
 
+/// One file of an object store as Parquet's async reader wants it: ranged reads (several in one
+/// call), and a length known from the listing (so no extra `HEAD`).
+pub struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    size: u64,
+}
+
+impl StoreReader {
+    /// The reader of a listed file.
+    pub fn open(file: &DataFile) -> Result<Self> {
+        let located = locate(&file.url)?;
+        Ok(StoreReader {
+            store: located.store,
+            path: located.path,
+            size: file.size,
+        })
+    }
+}
+
+fn parquet_store_error(e: object_store::Error) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::External(Box::new(e))
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(parquet_store_error)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(parquet_store_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<parquet::file::metadata::ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
 /// One file of an object store as ORC's reader wants it: ranged reads, and a length known from
 /// the listing (so no extra `HEAD`).
 pub struct StoreChunks {

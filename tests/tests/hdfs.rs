@@ -8,6 +8,7 @@
 //! variable the test says so and passes.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -15,7 +16,7 @@ use object_store::ObjectStoreExt;
 use publisher::catalog::{HiveStorage, PartitionRegistration, TableRegistration, TableStats};
 use publisher::files;
 use publisher::schema::{Column, TableName};
-use tablecast_e2e::{Metastore, tablecast_command, unique_db};
+use tablecast_e2e::{Metastore, run_tablecast, unique_db};
 
 fn parquet_bytes(first: i64, rows: i64) -> Vec<u8> {
     let ids: Vec<i64> = (first..first + rows).collect();
@@ -108,20 +109,17 @@ async fn a_partitioned_table_on_hdfs_is_listed_and_answered() {
     )
     .unwrap();
     let out = dir.path().join("by_name.jsonl");
-    let run = tablecast_command()
-        .args([
-            "run",
-            "--metastore",
-            &metastore.uri(),
-            "--path",
-            "fasttrack",
-        ])
-        .arg("--spec")
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = run_tablecast([
+        "run".as_ref(),
+        "--metastore".as_ref(),
+        OsStr::new(&metastore.uri()),
+        "--path".as_ref(),
+        "fasttrack".as_ref(),
+        "--spec".as_ref(),
+        spec.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     assert!(
         run.status.success(),
         "{}",

@@ -9,6 +9,7 @@
 //! are covered where Spark writes them: `spark_tables.rs`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use publisher::catalog::{HiveStorage, PartitionRegistration, TableRegistration, TableStats};
 use publisher::schema::{Column, TableName};
-use tablecast_e2e::{Metastore, tablecast_command, unique_db};
+use tablecast_e2e::{Metastore, run_tablecast, unique_db};
 
 fn url(path: &Path) -> String {
     url::Url::from_file_path(path).unwrap().to_string()
@@ -63,11 +64,14 @@ fn registration(name: TableName, location: String) -> TableRegistration {
 }
 
 fn plan_json(uri: &str, spec: &Path) -> serde_json::Value {
-    let out = tablecast_command()
-        .args(["plan", "--json", "--metastore", uri, "--spec"])
-        .arg(spec)
-        .output()
-        .unwrap();
+    let out = run_tablecast([
+        "plan".as_ref(),
+        "--json".as_ref(),
+        "--metastore".as_ref(),
+        OsStr::new(uri),
+        "--spec".as_ref(),
+        spec.as_os_str(),
+    ]);
     assert!(
         out.status.success(),
         "plan: {}",
@@ -209,20 +213,17 @@ filter = [{{ column = "d", op = "in", value = ["00100", "02500", "04999"] }}]
     assert_eq!(plan["path"], "fasttrack", "{plan}");
 
     let out = root.join("days.jsonl");
-    let run = tablecast_command()
-        .args([
-            "run",
-            "--metastore",
-            &metastore.uri(),
-            "--path",
-            "fasttrack",
-        ])
-        .arg("--spec")
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = run_tablecast([
+        "run".as_ref(),
+        "--metastore".as_ref(),
+        OsStr::new(&metastore.uri()),
+        "--path".as_ref(),
+        "fasttrack".as_ref(),
+        "--spec".as_ref(),
+        spec.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     assert!(
         run.status.success(),
         "{}",

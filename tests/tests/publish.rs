@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tablecast_e2e::lookup::{answer_until, connect, pause_writes, scan_keys};
-use tablecast_e2e::{Deployment, assert_answers_golden};
+use tablecast_e2e::{Deployment, assert_answers_golden, walk};
 
 fn log_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(format!("{name}.log"))
@@ -376,17 +376,4 @@ async fn versions_rollback_and_tokens_from_the_cli() {
     let id = tokens.split_whitespace().next().unwrap().to_string();
     run_ok(plain(&["token", "revoke", "--api", API, "--id", &id]));
     answer_until(&url, Some(&token), 403, None).await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

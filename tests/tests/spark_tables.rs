@@ -21,6 +21,7 @@ use publisher::files;
 use publisher::schema::TableName;
 use tablecast_e2e::{
     ChildProcess, Metastore, repo_root, run_tablecast, tablecast_command, unique_db, venv_command,
+    walk,
 };
 
 const SCRIPT: &str = r#"
@@ -458,17 +459,4 @@ async fn hive_and_spark_written_tables_answer_like_spark_sql_on_both_paths() {
             .collect();
         assert!(answers.windows(2).all(|w| w[0] == w[1]), "{suffix}");
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
