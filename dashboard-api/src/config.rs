@@ -23,7 +23,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Where the default database lives.
     pub state_dir: PathBuf,
-    /// `sqlite://path/to/file.db`; default `sqlite://{state_dir}/dashboard.db`.
+    /// `sqlite://path/to/file.db` (default `sqlite://{state_dir}/dashboard.db`: one instance), or
+    /// `postgres://user:password@host:port/db` for several `tablecast serve` instances sharing
+    /// the work (they must then share `state_dir` too, where version snapshots are kept).
     pub database_url: Option<String>,
     /// The administrator's bearer token (the binary sets it from `TABLECAST_ADMIN_TOKEN`).
     /// Required: the server refuses to start without one.
@@ -52,6 +54,9 @@ pub struct ServerConfig {
     pub preview_rows: usize,
     /// How often `tablecast serve` converges every API's edges to the store (0: never).
     pub reconcile_ms: u64,
+    /// How long the coordinator role (triggers and the reconcile loop, which one instance of a
+    /// cluster runs) lasts without renewal: when its instance dies, another takes it after this.
+    pub coordinator_ttl_ms: u64,
     /// The most a spec's `limits` may ask for (`[dashboard.ceilings]`, one key per guard
     /// limit); an administrator may grant one API more (`ceilings` on the API).
     pub ceilings: publisher::guards::Ceilings,
@@ -89,6 +94,7 @@ impl Default for ServerConfig {
             lookup_base_urls: BTreeMap::new(),
             preview_rows: 20,
             reconcile_ms: 5_000,
+            coordinator_ttl_ms: 10_000,
             ceilings: Default::default(),
             limits: Default::default(),
             max_body_bytes: 1 << 20,
@@ -149,6 +155,12 @@ impl ServerConfig {
         }
         if self.runners > 64 {
             return Err(format!("runners = {} is more than 64", self.runners));
+        }
+        if self.coordinator_ttl_ms < 300 {
+            return Err(format!(
+                "coordinator_ttl_ms = {} is under 300: the role would lapse between renewals",
+                self.coordinator_ttl_ms
+            ));
         }
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod canary;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -92,6 +93,10 @@ pub struct AppState {
     pub(crate) in_flight: http_serve::InFlight,
     /// What every API's lookups are doing, scraped from the lookup services.
     pub traffic: Arc<traffic::Traffic>,
+    /// This process's name in the cluster: job claims and roles are held under it.
+    pub instance: String,
+    /// Whether this instance runs the cluster's triggers and reconcile loop now.
+    pub coordinator: cluster::Coordinator,
 }
 
 impl AppState {
@@ -132,6 +137,8 @@ impl AppState {
             shutdown: CancellationToken::new(),
             signals,
             wake: Arc::new(Notify::new()),
+            instance: cluster::instance_id(),
+            coordinator: Default::default(),
             admin_digest: Sha256::digest(admin.as_bytes()).into(),
         })
     }
@@ -283,6 +290,7 @@ pub async fn serve_on(
         context: "listener address".into(),
         source: e,
     })?;
+    let membership = cluster::join(&state).await;
     let runners = runner::start(state.clone()).await;
     let converger = start_convergence(state.clone());
     let triggers = triggers::start(state.clone());
@@ -306,6 +314,9 @@ pub async fn serve_on(
     .await;
     state.shutdown.cancel();
     runners.join().await;
+    for task in membership {
+        let _ = task.await;
+    }
     converger.abort();
     triggers.abort();
     scraper.abort();
@@ -315,8 +326,9 @@ pub async fn serve_on(
     })
 }
 
-/// Converges every API's edges to the store every `reconcile_ms` (0: never): an edge that was
-/// unreachable, or came back empty, gets the version and access the store says.
+/// Converges every API's edges to the store every `reconcile_ms` (0: never), on the cluster's
+/// coordinator: an edge that was unreachable, or came back empty, gets the version and access
+/// the store says.
 fn start_convergence(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if state.config.reconcile_ms == 0 {
@@ -324,7 +336,9 @@ fn start_convergence(state: AppState) -> tokio::task::JoinHandle<()> {
         }
         let every = std::time::Duration::from_millis(state.config.reconcile_ms.max(50));
         loop {
-            if let Err(e) = state.control.converge_all().await {
+            if state.coordinator.is_held()
+                && let Err(e) = state.control.converge_all().await
+            {
                 tracing::warn!(error = %e, "converging edges failed; retrying next round");
             }
             tokio::select! {

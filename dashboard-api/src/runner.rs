@@ -91,17 +91,9 @@ impl Runners {
 pub async fn start(state: AppState) -> Runners {
     reap(&state).await;
     let mut tasks = Vec::new();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    let instance = format!(
-        "{host}-{}-{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    );
     for i in 0..state.config.runners {
         let state = state.clone();
-        let owner = format!("{instance}-r{i}");
+        let owner = format!("{}-r{i}", state.instance);
         tasks.push(tokio::spawn(async move { run_loop(state, owner).await }));
     }
     let reaper = state.clone();

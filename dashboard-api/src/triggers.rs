@@ -159,13 +159,21 @@ pub async fn fire_schedules(state: &AppState, now: DateTime<Utc>) -> Result<Vec<
             // New or edited schedule: its next instant from now.
             _ => false,
         };
+        let next = refresh.next_firing(now).map(|at| at.timestamp_millis());
         if due {
+            let instant = t.next_at.unwrap_or_default();
+            if !state.store.claim_firing(&api.name, instant, next).await? {
+                tracing::debug!(api = %api.name, instant, "schedule fired by another instance");
+                continue;
+            }
+            t.next_at = next;
             fired.push(fire(state, &api, SCHEDULE, &mut t, now).await?);
+            continue;
         } else if t.schedule == key && t.next_at.is_some() {
             continue;
         }
         t.schedule = key;
-        t.next_at = refresh.next_firing(now).map(|at| at.timestamp_millis());
+        t.next_at = next;
         state.store.save_trigger_state(&t).await?;
     }
     Ok(fired)
@@ -266,7 +274,9 @@ async fn success_marker(meta: &TableMeta) -> bool {
         })
 }
 
-/// Runs schedules every `schedule_tick_ms` and table watching every `watch_ms` until shutdown.
+/// Runs schedules every `schedule_tick_ms` and table watching every `watch_ms` until shutdown,
+/// while this instance is the cluster's coordinator (schedule firings are also claimed one by
+/// one in the store, so that an instant fires once even across a change of coordinator).
 pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let cfg = state.config.triggers.clone();
@@ -284,17 +294,20 @@ pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut last_watch: Option<std::time::Instant> = None;
         loop {
             let now = Utc::now();
-            if cfg.schedule_tick_ms > 0
-                && let Err(e) = fire_schedules(&state, now).await
-            {
-                tracing::warn!(error = %e, "firing schedules failed; next tick retries");
-            }
-            let watch_due =
-                last_watch.is_none_or(|at| at.elapsed().as_millis() as u64 >= cfg.watch_ms);
-            if cfg.watch_ms > 0 && watch_due {
-                last_watch = Some(std::time::Instant::now());
-                if let Err(e) = watch_tables(&state, now).await {
-                    tracing::warn!(error = %e, "watching tables failed; next round retries");
+            // Only the cluster's coordinator fires; the others look again next tick.
+            if state.coordinator.is_held() {
+                if cfg.schedule_tick_ms > 0
+                    && let Err(e) = fire_schedules(&state, now).await
+                {
+                    tracing::warn!(error = %e, "firing schedules failed; next tick retries");
+                }
+                let watch_due =
+                    last_watch.is_none_or(|at| at.elapsed().as_millis() as u64 >= cfg.watch_ms);
+                if cfg.watch_ms > 0 && watch_due {
+                    last_watch = Some(std::time::Instant::now());
+                    if let Err(e) = watch_tables(&state, now).await {
+                        tracing::warn!(error = %e, "watching tables failed; next round retries");
+                    }
                 }
             }
             tokio::select! {

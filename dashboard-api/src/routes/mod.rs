@@ -68,14 +68,19 @@ pub async fn api_not_found() -> Error {
     }
 }
 
-/// Liveness and store reachability.
+/// Readiness: whether the store answers, which database it is, and this instance's place in the
+/// cluster (its name, whether it coordinates triggers and reconciles).
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Up"), (status = 503, description = "The store is unreachable")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    let database = state.store.backend().as_str();
+    let cluster =
+        serde_json::json!({"instance": state.instance, "coordinator": state.coordinator.is_held()});
     match state.store.ping().await {
-        Ok(_) => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Ok(_) => axum::Json(serde_json::json!({"status": "ok", "database": database, "cluster": cluster}))
+            .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+            axum::Json(serde_json::json!({"status": "unavailable", "database": database, "error": e.to_string(), "cluster": cluster})),
         )
             .into_response(),
     }

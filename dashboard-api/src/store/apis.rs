@@ -59,7 +59,7 @@ pub struct RevisionRow {
     pub at: i64,
 }
 
-pub(super) fn api_row(row: &SqliteRow) -> Result<ApiRow> {
+pub(super) fn api_row(row: &AnyRow) -> Result<ApiRow> {
     Ok(ApiRow {
         name: row.try_get("name")?,
         spec: json_col(row, "spec")?,
@@ -67,7 +67,7 @@ pub(super) fn api_row(row: &SqliteRow) -> Result<ApiRow> {
         owner: row.try_get("owner")?,
         editors: json_col(row, "editors")?,
         ceilings: json_col(row, "ceilings")?,
-        protected: row.try_get("protected")?,
+        protected: flag(row, "protected")?,
         edge_group: row.try_get("edge_group")?,
         revision: row.try_get("revision")?,
         created_at: row.try_get("created_at")?,

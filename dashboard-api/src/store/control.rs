@@ -5,8 +5,8 @@
 use publisher::quality::OutputProfile;
 use publisher::sink::{Access, Fence, VersionManifest};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Store, now_ms, rfc3339, to_json};
 use crate::error::{Error, Result};
@@ -105,21 +105,21 @@ pub struct VersionRow {
     pub snapshot: Option<VersionManifest>,
 }
 
-fn state_row(row: &SqliteRow) -> Result<ApiState> {
+fn state_row(row: &AnyRow) -> Result<ApiState> {
     let edges: String = row.try_get("edges")?;
     Ok(ApiState {
         api: row.try_get("api")?,
         serving: row.try_get::<Option<i64>, _>("serving")?.map(|v| v as u64),
         previous: row.try_get::<Option<i64>, _>("previous")?.map(|v| v as u64),
-        converging: row.try_get("converging")?,
+        converging: super::flag(row, "converging")?,
         edges: serde_json::from_str(&edges)
             .map_err(|e| Error::Internal(format!("stored edges are not a JSON list: {e}")))?,
         access_revision: row.try_get::<i64, _>("access_revision")? as u64,
-        retiring: row.try_get("retiring")?,
+        retiring: super::flag(row, "retiring")?,
     })
 }
 
-fn version_row(row: &SqliteRow) -> Result<VersionRow> {
+fn version_row(row: &AnyRow) -> Result<VersionRow> {
     let snapshot: Option<String> = row.try_get("snapshot")?;
     let snapshot: Option<VersionManifest> = snapshot
         .map(|s| serde_json::from_str(&s))
@@ -143,14 +143,14 @@ fn version_row(row: &SqliteRow) -> Result<VersionRow> {
         job_id: row.try_get("job_id")?,
         fingerprint: row.try_get("fingerprint")?,
         data_time: row.try_get("data_time")?,
-        forced: row.try_get("forced")?,
+        forced: super::flag(row, "forced")?,
         profile,
         snapshot,
     })
 }
 
 /// Creates the API's state row if missing.
-async fn ensure_state(conn: &mut SqliteConnection, api: &str, now: i64) -> Result<()> {
+async fn ensure_state(conn: &mut AnyConnection, api: &str, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_state (api, updated_at) VALUES ($1, $2) ON CONFLICT (api) DO NOTHING",
     )
@@ -163,7 +163,7 @@ async fn ensure_state(conn: &mut SqliteConnection, api: &str, now: i64) -> Resul
 
 /// Marks a change of who may read the API, in the caller's transaction, so that the change and
 /// its revision are one fact.
-pub(super) async fn bump_access(conn: &mut SqliteConnection, api: &str, now: i64) -> Result<()> {
+pub(super) async fn bump_access(conn: &mut AnyConnection, api: &str, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_state (api, access_revision, updated_at) VALUES ($1, 1, $2) \
          ON CONFLICT (api) DO UPDATE SET access_revision = api_state.access_revision + 1, updated_at = $2",
@@ -177,7 +177,7 @@ pub(super) async fn bump_access(conn: &mut SqliteConnection, api: &str, now: i64
 
 /// The API was deleted, in the caller's transaction: nothing may serve any more, its version
 /// history goes, and its edges must retire it.
-pub(super) async fn mark_retiring(conn: &mut SqliteConnection, api: &str, now: i64) -> Result<()> {
+pub(super) async fn mark_retiring(conn: &mut AnyConnection, api: &str, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE api_state SET serving = NULL, previous = NULL, converging = TRUE, retiring = TRUE, updated_at = $1 \
          WHERE api = $2",
@@ -245,7 +245,7 @@ impl Store {
             .bind(api)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| r.try_get("protected"))
+            .map(|r| super::flag(&r, "protected"))
             .transpose()?;
         let protected = protected.unwrap_or(revision.is_some());
         let rows = if protected {

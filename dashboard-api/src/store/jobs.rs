@@ -122,7 +122,7 @@ pub struct EventRow {
 const JOB_COLUMNS: &str = "id, api, kind, state, revision, params, author, attempts, max_attempts, lease_owner, \
      lease_expires_at, not_before, error, report, created_at, started_at, finished_at";
 
-fn job_row(row: &SqliteRow) -> Result<JobRow> {
+fn job_row(row: &AnyRow) -> Result<JobRow> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     Ok(JobRow {
@@ -176,7 +176,7 @@ impl Store {
         .bind(job.created_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        self.announce_jobs(&self.pool).await
     }
 
     pub async fn job(&self, id: &str) -> Result<JobRow> {
@@ -210,10 +210,16 @@ impl Store {
     /// Atomically claims the oldest due job whose API has no running job and no older queued
     /// job, for `owner` until `lease_until`. Its start time is never before the end of the API's
     /// previous job: `now` is read before the write lock is had, and a job finishing meanwhile
-    /// may record a later time. The partial unique index makes a concurrent second
-    /// claim for the same API fail instead of running two jobs of one API.
+    /// may record a later time. The partial unique index makes a concurrent second claim for the
+    /// same API fail instead of running two jobs of one API. On PostgreSQL the candidate row is
+    /// locked with `SKIP LOCKED`, so that claimers on several instances take different jobs
+    /// instead of queueing behind one row.
     pub async fn claim(&self, owner: &str, lease_ms: i64) -> Result<Option<JobRow>> {
         let now = now_ms();
+        let skip_locked = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
         let claimed = sqlx::query(&format!(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
                  started_at = (SELECT CASE WHEN max(f.finished_at) > $3 THEN max(f.finished_at) ELSE $3 END FROM jobs f WHERE f.api = jobs.api) \
@@ -223,7 +229,7 @@ impl Store {
                    AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.api = j.api AND r.state = 'running') \
                    AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.api = j.api AND e.state = 'queued' \
                        AND (e.created_at < j.created_at OR (e.created_at = j.created_at AND e.id < j.id))) \
-                 ORDER BY j.created_at, j.id LIMIT 1) \
+                 ORDER BY j.created_at, j.id LIMIT 1{skip_locked}) \
                AND state = 'queued' \
              RETURNING {JOB_COLUMNS}"
         ))
@@ -255,7 +261,7 @@ impl Store {
     /// transaction. Returns the (job, event seq) pairs, re-queued then failed.
     pub async fn reap_expired(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
         let now = now_ms();
-        let ids = |rows: Vec<SqliteRow>| {
+        let ids = |rows: Vec<AnyRow>| {
             rows.iter()
                 .map(|r| r.try_get("id"))
                 .collect::<Result<Vec<String>, _>>()
@@ -289,12 +295,12 @@ impl Store {
         let mut out = (Vec::new(), Vec::new());
         for id in requeued {
             let event = serde_json::json!({"event": "lease_expired", "requeued": true});
-            let seq = Self::insert_event(&mut tx, &id, &event, now).await?;
+            let seq = self.insert_event(&mut tx, &id, &event, now).await?;
             out.0.push((id, seq));
         }
         for (id, attempts) in failed.into_iter().zip(attempts) {
             let event = serde_json::json!({"event": "finished", "state": "failed", "attempts": attempts, "error": error});
-            let seq = Self::insert_event(&mut tx, &id, &event, now).await?;
+            let seq = self.insert_event(&mut tx, &id, &event, now).await?;
             out.1.push((id, seq));
         }
         tx.commit().await?;
@@ -365,7 +371,9 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(None);
         }
-        let seq = Self::insert_event(&mut tx, id, final_event, now).await?;
+        let seq = self.insert_event(&mut tx, id, final_event, now).await?;
+        // What this job held back (a later job of its API) may run now, on any instance.
+        self.announce_jobs(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(seq))
     }
@@ -393,7 +401,7 @@ impl Store {
             return Ok(None);
         }
         let event = serde_json::json!({"event": "finished", "state": "cancelled", "error": error});
-        let seq = Self::insert_event(&mut tx, id, &event, now).await?;
+        let seq = self.insert_event(&mut tx, id, &event, now).await?;
         tx.commit().await?;
         Ok(Some((before, seq)))
     }
@@ -409,12 +417,24 @@ impl Store {
 
     // ---- events ----
 
+    /// Appends an event in the caller's transaction: the next sequence number of the job's
+    /// log. On PostgreSQL appends to one job are serialized by a per-job advisory lock (two
+    /// instances may write one job's log: its runner, and a cancel), and every instance's
+    /// event streams hear of it at commit (`NOTIFY`).
     async fn insert_event(
-        conn: &mut sqlx::SqliteConnection,
+        &self,
+        conn: &mut AnyConnection,
         job: &str,
         event: &Value,
         at: i64,
     ) -> Result<i64> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(cluster::EVENTS_LOCK)
+                .bind(job)
+                .fetch_one(&mut *conn)
+                .await?;
+        }
         let row = sqlx::query(
             "INSERT INTO job_events (job_id, seq, event, at) \
              VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id = $1), $2, $3) RETURNING seq",
@@ -422,19 +442,28 @@ impl Store {
         .bind(job)
         .bind(to_json(event))
         .bind(at)
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await?;
-        Ok(row.try_get("seq")?)
+        let seq: i64 = row.try_get("seq")?;
+        if self.backend == Backend::Postgres {
+            cluster::notify(&mut *conn, cluster::EVENTS_CHANNEL, &format!("{job} {seq}")).await?;
+        }
+        Ok(seq)
     }
 
     /// Appends an event to a job's log; returns its sequence number.
     pub async fn append_event(&self, job: &str, event: &Value) -> Result<i64> {
         let mut attempt = 0;
         loop {
-            let mut conn = self.pool.acquire().await?;
-            match Self::insert_event(&mut conn, job, event, now_ms()).await {
+            let mut tx = self.pool.begin().await?;
+            match self.insert_event(&mut tx, job, event, now_ms()).await {
+                Ok(seq) => {
+                    tx.commit().await?;
+                    return Ok(seq);
+                }
+                // SQLite: another connection took the number between the read and the insert.
                 Err(Error::Store(e)) if is_unique_violation(&e) && attempt < 5 => attempt += 1,
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
     }

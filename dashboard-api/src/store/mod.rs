@@ -1,7 +1,11 @@
 //! The durable store: APIs and their revisions, jobs and their events, tokens, and the control
-//! plane's desired state and versions ([`control`]), in SQLite through sqlx's runtime query
-//! API. Times are milliseconds since the epoch in BIGINT columns and documents are JSON text.
-//! The CLI and `tablecast serve` open the same database.
+//! plane's desired state and versions ([`control`]), through sqlx's runtime query API on either
+//! backend its URL names: SQLite (`sqlite://…`, the embedded default: one `tablecast serve` and
+//! the CLI on one file) or PostgreSQL (`postgres://…`: any number of `tablecast serve` instances
+//! sharing the work, see [`cluster`]). Both run the same SQL, with the few differences named
+//! where they are (the write lock, the claim, notifications); each backend has its own
+//! migrations folder with the same schema. Times are milliseconds since the epoch in BIGINT
+//! columns and documents are JSON text.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,18 +13,21 @@ use std::time::Duration;
 use publisher::spec::ApiSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Row};
 
 use crate::error::{Error, Result};
 
 mod apis;
+mod cluster;
 mod control;
 mod jobs;
 mod tokens;
 mod triggers;
 
 pub use apis::{ApiRow, ApiUpdate, RevisionRow};
+pub use cluster::{Leader, Listener, Notice};
 pub use control::{ApiState, Lease, VersionRow, VersionState};
 pub use jobs::{EventRow, JobKind, JobParams, JobRow, JobState, Outcome};
 pub use tokens::{Quota, TokenKind, TokenRow};
@@ -38,23 +45,75 @@ pub fn new_id() -> String {
     format!("{:012x}{seq:04x}{:04x}", now_ms(), rand::random::<u16>())
 }
 
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(Error::Config(format!(
+                "database_url {:?}: expected sqlite://… or postgres://…",
+                redact(url)
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// Kept for the PostgreSQL listener, which needs a connection of its own.
+    url: String,
 }
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
+fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
     let text: String = row.try_get(col)?;
     serde_json::from_str(&text)
         .map_err(|e| Error::Internal(format!("stored {col} is not valid JSON: {e}")))
 }
 
-fn opt_json_col(row: &SqliteRow, col: &str) -> Result<Option<Value>> {
+fn opt_json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {
     let text: Option<String> = row.try_get(col)?;
     text.map(|t| {
         serde_json::from_str(&t)
             .map_err(|e| Error::Internal(format!("stored {col} is not valid JSON: {e}")))
     })
     .transpose()
+}
+
+/// A BOOLEAN column: PostgreSQL's boolean, or SQLite's 0/1 (which the `Any` driver hands over as
+/// an integer).
+fn flag(row: &AnyRow, col: &str) -> Result<bool> {
+    match row.try_get::<bool, _>(col) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(col)? != 0),
+    }
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -72,42 +131,152 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies the migrations.
+    /// Opens the database its URL names (creating a SQLite file if needed) and applies the
+    /// migrations. Several processes may open one database at once; migrations run once.
     pub async fn open(url: &str) -> Result<Store> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::Config(format!("database_url {url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        if let Some(dir) = options
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-                context: format!("creating {}", dir.display()),
-                source: e,
-            })?;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                prepare_sqlite(url).await?;
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Every connection: wait for the write lock instead of failing, and
+                            // enforce references (SQLite's defaults are neither).
+                            sqlx::query("PRAGMA busy_timeout = 10000")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA foreign_keys = ON")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(|e| Error::Config(format!("connecting to {}: {e}", redact(url))))?,
+        };
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            backend,
+            url: url.to_string(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A transaction that holds the store's write lock from its start, so that write
+    /// transactions run one at a time, as their read-then-write steps assume. SQLite: `BEGIN
+    /// IMMEDIATE` (a deferred transaction takes its snapshot at its first statement and fails
+    /// with SQLITE_BUSY, which no busy timeout waits out, when another connection commits before
+    /// it gets to write). PostgreSQL: a transaction-scoped advisory lock, cluster-wide. Single
+    /// statements (claims, renewals) do not take it: each is atomic on its own.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1, 0)")
+                    .bind(cluster::WRITE_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     /// Whether the database answers (health checks); the pool itself stays inside the store.
-    /// A transaction holding the write lock from its start (`BEGIN IMMEDIATE`). A deferred one
-    /// takes its snapshot at its first statement and fails with SQLITE_BUSY, which no busy
-    /// timeout waits out, when another connection commits before it gets to write.
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1 AS one").fetch_one(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// Creates the SQLite file (and its folder) if missing and switches it to WAL, which the file
+/// keeps: readers then never wait for the writer.
+async fn prepare_sqlite(url: &str) -> Result<()> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| Error::Config(format!("database_url {url:?}: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    if let Some(dir) = options
+        .get_filename()
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            context: format!("creating {}", dir.display()),
+            source: e,
+        })?;
+    }
+    let conn = options.connect().await?;
+    conn.close().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before PostgreSQL support (migrations 0001–0005, BOOLEAN flags) opens,
+    /// is upgraded, and keeps its rows and flags.
+    #[tokio::test]
+    async fn an_older_sqlite_database_is_upgraded_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        prepare_sqlite(&url).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations/sqlite");
+        old.migrations = std::borrow::Cow::Owned(
+            old.migrations
+                .iter()
+                .filter(|m| m.version <= 5)
+                .cloned()
+                .collect(),
+        );
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        old.run(&pool).await.unwrap();
+        let spec = publisher::spec::ApiSpec::from_toml(
+            "name = \"old\"\ntable = \"db.t\"\nkey = [\"k\"]\n[[values]]\ncolumn = \"v\"\n",
+        )
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO apis (name, spec, catalog, owner, protected, edge_group, revision, created_at, updated_at) \
+             VALUES ('old', $1, 'default', 'ana', TRUE, 'default', 3, 1, 2)",
+        )
+        .bind(to_json(&spec))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO api_state (api, serving, converging, retiring, updated_at) VALUES ('old', 7, TRUE, FALSE, 2)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let store = Store::open(&url).await.unwrap();
+        let api = store.api("old").await.unwrap();
+        assert!(api.protected);
+        assert_eq!((api.revision, api.owner.as_str()), (3, "ana"));
+        let state = store.api_state("old").await.unwrap().unwrap();
+        assert_eq!(
+            (state.serving, state.converging, state.retiring),
+            (Some(7), true, false)
+        );
+        assert!(store.lead("coordinator", "me", 1000).await.unwrap());
     }
 }

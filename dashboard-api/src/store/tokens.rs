@@ -41,7 +41,7 @@ pub struct Quota {
     pub burst: u32,
 }
 
-fn token_row(row: &SqliteRow) -> Result<TokenRow> {
+fn token_row(row: &AnyRow) -> Result<TokenRow> {
     let kind: String = row.try_get("kind")?;
     Ok(TokenRow {
         id: row.try_get("id")?,
@@ -59,7 +59,7 @@ fn token_row(row: &SqliteRow) -> Result<TokenRow> {
     })
 }
 
-pub(super) fn quota_of(row: &SqliteRow) -> Result<Option<Quota>> {
+pub(super) fn quota_of(row: &AnyRow) -> Result<Option<Quota>> {
     let per_second: Option<i64> = row.try_get("rate_per_second")?;
     let burst: Option<i64> = row.try_get("burst")?;
     Ok(per_second.map(|p| Quota {

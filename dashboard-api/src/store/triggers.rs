@@ -27,7 +27,7 @@ pub struct TriggerRow {
     pub last_job: Option<String>,
 }
 
-fn trigger_row(row: &SqliteRow) -> Result<TriggerRow> {
+fn trigger_row(row: &AnyRow) -> Result<TriggerRow> {
     Ok(TriggerRow {
         api: row.try_get("api")?,
         seen_signature: row.try_get("seen_signature")?,
@@ -104,6 +104,20 @@ impl Store {
         Ok(())
     }
 
+    /// Claims a due schedule firing: moves the API's `next_at` from `due` (the instant that came)
+    /// to `next`, only if it is still `due`. False when another instance claimed it first, so
+    /// that an instant fires once however many instances see it due.
+    pub async fn claim_firing(&self, api: &str, due: i64, next: Option<i64>) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_triggers SET next_at = $1 WHERE api = $2 AND next_at = $3")
+                .bind(next)
+                .bind(api)
+                .bind(due)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Whether the API has a publish queued (a firing then adds nothing: that job reads the
     /// table as it is when it starts; a running one may have read it before the change).
     pub async fn publish_pending(&self, api: &str) -> Result<bool> {
@@ -113,6 +127,6 @@ impl Store {
         .bind(api)
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get("pending")?)
+        flag(&row, "pending")
     }
 }
