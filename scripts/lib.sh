@@ -49,6 +49,23 @@ ensure_apt_packages() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# ensure_postgres — PostgreSQL's server binaries for the store's contract tests
+# (tests/tests/store_contract.rs): Debian's `postgresql` package, whose binaries live in
+# /usr/lib/postgresql/<major>/bin, off PATH (so no `command:package` entry). The tests start
+# their own throwaway servers on free ports (tests/src/postgres.rs); the cluster the package may
+# start on install is not used. `$TABLECAST_PG_BIN` set to a folder with the binaries: nothing
+# is installed.
+ensure_postgres() {
+    if [ -n "${TABLECAST_PG_BIN:-}" ]; then
+        [ -x "$TABLECAST_PG_BIN/postgres" ] || die "TABLECAST_PG_BIN=$TABLECAST_PG_BIN has no postgres"
+        return 0
+    fi
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && return 0
+    ensure_apt_packages postgresql
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null \
+        || die "the postgresql package installed no /usr/lib/postgresql/*/bin/postgres"
+}
+
 # ensure_promtool — sets and exports TABLECAST_PROMTOOL: `promtool` from PATH, else from Debian's
 # `prometheus` package unpacked into the cache (downloaded, never installed: nothing starts a
 # Prometheus server). tests/tests/deploy.rs checks deploy/ with it.

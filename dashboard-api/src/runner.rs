@@ -24,9 +24,7 @@ use tokio::task::JoinHandle;
 use crate::AppState;
 use crate::control::PublishOptions;
 use crate::error::{Error, Result};
-use crate::store::{
-    ApiRow, JobKind, JobParams, JobRow, JobState, Outcome, new_id, now_ms, rfc3339,
-};
+use crate::store::{ApiRow, JobKind, JobParams, JobRow, JobState, Outcome, now_ms, rfc3339};
 
 /// Queues a job for `api`; runners pick it up in the API's order. Refused when the API's edge
 /// group has no edges.
@@ -44,26 +42,14 @@ pub async fn enqueue(
             format!("edge group `{}` has no edges configured", api.edge_group),
         ));
     }
-    let now = now_ms();
-    let job = JobRow {
-        id: new_id(),
-        api: api.name.clone(),
+    let job = JobRow::queued(
+        &api.name,
         kind,
-        state: JobState::Queued,
-        revision: Some(api.revision),
+        Some(api.revision),
         params,
-        author: author.to_string(),
-        attempts: 0,
-        max_attempts: i64::from(state.config.max_attempts),
-        lease_owner: None,
-        lease_expires_at: None,
-        not_before: now,
-        error: None,
-        report: None,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-    };
+        author,
+        i64::from(state.config.max_attempts),
+    );
     state.store.enqueue(&job).await?;
     let _ = state
         .emit(&job.id, &serde_json::json!({"event": "queued", "kind": kind.as_str(), "api": api.name, "revision": api.revision, "author": author}))

@@ -166,6 +166,7 @@ pub async fn fire_schedules(state: &AppState, now: DateTime<Utc>) -> Result<Vec<
                 tracing::debug!(api = %api.name, instant, "schedule fired by another instance");
                 continue;
             }
+            tracing::info!(api = %api.name, instant, instance = %state.instance, "schedule instant claimed");
             t.next_at = next;
             fired.push(fire(state, &api, SCHEDULE, &mut t, now).await?);
             continue;

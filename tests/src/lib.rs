@@ -3,6 +3,8 @@
 //!
 //! - [`Metastore::shared`]: one real Hive metastore per test binary (10–20 s to start);
 //! - [`Redis::start`]: one `redis-server` per simulated edge;
+//! - [`Postgres::shared`]: one PostgreSQL server per test binary (about a second to start), a
+//!   database per test ([`Postgres::create_database`]);
 //! - [`tablecast_bin`] / [`run_tablecast`]: the built binary;
 //! - [`ChildProcess`]: any other server (e.g. `tablecast edge serve`), with its log tail in errors;
 //! - [`free_port`], [`wait_for_port`], [`StalledListener`] (accepts, never answers);
@@ -18,6 +20,7 @@ pub mod freeze;
 pub mod lookup;
 pub mod metastore;
 pub mod net;
+pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod sample;
@@ -30,6 +33,7 @@ pub use deployment::{Deployment, assert_answers_golden, golden, lookup_url};
 pub use freeze::FreezeProxy;
 pub use metastore::Metastore;
 pub use net::{StalledListener, free_port, loopback, wait_for_port};
+pub use postgres::Postgres;
 pub use process::{ChildProcess, spawn_tied};
 pub use redis::Redis;
 pub use tablecast::{

@@ -1,7 +1,12 @@
 //! Reading what an edge serves: through a lookup service (bounded polling, since the service
 //! caches the serving version for up to `version_cache_ms`) and straight from its Redis.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+
+use crate::golden;
 
 /// GETs `url` until it answers `status` (and, if given, from `version`), for at most 10 s;
 /// returns the last status and version (error answers carry none). Panics past the deadline.
@@ -79,6 +84,53 @@ pub async fn flushall(redis_url: &str) {
         .query_async(&mut fixtures::redis::connect(redis_url).await)
         .await
         .unwrap();
+}
+
+/// Every data bucket key of an API, whatever its version.
+pub async fn bucket_keys(conn: &mut MultiplexedConnection, api: &str) -> Vec<String> {
+    scan_keys(conn, &format!("tc:{{{api}:v*")).await
+}
+
+/// The versions that have data buckets in the Redis (`tc:{api:vN:bK}`).
+pub async fn bucket_versions(conn: &mut MultiplexedConnection, api: &str) -> BTreeSet<u64> {
+    let prefix = format!("tc:{{{api}:v");
+    bucket_keys(conn, api)
+        .await
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix)?.split(':').next()?.parse().ok())
+        .collect()
+}
+
+/// `version` of the API is sealed (its manifest is there) and holds every golden key.
+pub async fn assert_complete(conn: &mut MultiplexedConnection, api: &str, version: u64) {
+    let manifest: bool = redis::cmd("EXISTS")
+        .arg(format!("tc:{{{api}}}:v{version}:manifest"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert!(manifest, "v{version} has no manifest");
+    assert_eq!(
+        version_fields(conn, api, version).await,
+        golden(api).len() as u64,
+        "v{version} is not complete"
+    );
+}
+
+/// Fields over every bucket of one version.
+pub async fn version_fields(conn: &mut MultiplexedConnection, api: &str, version: u64) -> u64 {
+    let prefix = format!("tc:{{{api}:v{version}:b");
+    let mut total = 0;
+    for key in bucket_keys(conn, api).await {
+        if key.starts_with(&prefix) {
+            let n: u64 = redis::cmd("HLEN")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .unwrap();
+            total += n;
+        }
+    }
+    total
 }
 
 pub use fixtures::redis::{connect, pause_writes, scan_keys};

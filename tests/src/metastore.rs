@@ -210,8 +210,9 @@ fn check_answers(addr: SocketAddr, timeout: Duration) -> Result<()> {
     })
 }
 
-/// Removes the state of metastores whose test binary is gone (their static was never dropped).
-fn remove_stale_state(base: &Path) {
+/// Removes the state of metastores and PostgreSQL servers whose test binary is gone (a shared
+/// one lives in a static, which is never dropped).
+pub(crate) fn remove_stale_state(base: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
@@ -220,6 +221,7 @@ fn remove_stale_state(base: &Path) {
         let pid = name
             .strip_prefix("metastore-")
             .or_else(|| name.strip_prefix("external-"))
+            .or_else(|| name.strip_prefix("postgres-"))
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<libc::pid_t>().ok());
         let Some(pid) = pid else { continue };

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{event_names, fixtures_metastore, lookup_service, sample_spec_json};
-use tablecast_e2e::lookup::{pause_writes, scan_keys};
+use tablecast_e2e::lookup::{assert_complete, bucket_versions, pause_writes, version_fields};
 use tablecast_e2e::process::log_tail;
 use tablecast_e2e::{
     ChildProcess, Dashboard, DashboardSettings, Redis, assert_answers_golden, golden, lookup_url,
@@ -73,39 +73,9 @@ async fn zrange(conn: &mut MultiplexedConnection, key: &str) -> Vec<u64> {
         .unwrap()
 }
 
-/// Every data bucket key of an API, whatever its version.
-async fn bucket_keys(conn: &mut MultiplexedConnection, api: &str) -> Vec<String> {
-    scan_keys(conn, &format!("tc:{{{api}:v*")).await
-}
-
 /// The version numbers of `/api/apis/{api}/versions`' history, newest first.
 fn history(versions: &Value) -> Vec<u64> {
     fixtures::pluck_u64(&versions["history"], "version")
-}
-
-/// The versions that have data buckets in the Redis (`tc:{api:vN:bK}`).
-async fn bucket_versions(conn: &mut MultiplexedConnection, api: &str) -> BTreeSet<u64> {
-    let prefix = format!("tc:{{{api}:v");
-    bucket_keys(conn, api)
-        .await
-        .iter()
-        .filter_map(|k| k.strip_prefix(&prefix)?.split(':').next()?.parse().ok())
-        .collect()
-}
-
-/// `version` of the API is sealed (its manifest is there) and holds every golden key.
-async fn assert_complete(conn: &mut MultiplexedConnection, api: &str, version: u64) {
-    let manifest: bool = redis::cmd("EXISTS")
-        .arg(format!("tc:{{{api}}}:v{version}:manifest"))
-        .query_async(conn)
-        .await
-        .unwrap();
-    assert!(manifest, "v{version} has no manifest");
-    assert_eq!(
-        version_fields(conn, api, version).await,
-        golden(api).len() as u64,
-        "v{version} is not complete"
-    );
 }
 
 /// GC left no staged version, and buckets only of kept versions; returns the kept ones.
@@ -125,23 +95,6 @@ async fn assert_only_kept_versions_have_keys(
         "buckets of versions {with_buckets:?}, kept {kept:?}"
     );
     kept
-}
-
-/// Fields over every bucket of one version.
-async fn version_fields(conn: &mut MultiplexedConnection, api: &str, version: u64) -> u64 {
-    let prefix = format!("tc:{{{api}:v{version}:b");
-    let mut total = 0;
-    for key in bucket_keys(conn, api).await {
-        if key.starts_with(&prefix) {
-            let n: u64 = redis::cmd("HLEN")
-                .arg(&key)
-                .query_async(conn)
-                .await
-                .unwrap();
-            total += n;
-        }
-    }
-    total
 }
 
 /// The version a lookup service answers one key of an API with.

@@ -135,3 +135,6 @@ CREATE TABLE leaders (
     holder      TEXT NOT NULL,
     expires_at  BIGINT NOT NULL
 );
+
+-- Each API's queue in order: a claim looks up every API's oldest queued job here.
+CREATE INDEX jobs_queue ON jobs (api, state, created_at, id);

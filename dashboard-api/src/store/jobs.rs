@@ -112,6 +112,39 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
 }
 
+impl JobRow {
+    /// A job to queue now: no attempt made yet, due at once.
+    pub fn queued(
+        api: &str,
+        kind: JobKind,
+        revision: Option<i64>,
+        params: JobParams,
+        author: &str,
+        max_attempts: i64,
+    ) -> JobRow {
+        let now = now_ms();
+        JobRow {
+            id: new_id(),
+            api: api.to_string(),
+            kind,
+            state: JobState::Queued,
+            revision,
+            params,
+            author: author.to_string(),
+            attempts: 0,
+            max_attempts,
+            lease_owner: None,
+            lease_expires_at: None,
+            not_before: now,
+            error: None,
+            report: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EventRow {
     pub seq: i64,
@@ -227,8 +260,8 @@ impl Store {
                  SELECT j.id FROM jobs j \
                  WHERE j.state = 'queued' AND j.not_before <= $3 \
                    AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.api = j.api AND r.state = 'running') \
-                   AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.api = j.api AND e.state = 'queued' \
-                       AND (e.created_at < j.created_at OR (e.created_at = j.created_at AND e.id < j.id))) \
+                   AND j.id = (SELECT e.id FROM jobs e WHERE e.api = j.api AND e.state = 'queued' \
+                       ORDER BY e.created_at, e.id LIMIT 1) \
                  ORDER BY j.created_at, j.id LIMIT 1{skip_locked}) \
                AND state = 'queued' \
              RETURNING {JOB_COLUMNS}"
