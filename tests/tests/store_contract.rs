@@ -36,6 +36,7 @@ macro_rules! contract_suite {
                 api_names_are_unique,
                 a_deleted_api_is_retired_before_its_name_is_reused,
                 delete_cancels_queued_jobs_and_waits_for_a_running_one,
+                a_delete_racing_a_claim_never_leaves_a_job_running,
                 claim_takes_the_oldest_due_job,
                 jobs_of_one_api_run_one_at_a_time_in_queue_order,
                 renew_and_retry_later_need_the_owner,
@@ -512,6 +513,41 @@ async fn delete_cancels_queued_jobs_and_waits_for_a_running_one(db: Db) {
 
 // ---------------------------------------------------------------------------------------------
 // The job queue
+
+/// A claim from one instance and a delete from another at the same moment: either the claim
+/// wins and the delete is refused, or the delete wins and cancels the job; never a running job
+/// of a deleted API.
+async fn a_delete_racing_a_claim_never_leaves_a_job_running(db: Db) {
+    let other = db.reopen().await;
+    for round in 0..20 {
+        let name = format!("raced_{round}");
+        db.store.create_api(&api(&name, "alice")).await.unwrap();
+        let queued = job(&name, 0);
+        db.store.enqueue(&queued).await.unwrap();
+        let (claimer, deleter) = (db.store.clone(), other.clone());
+        let (claimed, deleted) = tokio::join!(
+            tokio::spawn(async move { claimer.claim("racer", 60_000).await.unwrap() }),
+            tokio::spawn({
+                let name = name.clone();
+                async move { deleter.delete_api(&name).await }
+            }),
+        );
+        let (claimed, deleted) = (claimed.unwrap(), deleted.unwrap());
+        let state = db.store.job(&queued.id).await.unwrap().state;
+        match deleted {
+            Ok(cancelled) => {
+                assert_eq!(cancelled, [queued.id.clone()], "round {round}");
+                assert_eq!(state, JobState::Cancelled, "round {round}");
+                assert!(claimed.is_none(), "round {round}: claimed a cancelled job");
+            }
+            Err(e) => {
+                assert!(is_conflict(&Err::<(), _>(e)), "round {round}");
+                assert_eq!(state, JobState::Running, "round {round}");
+                assert_eq!(claimed.map(|j| j.id), Some(queued.id.clone()));
+            }
+        }
+    }
+}
 
 async fn claim_takes_the_oldest_due_job(db: Db) {
     let store = &db.store;

@@ -230,13 +230,22 @@ impl Store {
         if deleted.rows_affected() == 0 {
             return Err(Error::not_found("API", name));
         }
-        let running: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE api = $1 AND state = 'running'")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
-        if running > 0 {
+        // The API's live jobs, locked on PostgreSQL: a claim (which takes no write lock) then
+        // skips them, and one under way is waited for and seen running.
+        let live = sqlx::query(&format!(
+            "SELECT state FROM jobs WHERE api = $1 AND state IN ('queued', 'running'){}",
+            self.for_update()
+        ))
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let running = live
+            .iter()
+            .map(|r| r.try_get::<String, _>("state"))
+            .collect::<Result<Vec<_>, _>>()?
+            .iter()
+            .any(|s| s == "running");
+        if running {
             return Err(Error::Conflict(format!(
                 "a job of `{name}` is running; cancel it or wait for it to finish"
             )));

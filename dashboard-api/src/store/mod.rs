@@ -179,6 +179,15 @@ impl Store {
         self.backend
     }
 
+    /// Row locks for a read that a later write of the same transaction depends on. SQLite has
+    /// none and needs none: its write transactions hold the whole database.
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// A transaction that holds the store's write lock from its start, so that write
     /// transactions run one at a time, as their read-then-write steps assume. SQLite: `BEGIN
     /// IMMEDIATE` (a deferred transaction takes its snapshot at its first statement and fails
