@@ -8,7 +8,9 @@
 //! - the instance running a job is killed (SIGKILL) mid-push: another instance re-claims the job
 //!   after its lease and commits; the edge serves one complete version with the golden answers;
 //! - a schedule fires once per instant with three instances running, also across the death of
-//!   the instance coordinating triggers (another takes the role over).
+//!   the instance coordinating triggers (another takes the role over);
+//! - `deploy/haproxy.cfg` as shipped (addresses replaced) in front of two instances: define,
+//!   publish and follow through it; one instance dies and every request still gets an answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -387,4 +389,112 @@ async fn a_schedule_fires_once_per_instant_with_three_instances_and_across_a_coo
         "the killed coordinator and its successor fire, nobody else: {by_instance:?}"
     );
     assert!(!by_instance[coordinator].is_empty());
+}
+
+/// `deploy/haproxy.cfg` as shipped, pointed at this test's instances and bound to `port`.
+fn haproxy_config(instances: &[Dashboard], port: u16) -> String {
+    let shipped = std::fs::read_to_string(tablecast_e2e::repo_root().join("deploy/haproxy.cfg"))
+        .expect("deploy/haproxy.cfg");
+    let mut config = shipped.replace("bind :8080", &format!("bind 127.0.0.1:{port}"));
+    for (i, d) in instances.iter().enumerate() {
+        let addr = d.base.trim_start_matches("http://");
+        config = config.replace(&format!("dashboard-{}:8080", i + 1), addr);
+    }
+    assert!(!config.contains("dashboard-1:8080"), "{config}");
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_behind_the_example_haproxy_keep_answering_when_one_dies() {
+    let haproxy = which("haproxy")
+        .expect("haproxy is not installed: run the tests through scripts/test, which installs it");
+    let mut cluster = Cluster::start(2, |s| s);
+    let port = tablecast_e2e::free_port();
+    let config = cluster.logs.path().join("haproxy.cfg");
+    std::fs::write(&config, haproxy_config(&cluster.instances, port)).unwrap();
+    let mut command = std::process::Command::new(haproxy);
+    command.arg("-db").arg("-f").arg(&config);
+    let mut lb = tablecast_e2e::ChildProcess::spawn(
+        "haproxy",
+        command,
+        &cluster.logs.path().join("haproxy.log"),
+    )
+    .unwrap();
+    lb.wait_for_port(tablecast_e2e::loopback(port), Duration::from_secs(20))
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let admin = tablecast_e2e::dashboard::ADMIN_TOKEN;
+
+    // Everything through the load balancer: define, publish, follow.
+    let mut spec = sample_spec_json("product_stats");
+    spec["name"] = json!("balanced");
+    let created = http
+        .post(format!("{base}/api/apis"))
+        .bearer_auth(admin)
+        .json(&json!({ "spec": spec }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let publish = |base: String| {
+        let http = http.clone();
+        async move {
+            let job: Value = http
+                .post(format!("{base}/api/apis/balanced/publish"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = job["id"].as_str().unwrap().to_string();
+            let deadline = Instant::now() + JOB_TIMEOUT;
+            loop {
+                let view: Value = http
+                    .get(format!("{base}/api/jobs/{id}"))
+                    .bearer_auth(admin)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if view["state"] != "queued" && view["state"] != "running" {
+                    return view;
+                }
+                assert!(Instant::now() < deadline, "{view}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let first = publish(base.clone()).await;
+    assert_eq!(first["state"], "succeeded", "{first}");
+
+    // One instance dies: every request through the balancer still gets an answer, and a
+    // publish through it commits on the survivor.
+    cluster.instances[0].kill();
+    for _ in 0..20 {
+        let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(health.status().as_u16(), 200);
+        let body: Value = health.json().await.unwrap();
+        assert_eq!(body["database"], "postgres", "{body}");
+    }
+    let second = publish(base.clone()).await;
+    assert_eq!(second["state"], "succeeded", "{second}");
+    assert_eq!(second["report"]["version"], 2, "{second}");
+    assert_eq!(
+        tablecast_e2e::lookup::serving(&cluster.edge.url(), "balanced").await,
+        Some(2)
+    );
+}
+
+/// A program on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
 }
