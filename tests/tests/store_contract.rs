@@ -536,7 +536,7 @@ async fn a_delete_racing_a_claim_never_leaves_a_job_running(db: Db) {
         let state = db.store.job(&queued.id).await.unwrap().state;
         match deleted {
             Ok(cancelled) => {
-                assert_eq!(cancelled, [queued.id.clone()], "round {round}");
+                assert_eq!(cancelled, std::slice::from_ref(&queued.id), "round {round}");
                 assert_eq!(state, JobState::Cancelled, "round {round}");
                 assert!(claimed.is_none(), "round {round}: claimed a cancelled job");
             }
