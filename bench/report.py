@@ -28,6 +28,16 @@ machine = {
     "load average (1, 5, 15 min) at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     "duckdb": sh(f"{sys.executable} -c 'import duckdb; print(duckdb.__version__)'"),
 }
+# BENCH_MERGE_INTO=previous report.json: these rows replace theirs in it; the rest, and its
+# machine details, stay as they were, and the header says when these rows were measured.
+merge = os.environ.get("BENCH_MERGE_INTO")
+if merge and os.path.exists(merge):
+    previous = json.load(open(merge))
+    rows = {r["row"] for r in results}
+    remeasured = f"row(s) {', '.join(map(str, sorted(rows)))} at {machine['date']}, load {machine['load average (1, 5, 15 min) at the end']}"
+    machine = previous["machine"]
+    machine["measured apart"] = remeasured
+    results = [r for r in previous["results"] if r["row"] not in rows] + results
 json.dump({"machine": machine, "results": results}, open(sys.argv[3], "w"), indent=2)
 
 

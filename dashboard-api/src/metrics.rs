@@ -33,7 +33,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let jobs = IntGaugeVec::new(
-            Opts::new("tablecast_dashboard_jobs", "Jobs in the store by state"),
+            Opts::new("tablecast_dashboard_jobs", "Jobs in the store by state (the whole store: every instance of a cluster reports the same)"),
             &["state"],
         )
         .expect("metric");

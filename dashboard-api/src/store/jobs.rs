@@ -299,7 +299,7 @@ impl Store {
                 .map(|r| r.try_get("id"))
                 .collect::<Result<Vec<String>, _>>()
         };
-        let mut tx = self.write().await?;
+        let mut tx = self.atomic().await?;
         let requeued = sqlx::query(
             "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, not_before = $1 \
              WHERE state = 'running' AND lease_expires_at < $1 AND attempts < max_attempts RETURNING id",
@@ -388,7 +388,7 @@ impl Store {
         final_event: &Value,
     ) -> Result<Option<i64>> {
         let now = now_ms();
-        let mut tx = self.write().await?;
+        let mut tx = self.atomic().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, report = $2, error = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $5 AND lease_owner = $6 AND state = 'running'",
@@ -420,7 +420,7 @@ impl Store {
             return Ok(None);
         }
         let error = serde_json::json!({"step": "cancel", "message": format!("cancelled by {by}"), "transient": false});
-        let mut tx = self.write().await?;
+        let mut tx = self.atomic().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1, lease_owner = NULL, lease_expires_at = NULL, error = $2 \
              WHERE id = $3 AND state IN ('queued', 'running')",

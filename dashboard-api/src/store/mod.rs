@@ -208,6 +208,17 @@ impl Store {
         }
     }
 
+    /// A transaction for writes that need only be atomic together, each guarded by its own
+    /// condition (a job's owner and state): no cluster-wide lock on PostgreSQL, where concurrent
+    /// ones wait on the rows they share and then re-check their conditions. SQLite still starts
+    /// it with `BEGIN IMMEDIATE`, for the reason [`Store::write`] gives.
+    async fn atomic(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => Ok(self.pool.begin().await?),
+        }
+    }
+
     /// Whether the database answers (health checks); the pool itself stays inside the store.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1 AS one").fetch_one(&self.pool).await?;
