@@ -1,6 +1,6 @@
 //! The HTTP handlers: single and batch lookups, health, readiness and metrics.
 
-use super::near::NearKey;
+use super::near::VersionOf;
 use super::*;
 use bytes::Bytes;
 
@@ -86,8 +86,12 @@ impl LookupState {
             let key = decode_key(segments, view.key_types())
                 .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
             let r = &view.resolved;
-            let near_key = NearKey::new(api, r.version, r.manifest.manifest.checksum.sum, &key);
-            if let Some(known) = self.inner.near.get(&near_key) {
+            let of = VersionOf {
+                api,
+                version: r.version,
+                checksum: r.manifest.manifest.checksum.sum,
+            };
+            if let Some(known) = self.inner.near.get(of, &key) {
                 break (key, known);
             }
             let stored = self
@@ -98,7 +102,7 @@ impl LookupState {
                 .map_err(|e| self.unavailable(e))?;
             let value = stored.map(|v| decode(api, r, v)).transpose()?;
             if value.is_some() {
-                self.inner.near.insert(near_key, value.clone());
+                self.inner.near.insert(of, &key, value.clone());
                 break (key, value);
             }
             if rechecked {
@@ -109,7 +113,7 @@ impl LookupState {
                 Some(newer) => view = newer,
                 None => {
                     // Still the serving version, and still present: the key is truly absent.
-                    self.inner.near.insert(near_key, None);
+                    self.inner.near.insert(of, &key, None);
                     break (key, None);
                 }
             }
@@ -178,13 +182,14 @@ impl LookupState {
                 keys.push(canonical_key(i, key, &view)?);
             }
             let r = &view.resolved;
-            let sum = r.manifest.manifest.checksum.sum;
-            let near_key = |k: &[u8]| NearKey::new(api, r.version, sum, k);
+            let of = VersionOf {
+                api,
+                version: r.version,
+                checksum: r.manifest.manifest.checksum.sum,
+            };
             // Keys the near cache knows are answered from it; the rest in one round trip.
-            let mut known: Vec<Option<Option<Bytes>>> = keys
-                .iter()
-                .map(|k| self.inner.near.get(&near_key(k)))
-                .collect();
+            let mut known: Vec<Option<Option<Bytes>>> =
+                keys.iter().map(|k| self.inner.near.get(of, k)).collect();
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| known[i].is_none()).collect();
             if !missing.is_empty() {
                 let asked: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].clone()).collect();
@@ -197,7 +202,7 @@ impl LookupState {
                 for (&i, stored) in missing.iter().zip(fetched) {
                     let value = stored.map(|v| decode(api, r, v)).transpose()?;
                     if value.is_some() {
-                        self.inner.near.insert(near_key(&keys[i]), value.clone());
+                        self.inner.near.insert(of, &keys[i], value.clone());
                     }
                     known[i] = Some(value);
                 }
@@ -215,7 +220,7 @@ impl LookupState {
                 None => {
                     for (k, v) in keys.iter().zip(&values) {
                         if v.is_none() {
-                            self.inner.near.insert(near_key(k), None);
+                            self.inner.near.insert(of, k, None);
                         }
                     }
                     break (keys, values);

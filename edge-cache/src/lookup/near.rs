@@ -4,36 +4,80 @@
 //! `version_cache_ms`) decides which version a request reads. The checksum tells apart two
 //! versions with the same number (an API deleted and created again starts over at 1).
 //! Not-found answers are kept too, once the version was confirmed still serving. Bounded by
-//! bytes (`near_cache_mb`), least recently used first out (moka's TinyLFU).
+//! bytes (`near_cache_mb`); quick_cache's S3-FIFO-like policy evicts, and a lookup allocates
+//! nothing (the key is probed borrowed).
 
 use bytes::Bytes;
-use moka::sync::Cache;
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
 
-/// Which entry: the API, its version and the version's checksum, the canonical key.
+/// Which version's entries: the API, its version and the version's checksum.
+#[derive(Clone, Copy)]
+pub struct VersionOf<'a> {
+    pub api: &'a str,
+    pub version: u64,
+    pub checksum: u64,
+}
+
+/// A stored entry's key. [`Probe`] is the same key borrowed, so that a lookup allocates
+/// nothing; both hash their fields in the same order and the same way.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct NearKey {
+struct NearKey {
     api: Box<str>,
     version: u64,
     checksum: u64,
-    key: Vec<u8>,
+    key: Box<[u8]>,
 }
 
-impl NearKey {
-    pub fn new(api: &str, version: u64, checksum: u64, key: &[u8]) -> NearKey {
-        NearKey {
-            api: api.into(),
-            version,
-            checksum,
-            key: key.to_vec(),
-        }
+#[derive(Hash)]
+struct Probe<'a> {
+    api: &'a str,
+    version: u64,
+    checksum: u64,
+    key: &'a [u8],
+}
+
+impl Equivalent<NearKey> for Probe<'_> {
+    fn equivalent(&self, k: &NearKey) -> bool {
+        self.version == k.version
+            && self.checksum == k.checksum
+            && self.key == &*k.key
+            && self.api == &*k.api
     }
 }
 
+/// An entry's weight: its key, value and a fixed overhead, in bytes.
+#[derive(Clone)]
+struct Bytesize;
+
+impl Weighter<NearKey, Option<Bytes>> for Bytesize {
+    fn weight(&self, k: &NearKey, v: &Option<Bytes>) -> u64 {
+        (96 + k.api.len() + k.key.len() + v.as_ref().map_or(0, Bytes::len)) as u64
+    }
+}
+
+/// Counts evictions (`tablecast_lookup_near_cache_total{result="evicted"}`).
+#[derive(Clone)]
+struct Evictions(IntCounter);
+
+impl Lifecycle<NearKey, Option<Bytes>> for Evictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _: &mut (), _: NearKey, _: Option<Bytes>) {
+        self.0.inc();
+    }
+}
+
+type Entries = Cache<NearKey, Option<Bytes>, Bytesize, DefaultHashBuilder, Evictions>;
+
 pub struct NearCache {
-    cache: Option<Cache<NearKey, Option<Bytes>>>,
-    /// `tablecast_lookup_near_cache_total{result=hit|miss|evicted}`.
-    counts: IntCounterVec,
+    cache: Option<Entries>,
+    /// `tablecast_lookup_near_cache_total{result=hit|miss}`, resolved once.
+    hits: IntCounter,
+    misses: IntCounter,
     /// `tablecast_lookup_near_hits_total{api}`.
     hits_by_api: IntCounterVec,
 }
@@ -43,43 +87,111 @@ impl NearCache {
     /// 0 turns it off.
     pub fn new(max_mb: u64, counts: IntCounterVec, hits_by_api: IntCounterVec) -> NearCache {
         let cache = (max_mb > 0).then(|| {
-            let evicted = counts.with_label_values(&["evicted"]);
-            Cache::builder()
-                .max_capacity(max_mb << 20)
-                .weigher(|k: &NearKey, v: &Option<Bytes>| {
-                    let bytes = 96 + k.api.len() + k.key.len() + v.as_ref().map_or(0, Bytes::len);
-                    u32::try_from(bytes).unwrap_or(u32::MAX)
-                })
-                .eviction_listener(move |_k, _v, cause| {
-                    if cause.was_evicted() {
-                        evicted.inc();
-                    }
-                })
-                .build()
+            let bytes = max_mb << 20;
+            // An estimate for the table's first size (entries are typically a few hundred bytes).
+            let items = (bytes / 512).clamp(1024, 1 << 22) as usize;
+            let evicted = Evictions(counts.with_label_values(&["evicted"]));
+            Cache::with(
+                items,
+                bytes,
+                Bytesize,
+                DefaultHashBuilder::default(),
+                evicted,
+            )
         });
         NearCache {
             cache,
-            counts,
+            hits: counts.with_label_values(&["hit"]),
+            misses: counts.with_label_values(&["miss"]),
             hits_by_api,
         }
     }
 
     /// The cached answer: `Some(Some(value))`, `Some(None)` (known absent) or `None` (ask Redis).
-    pub fn get(&self, key: &NearKey) -> Option<Option<Bytes>> {
+    pub fn get(&self, of: VersionOf<'_>, key: &[u8]) -> Option<Option<Bytes>> {
         let cache = self.cache.as_ref()?;
-        let found = cache.get(key);
+        let probe = Probe {
+            api: of.api,
+            version: of.version,
+            checksum: of.checksum,
+            key,
+        };
+        let found = cache.get(&probe);
         if found.is_some() {
-            self.hits_by_api.with_label_values(&[&*key.api]).inc();
+            self.hits.inc();
+            self.hits_by_api.with_label_values(&[of.api]).inc();
+        } else {
+            self.misses.inc();
         }
-        self.counts
-            .with_label_values(&[if found.is_some() { "hit" } else { "miss" }])
-            .inc();
         found
     }
 
-    pub fn insert(&self, key: NearKey, value: Option<Bytes>) {
+    pub fn insert(&self, of: VersionOf<'_>, key: &[u8], value: Option<Bytes>) {
         if let Some(cache) = &self.cache {
+            let key = NearKey {
+                api: of.api.into(),
+                version: of.version,
+                checksum: of.checksum,
+                key: key.into(),
+            };
             cache.insert(key, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A borrowed probe must find what an owned key stored: same hash, and equivalent.
+    #[test]
+    fn a_probe_hashes_and_compares_as_the_stored_key() {
+        let hasher = DefaultHashBuilder::default();
+        let stored = NearKey {
+            api: "api".into(),
+            version: 3,
+            checksum: 9,
+            key: b"k1".to_vec().into(),
+        };
+        let probe = Probe {
+            api: "api",
+            version: 3,
+            checksum: 9,
+            key: b"k1",
+        };
+        assert_eq!(hasher.hash_one(&stored), hasher.hash_one(&probe));
+        assert!(probe.equivalent(&stored));
+        let other = Probe {
+            api: "api",
+            version: 3,
+            checksum: 8,
+            key: b"k1",
+        };
+        assert!(!other.equivalent(&stored));
+    }
+
+    #[test]
+    fn entries_are_bounded_by_bytes_and_evictions_counted() {
+        let counts = IntCounterVec::new(prometheus::Opts::new("n", "n"), &["result"]).unwrap();
+        let by_api = IntCounterVec::new(prometheus::Opts::new("h", "h"), &["api"]).unwrap();
+        let near = NearCache::new(1, counts.clone(), by_api);
+        let of = VersionOf {
+            api: "api",
+            version: 1,
+            checksum: 1,
+        };
+        let value = Bytes::from(vec![b'x'; 1000]);
+        for i in 0..5_000u32 {
+            near.insert(of, &i.to_be_bytes(), Some(value.clone()));
+        }
+        assert_eq!(near.get(of, &4_999u32.to_be_bytes()), Some(Some(value)));
+        assert_eq!(near.get(of, &7_000u32.to_be_bytes()), None);
+        let evicted = counts.with_label_values(&["evicted"]).get();
+        assert!(
+            evicted >= 3_900,
+            "5 000 entries of ~1.1 KB in 1 MB: {evicted} evicted"
+        );
+        assert_eq!(counts.with_label_values(&["hit"]).get(), 1);
+        assert_eq!(counts.with_label_values(&["miss"]).get(), 1);
     }
 }

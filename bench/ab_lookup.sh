@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# A/B of two lookup binaries (e.g. main's and a branch's release `tablecast`) on one Redis with
+# the same 100 k synthetic keys: `wrk -t2 -c50` on random keys, alternating A and B for ROUNDS
+# rounds, then B's own /healthz (the HTTP ceiling) in each round. Both run at once, so they see
+# the same machine; compare the ratios, not the absolute figures.
+#
+#   bench/ab_lookup.sh OLD_BINARY NEW_BINARY [ROUNDS=3] [SECONDS=8]
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+OLD=$1 NEW=$2 ROUNDS=${3:-3} SECS=${4:-8}
+FILL=$CARGO_TARGET_DIR/release/examples/fill
+[ -x "$FILL" ] || cargo build --release -p edge-cache --example fill
+DIR=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+R=$(port) A=$(port) B=$(port)
+redis-server --port "$R" --bind 127.0.0.1 --save '' --appendonly no --logfile "$DIR/redis.log" --dir "$DIR" >/dev/null &
+PR=$!
+TABLECAST_STATE_DIR=$DIR/a RUST_LOG=warn "$OLD" edge serve --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$A" >"$DIR/a.log" 2>&1 &
+PA=$!
+TABLECAST_STATE_DIR=$DIR/b RUST_LOG=warn "$NEW" edge serve --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$B" >"$DIR/b.log" 2>&1 &
+PB=$!
+trap 'kill $PA $PB $PR 2>/dev/null; rm -rf "$DIR"' EXIT
+sleep 1.5
+"$FILL" "redis://127.0.0.1:$R" synth_100k 100000 >/dev/null
+lookups() {
+    WRK_API=synth_100k WRK_KEYS=100000 wrk -t2 -c50 -d"${SECS}s" -s bench/lookup.lua "http://127.0.0.1:$1" | tail -1 |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rps"], "req/s, p99", d["p99_ms"], "ms, errors", d["errors"] + d["non2xx"])'
+}
+healthz() { wrk -t2 -c50 -d"${SECS}s" "http://127.0.0.1:$1/healthz" | awk '/Requests\/sec/ {print $2, "req/s"}'; }
+lookups "$A" >/dev/null; lookups "$B" >/dev/null # warm both near caches
+for i in $(seq "$ROUNDS"); do
+    echo "round $i  A (old)  $(lookups "$A")"
+    echo "round $i  B (new)  $(lookups "$B")"
+    echo "round $i  B /healthz  $(healthz "$B")"
+done
