@@ -253,6 +253,28 @@ async fn prepare_sqlite(url: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_url_names_its_backend_and_messages_hide_its_password() {
+        assert_eq!(Backend::of("sqlite:///tmp/x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::of("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        let refused = Backend::of("mysql://u:secret@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("expected sqlite://… or postgres://…"),
+            "{refused}"
+        );
+        assert!(!refused.contains("secret"), "{refused}");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+    }
+
     /// A database made before PostgreSQL support (migrations 0001–0005, BOOLEAN flags) opens,
     /// is upgraded, and keeps its rows and flags.
     #[tokio::test]
