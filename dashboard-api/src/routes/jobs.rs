@@ -178,6 +178,7 @@ pub async fn job_events(
         last: after,
         rx,
         done: false,
+        saw_final_state: false,
     };
     let stream = futures::stream::unfold(follow, |mut f| async move {
         let events = f.next_events().await?;
@@ -193,6 +194,8 @@ struct Follow {
     last: i64,
     rx: tokio::sync::broadcast::Receiver<crate::JobSignal>,
     done: bool,
+    /// The job was seen final with nothing more to send: one more read, then the stream ends.
+    saw_final_state: bool,
 }
 
 impl Follow {
@@ -221,10 +224,16 @@ impl Follow {
                 }
                 Ok(_) => {
                     // A finished job whose final event is missing (an old or interrupted record):
-                    // end with one built from the job itself.
+                    // end with one built from the job itself. The job may have finished since
+                    // the read above, with events this stream has not sent yet (its final event
+                    // is stored with its final state): those are read first, next round.
                     if let Ok(job) = self.state.store.job(&self.job).await
                         && job.state.is_final()
                     {
+                        if !self.saw_final_state {
+                            self.saw_final_state = true;
+                            continue;
+                        }
                         self.done = true;
                         let event = json!({"event": "finished", "state": job.state, "attempts": job.attempts, "report": job.report, "error": job.error});
                         return Some(vec![Ok(Event::default().data(event.to_string()))]);
