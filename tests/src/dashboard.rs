@@ -118,11 +118,10 @@ impl DashboardSettings {
     }
 }
 
-/// A running `tablecast serve` and a client for its REST API.
+/// A running `tablecast serve`; its REST client ([`Rest`]) is reached through it.
 pub struct Dashboard {
-    pub base: String,
     pub process: ChildProcess,
-    http: reqwest::Client,
+    rest: Rest,
 }
 
 impl Dashboard {
@@ -136,13 +135,41 @@ impl Dashboard {
         process
             .wait_for_port(loopback(port), START_TIMEOUT)
             .unwrap_or_else(|e| panic!("{e:#}"));
-        Dashboard {
-            base: format!("http://127.0.0.1:{port}"),
-            process,
+        let mut rest = Rest::at(format!("http://127.0.0.1:{port}"));
+        rest.log = Some(log.to_path_buf());
+        Dashboard { process, rest }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+impl std::ops::Deref for Dashboard {
+    type Target = Rest;
+    fn deref(&self) -> &Rest {
+        &self.rest
+    }
+}
+
+/// A client of a dashboard's REST API holding the admin token: one `tablecast serve`, or a load
+/// balancer in front of several. Failures carry the server's log tail when it is known.
+pub struct Rest {
+    pub base: String,
+    http: reqwest::Client,
+    log: Option<PathBuf>,
+}
+
+impl Rest {
+    pub fn at(base: impl Into<String>) -> Rest {
+        Rest {
+            base: base.into(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("HTTP client"),
+            log: None,
         }
     }
 
@@ -150,13 +177,12 @@ impl Dashboard {
         format!("{}{path}", self.base)
     }
 
+    /// The last `lines` lines of the server's log (empty when it is not known).
     pub fn log_tail(&self, lines: usize) -> String {
-        self.process.log_tail(lines)
-    }
-
-    /// SIGKILL, as a crash.
-    pub fn kill(&mut self) {
-        self.process.kill();
+        self.log
+            .as_deref()
+            .map(|log| crate::process::log_tail(log, lines))
+            .unwrap_or_default()
     }
 
     /// A request with the admin token (or `token`, or none): status and JSON body (`null` when

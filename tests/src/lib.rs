@@ -28,7 +28,7 @@ pub mod tablecast;
 
 use std::path::PathBuf;
 
-pub use dashboard::{Dashboard, DashboardSettings};
+pub use dashboard::{Dashboard, DashboardSettings, Rest};
 pub use deployment::{Deployment, assert_answers_golden, golden, lookup_url};
 pub use freeze::FreezeProxy;
 pub use metastore::Metastore;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tablecast_e2e::dashboard::{event_names, fixtures_metastore, lookup_service, sample_spec_json};
 use tablecast_e2e::lookup::{assert_complete, bucket_versions, connect, pause_writes};
-use tablecast_e2e::{Dashboard, DashboardSettings, Postgres, Redis, assert_answers_golden};
+use tablecast_e2e::{Dashboard, DashboardSettings, Postgres, Redis, Rest, assert_answers_golden};
 
 /// A scale-1 publish on a loaded 2-core machine, with room; longer when 30 share it.
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
@@ -421,66 +421,28 @@ async fn two_instances_behind_the_example_haproxy_keep_answering_when_one_dies()
     .unwrap();
     lb.wait_for_port(tablecast_e2e::loopback(port), Duration::from_secs(20))
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let admin = tablecast_e2e::dashboard::ADMIN_TOKEN;
+    let balancer = Rest::at(format!("http://127.0.0.1:{port}"));
 
     // Everything through the load balancer: define, publish, follow.
     let mut spec = sample_spec_json("product_stats");
     spec["name"] = json!("balanced");
-    let created = http
-        .post(format!("{base}/api/apis"))
-        .bearer_auth(admin)
-        .json(&json!({ "spec": spec }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status().as_u16(), 201);
-    let publish = |base: String| {
-        let http = http.clone();
-        async move {
-            let job: Value = http
-                .post(format!("{base}/api/apis/balanced/publish"))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let id = job["id"].as_str().unwrap().to_string();
-            let deadline = Instant::now() + JOB_TIMEOUT;
-            loop {
-                let view: Value = http
-                    .get(format!("{base}/api/jobs/{id}"))
-                    .bearer_auth(admin)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                if view["state"] != "queued" && view["state"] != "running" {
-                    return view;
-                }
-                assert!(Instant::now() < deadline, "{view}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let first = publish(base.clone()).await;
+    let (status, body) = balancer
+        .post("/api/apis", Some(&json!({ "spec": spec })))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let first = balancer.publish("balanced").await;
+    let first = balancer.wait_job(&first, JOB_TIMEOUT).await;
     assert_eq!(first["state"], "succeeded", "{first}");
 
     // One instance dies: every request through the balancer still gets an answer, and a
     // publish through it commits on the survivor.
     cluster.instances[0].kill();
     for _ in 0..20 {
-        let health = http.get(format!("{base}/healthz")).send().await.unwrap();
-        assert_eq!(health.status().as_u16(), 200);
-        let body: Value = health.json().await.unwrap();
-        assert_eq!(body["database"], "postgres", "{body}");
+        let health = balancer.get("/healthz").await;
+        assert_eq!(health["database"], "postgres", "{health}");
     }
-    let second = publish(base.clone()).await;
+    let second = balancer.publish("balanced").await;
+    let second = balancer.wait_job(&second, JOB_TIMEOUT).await;
     assert_eq!(second["state"], "succeeded", "{second}");
     assert_eq!(second["report"]["version"], 2, "{second}");
     assert_eq!(

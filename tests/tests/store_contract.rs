@@ -134,18 +134,7 @@ async fn open_postgres() -> Db {
 // Builders
 
 fn spec(name: &str) -> ApiSpec {
-    spec_json(json!({
-        "name": name,
-        "table": "shop.sales",
-        "key": ["network"],
-        "group_by": ["product_id"],
-        "limit": 2,
-        "values": [
-            {"column": "product_id"},
-            {"agg": "sum", "column": "referrals", "as": "referrals"}
-        ],
-        "order_by": [{"field": "referrals", "dir": "desc"}]
-    }))
+    spec_json(fixtures::top_products_spec(name))
 }
 
 fn spec_json(v: Value) -> ApiSpec {

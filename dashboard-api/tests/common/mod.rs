@@ -28,21 +28,7 @@ pub fn write_table(root: &Path) {
     fixtures::write_sales_table(root, "shop");
 }
 
-/// Top products by referrals per network.
-pub fn top_products_spec(name: &str) -> Value {
-    json!({
-        "name": name,
-        "table": "shop.sales",
-        "key": ["network"],
-        "group_by": ["product_id"],
-        "limit": 2,
-        "values": [
-            {"column": "product_id"},
-            {"agg": "sum", "column": "referrals", "as": "referrals"}
-        ],
-        "order_by": [{"field": "referrals", "dir": "desc"}]
-    })
-}
+pub use fixtures::top_products_spec;
 
 /// [`top_products_spec`], readable only with a read token.
 pub fn protected_top_products_spec(name: &str) -> Value {
