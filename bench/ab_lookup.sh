@@ -5,6 +5,8 @@
 # the same machine; compare the ratios, not the absolute figures.
 #
 #   bench/ab_lookup.sh OLD_BINARY NEW_BINARY [ROUNDS=3] [SECONDS=8]
+#
+# A binary is `tablecast` (run as `tablecast edge serve`) or edge-cache's `tablecast-lookup`.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 OLD=$1 NEW=$2 ROUNDS=${3:-3} SECS=${4:-8}
@@ -13,11 +15,13 @@ FILL=$CARGO_TARGET_DIR/release/examples/fill
 DIR=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 R=$(port) A=$(port) B=$(port)
+# serve BINARY → the command line of a lookup service
+serve() { case $(basename "$1") in tablecast) echo "$1 edge serve" ;; *) echo "$1" ;; esac; }
 redis-server --port "$R" --bind 127.0.0.1 --save '' --appendonly no --logfile "$DIR/redis.log" --dir "$DIR" >/dev/null &
 PR=$!
-TABLECAST_STATE_DIR=$DIR/a RUST_LOG=warn "$OLD" edge serve --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$A" >"$DIR/a.log" 2>&1 &
+TABLECAST_STATE_DIR=$DIR/a RUST_LOG=warn $(serve "$OLD") --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$A" >"$DIR/a.log" 2>&1 &
 PA=$!
-TABLECAST_STATE_DIR=$DIR/b RUST_LOG=warn "$NEW" edge serve --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$B" >"$DIR/b.log" 2>&1 &
+TABLECAST_STATE_DIR=$DIR/b RUST_LOG=warn $(serve "$NEW") --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$B" >"$DIR/b.log" 2>&1 &
 PB=$!
 trap 'kill $PA $PB $PR 2>/dev/null; rm -rf "$DIR"' EXIT
 sleep 1.5

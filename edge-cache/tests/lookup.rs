@@ -576,6 +576,57 @@ async fn trickling_connections_are_closed_within_the_header_timeout() {
     service.stop().await;
 }
 
+/// The request deadline bounds the calls to Redis, not the request: a key the near cache knows
+/// is answered while Redis is paused, and one it does not know gets 503 `timeout` within
+/// `request_timeout_ms`, well before the Redis connection's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_times_out_only_the_requests_that_need_it() {
+    let (redis, _edge, entries, _m) = published_api("paused", 10).await;
+    let service = Service::start(LookupConfig {
+        redis_url: redis.url(),
+        redis_timeout_ms: 5_000,
+        request_timeout_ms: 300,
+        version_cache_ms: 1_000,
+        ..LookupConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let known = service.url(&key_path("paused", &entries[1].key));
+    let unknown = service.url(&key_path("paused", &entries[2].key));
+    assert_eq!(status(&client, &known).await, 200);
+
+    let mut conn = fixtures::redis::connect(&redis.url()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3_000)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        text(&client, &known).await,
+        String::from_utf8_lossy(&entries[1].value)
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let t = Instant::now();
+    let resp = client.get(&unknown).send().await.unwrap();
+    let waited = t.elapsed();
+    assert_eq!(resp.status(), 503);
+    let j: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(j["error"]["code"], "timeout", "{j}");
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(1_500),
+        "503 after {waited:?}"
+    );
+    service.stop().await;
+}
+
 /// Past `max_connections` a new connection gets 503 `overloaded` with `Retry-After` at once;
 /// past `max_in_flight` a request does (here while Redis is paused, so lookups wait on it);
 /// both refusals are counted in the metrics.

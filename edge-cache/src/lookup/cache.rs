@@ -1,6 +1,7 @@
 //! The in-process cache of each API's serving state (version, manifest, access): refreshed in
 //! the background, re-read on a miss, and aware of APIs this process has served.
 
+use super::metrics::ApiMetrics;
 use super::*;
 
 /// An API's serving state as cached in process.
@@ -12,10 +13,20 @@ pub(super) struct View {
     /// Refreshes are numbered when they start; an older one never replaces a newer one.
     pub(super) generation: u64,
     pub(super) last_used_ms: AtomicU64,
+    /// Names this version in the near cache: kept from the view this one replaces when both
+    /// serve the same version, else new.
+    pub(super) near_id: u64,
+    pub(super) metrics: ApiMetrics,
 }
 
 impl View {
-    pub(super) fn new(resolved: Resolved, generation: u64, now_ms: u64) -> View {
+    pub(super) fn new(
+        resolved: Resolved,
+        generation: u64,
+        now_ms: u64,
+        near_id: u64,
+        metrics: ApiMetrics,
+    ) -> View {
         let digests = resolved
             .token_hashes
             .iter()
@@ -30,6 +41,8 @@ impl View {
             fetched: Instant::now(),
             generation,
             last_used_ms: AtomicU64::new(now_ms),
+            near_id,
+            metrics,
         }
     }
 
@@ -92,7 +105,17 @@ impl LookupState {
                 Ok(None)
             }
             Some(r) => {
-                let view = Arc::new(View::new(r, generation, now));
+                let same_version = current.as_ref().filter(|cur| {
+                    let (a, b) = (&cur.resolved, &r);
+                    a.version == b.version
+                        && a.manifest.manifest.checksum.sum == b.manifest.manifest.checksum.sum
+                });
+                let near_id = match same_version {
+                    Some(cur) => cur.near_id,
+                    None => self.inner.near_ids.fetch_add(1, Ordering::Relaxed) + 1,
+                };
+                let metrics = self.inner.metrics.for_api(api);
+                let view = Arc::new(View::new(r, generation, now, near_id, metrics));
                 if let Some(cur) = &current {
                     view.last_used_ms
                         .store(cur.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -115,8 +138,13 @@ impl LookupState {
         }
     }
 
-    /// The serving state of `api`: from the cache while fresh, else from Redis.
-    pub(super) async fn view(&self, api: &str) -> Result<Arc<View>, LookupError> {
+    /// The serving state of `api`: from the cache while fresh, else from Redis (within the
+    /// request's deadline).
+    pub(super) async fn view(
+        &self,
+        api: &str,
+        deadline: Deadline,
+    ) -> Result<Arc<View>, LookupError> {
         let unknown = || LookupError::UnknownApi(format!("no API `{api}` is served by this edge"));
         if !edge_contract::is_api_name(api) {
             return Err(unknown());
@@ -130,6 +158,11 @@ impl LookupState {
             v.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
             return Ok(v);
         }
+        self.within(deadline, self.view_from_redis(api)).await
+    }
+
+    async fn view_from_redis(&self, api: &str) -> Result<Arc<View>, LookupError> {
+        let unknown = || LookupError::UnknownApi(format!("no API `{api}` is served by this edge"));
         match self.refresh(api).await {
             Ok(Some(v)) => Ok(v),
             Ok(None) if self.has_served(api) => match self.inner.edge.is_retired(api).await {

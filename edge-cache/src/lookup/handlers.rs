@@ -1,53 +1,58 @@
 //! The HTTP handlers: single and batch lookups, health, readiness and metrics.
 
-use super::near::VersionOf;
+use super::metrics::Kind;
 use super::*;
 use bytes::Bytes;
 
+/// When a request must be answered by: one bound for all the Redis calls of a request, however
+/// many it needs.
+#[derive(Clone, Copy)]
+pub(super) struct Deadline(Instant);
+
 impl LookupState {
-    pub(super) fn observe(&self, api: &str, kind: &str, status: StatusCode, started: Instant) {
+    /// The response to a request that was not answered, counted by its status. (Answers count
+    /// themselves, through their view's [`metrics::ApiMetrics`].)
+    pub(super) fn refused(
+        &self,
+        api: &str,
+        kind: Kind,
+        error: LookupError,
+        started: Instant,
+    ) -> Response {
+        let response = error.into_response();
         let label = self.label(api);
         let m = &self.inner.metrics;
         m.requests
-            .with_label_values(&[label, kind, status.as_str()])
+            .with_label_values(&[label, kind.label(), response.status().as_str()])
             .inc();
         m.latency
-            .with_label_values(&[label, kind])
+            .with_label_values(&[label, kind.label()])
             .observe(started.elapsed().as_secs_f64());
+        response
     }
 
-    /// Counts a successful answer's body.
-    pub(super) fn sent(&self, api: &str, bytes: usize) {
-        self.inner
-            .metrics
-            .response_bytes
-            .with_label_values(&[api])
-            .inc_by(bytes as u64);
+    /// The deadline of a request that started at `started` (`request_timeout_ms`).
+    pub(super) fn deadline(&self, started: Instant) -> Deadline {
+        Deadline(started + Duration::from_millis(self.inner.config.request_timeout_ms.max(1)))
     }
 
-    pub(super) fn count(&self, api: &str, hits: u64, misses: u64) {
-        let m = &self.inner.metrics;
-        if hits > 0 {
-            m.hits.with_label_values(&[api]).inc_by(hits);
-        }
-        if misses > 0 {
-            m.misses.with_label_values(&[api]).inc_by(misses);
-        }
-    }
-
-    pub(super) async fn with_deadline<T>(
+    /// `f` (a call to Redis, or a read of the request body) bounded by the request's deadline.
+    /// Only such calls are: every tokio timer takes the runtime's timer lock when it is
+    /// dropped, so one per request, around an answer the near cache gives at once, cost a
+    /// third of the service's throughput (bench/history.md).
+    pub(super) async fn within<T>(
         &self,
+        deadline: Deadline,
         f: impl Future<Output = Result<T, LookupError>>,
     ) -> Result<T, LookupError> {
-        let limit = Duration::from_millis(self.inner.config.request_timeout_ms.max(1));
-        match tokio::time::timeout(limit, f).await {
+        match tokio::time::timeout_at(deadline.0.into(), f).await {
             Ok(r) => r,
             Err(_) => {
                 self.inner.metrics.redis_errors.inc();
                 Err(LookupError::Timeout(format!(
                     "no answer from {} within {} ms",
                     self.inner.edge.address(),
-                    limit.as_millis()
+                    self.inner.config.request_timeout_ms.max(1)
                 )))
             }
         }
@@ -60,8 +65,14 @@ impl LookupState {
         &self,
         api: &str,
         view: &Arc<View>,
+        deadline: Deadline,
     ) -> Result<Option<Arc<View>>, LookupError> {
-        match self.refresh(api).await {
+        let refreshed = self
+            .within(deadline, async {
+                Ok::<_, LookupError>(self.refresh(api).await)
+            })
+            .await?;
+        match refreshed {
             Ok(Some(v)) if v.resolved.version != view.resolved.version => Ok(Some(v)),
             Ok(Some(_)) => Ok(None),
             Ok(None) => Err(LookupError::Refilling(format!(
@@ -76,8 +87,10 @@ impl LookupState {
         api: &str,
         segments: &[&str],
         headers: &HeaderMap,
+        started: Instant,
     ) -> Result<Response, LookupError> {
-        let mut view = self.view(api).await?;
+        let deadline = self.deadline(started);
+        let mut view = self.view(api, deadline).await?;
         let caller = self.authorize(api, &view, headers)?;
         self.throttle(api, &view, caller)?;
         let mut rechecked = false;
@@ -86,20 +99,18 @@ impl LookupState {
             let key = decode_key(segments, view.key_types())
                 .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
             let r = &view.resolved;
-            let of = VersionOf {
-                api,
-                version: r.version,
-                checksum: r.manifest.manifest.checksum.sum,
-            };
+            let of = view.near_id;
             if let Some(known) = self.inner.near.get(of, &key) {
+                view.metrics.near_hits.inc();
                 break (key, known);
             }
             let stored = self
-                .inner
-                .edge
-                .get(api, r.version, r.manifest.buckets, &key)
-                .await
-                .map_err(|e| self.unavailable(e))?;
+                .within(deadline, async {
+                    let edge = &self.inner.edge;
+                    let stored = edge.get(api, r.version, r.manifest.buckets, &key).await;
+                    stored.map_err(|e| self.unavailable(e))
+                })
+                .await?;
             let value = stored.map(|v| decode(api, r, v)).transpose()?;
             if value.is_some() {
                 self.inner.near.insert(of, &key, value.clone());
@@ -109,7 +120,7 @@ impl LookupState {
                 break (key, None);
             }
             rechecked = true;
-            match self.recheck_after_miss(api, &view).await? {
+            match self.recheck_after_miss(api, &view, deadline).await? {
                 Some(newer) => view = newer,
                 None => {
                     // Still the serving version, and still present: the key is truly absent.
@@ -120,15 +131,14 @@ impl LookupState {
         };
         let r = &view.resolved;
         let Some(value) = value else {
-            self.count(api, 0, 1);
+            view.metrics.missed();
             return Err(LookupError::NotFound(format!(
                 "no entry for key {} in API `{api}` (version {})",
                 String::from_utf8_lossy(&key),
                 r.version
             )));
         };
-        self.count(api, 1, 0);
-        self.sent(api, value.len());
+        view.metrics.answered(Kind::Get, started, 1, 0, value.len());
         Ok(json_response(Body::from(value), r))
     }
 
@@ -137,8 +147,10 @@ impl LookupState {
         api: &str,
         headers: &HeaderMap,
         body: Body,
+        started: Instant,
     ) -> Result<Response, LookupError> {
-        let view = self.view(api).await?;
+        let deadline = self.deadline(started);
+        let view = self.view(api, deadline).await?;
         let caller = self.authorize(api, &view, headers)?;
         self.throttle(api, &view, caller)?;
         let max_body = self.inner.config.max_body_bytes;
@@ -152,9 +164,12 @@ impl LookupState {
         {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(body, max_body)
-            .await
-            .map_err(|_| too_large())?;
+        let read = async {
+            axum::body::to_bytes(body, max_body)
+                .await
+                .map_err(|_| too_large())
+        };
+        let bytes = self.within(deadline, read).await?;
         #[derive(Deserialize)]
         struct BatchRequest {
             keys: Vec<Vec<serde_json::Value>>,
@@ -182,23 +197,22 @@ impl LookupState {
                 keys.push(canonical_key(i, key, &view)?);
             }
             let r = &view.resolved;
-            let of = VersionOf {
-                api,
-                version: r.version,
-                checksum: r.manifest.manifest.checksum.sum,
-            };
+            let of = view.near_id;
             // Keys the near cache knows are answered from it; the rest in one round trip.
             let mut known: Vec<Option<Option<Bytes>>> =
                 keys.iter().map(|k| self.inner.near.get(of, k)).collect();
+            let near_hits = known.iter().filter(|k| k.is_some()).count();
+            view.metrics.near_hits.inc_by(near_hits as u64);
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| known[i].is_none()).collect();
             if !missing.is_empty() {
                 let asked: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].clone()).collect();
                 let fetched = self
-                    .inner
-                    .edge
-                    .get_many(api, r.version, r.manifest.buckets, &asked)
-                    .await
-                    .map_err(|e| self.unavailable(e))?;
+                    .within(deadline, async {
+                        let edge = &self.inner.edge;
+                        let fetched = edge.get_many(api, r.version, r.manifest.buckets, &asked);
+                        fetched.await.map_err(|e| self.unavailable(e))
+                    })
+                    .await?;
                 for (&i, stored) in missing.iter().zip(fetched) {
                     let value = stored.map(|v| decode(api, r, v)).transpose()?;
                     if value.is_some() {
@@ -212,7 +226,7 @@ impl LookupState {
                 break (keys, values);
             }
             rechecked = true;
-            match self.recheck_after_miss(api, &view).await? {
+            match self.recheck_after_miss(api, &view, deadline).await? {
                 Some(newer) => {
                     self.authorize(api, &newer, headers)?;
                     view = newer;
@@ -255,8 +269,8 @@ impl LookupState {
             out.push(b'}');
         }
         out.extend_from_slice(b"]}");
-        self.count(api, hits, misses);
-        self.sent(api, out.len());
+        view.metrics
+            .answered(Kind::Batch, started, hits, misses, out.len());
         Ok(json_response(Body::from(out), r))
     }
 
@@ -363,12 +377,10 @@ pub(super) async fn lookup_get(
 ) -> Response {
     let started = Instant::now();
     let (api, segments) = split_path(uri.path());
-    let result = state
-        .with_deadline(state.get_entry(api, &segments, &headers))
-        .await;
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    state.observe(api, "get", response.status(), started);
-    response
+    match state.get_entry(api, &segments, &headers, started).await {
+        Ok(answer) => answer,
+        Err(e) => state.refused(api, Kind::Get, e, started),
+    }
 }
 
 pub(super) async fn lookup_post(
@@ -379,16 +391,17 @@ pub(super) async fn lookup_post(
 ) -> Response {
     let started = Instant::now();
     let (api, segments) = split_path(uri.path());
-    let response = if segments != ["_batch"] {
-        LookupError::MethodNotAllowed(format!("POST is only for /v1/{api}/_batch")).into_response()
+    let result = if segments != ["_batch"] {
+        Err(LookupError::MethodNotAllowed(format!(
+            "POST is only for /v1/{api}/_batch"
+        )))
     } else {
-        let result = state
-            .with_deadline(state.get_batch(api, &headers, body))
-            .await;
-        result.unwrap_or_else(IntoResponse::into_response)
+        state.get_batch(api, &headers, body, started).await
     };
-    state.observe(api, "batch", response.status(), started);
-    response
+    match result {
+        Ok(answer) => answer,
+        Err(e) => state.refused(api, Kind::Batch, e, started),
+    }
 }
 
 pub(super) async fn healthz() -> Response {
@@ -396,7 +409,10 @@ pub(super) async fn healthz() -> Response {
 }
 
 pub(super) async fn readyz(State(state): State<LookupState>) -> Response {
-    match state.with_deadline(state.readiness()).await {
+    match state
+        .within(state.deadline(Instant::now()), state.readiness())
+        .await
+    {
         Ok(apis) => {
             let body = serde_json::json!({ "status": "ready", "apis": apis });
             ([(CONTENT_TYPE, "application/json")], body.to_string()).into_response()

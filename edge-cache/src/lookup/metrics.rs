@@ -1,8 +1,10 @@
 //! Prometheus metrics of the lookup service, in its own registry.
 
+use std::time::Instant;
+
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -186,6 +188,19 @@ impl Metrics {
         }
     }
 
+    /// The counters of one API's answered lookups, resolved once (see [`ApiMetrics`]).
+    pub fn for_api(&self, api: &str) -> ApiMetrics {
+        let kinds = [Kind::Get, Kind::Batch];
+        ApiMetrics {
+            answered: kinds.map(|k| self.requests.with_label_values(&[api, k.label(), "200"])),
+            latency: kinds.map(|k| self.latency.with_label_values(&[api, k.label()])),
+            hits: self.hits.with_label_values(&[api]),
+            misses: self.misses.with_label_values(&[api]),
+            near_hits: self.near_hits.with_label_values(&[api]),
+            response_bytes: self.response_bytes.with_label_values(&[api]),
+        }
+    }
+
     /// Counts a refusal of the HTTP limits.
     pub fn refusal(&self) -> http_serve::OnRefusal {
         let refused = self.refused.clone();
@@ -196,6 +211,57 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// The kind of a lookup request, as labelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Get,
+    Batch,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Get => "get",
+            Kind::Batch => "batch",
+        }
+    }
+}
+
+/// One API's metrics for answered lookups (status 200), resolved once per cached view so that
+/// an answer counts itself without hashing a label or taking the metric families' locks (both
+/// showed in the lookup's profile). Other statuses are rare and go through the families.
+pub struct ApiMetrics {
+    answered: [IntCounter; 2],
+    latency: [Histogram; 2],
+    hits: IntCounter,
+    misses: IntCounter,
+    pub near_hits: IntCounter,
+    response_bytes: IntCounter,
+}
+
+impl ApiMetrics {
+    /// An answer of `kind` that started at `started`: `hits` keys found, `misses` not, a body
+    /// of `bytes`.
+    pub fn answered(&self, kind: Kind, started: Instant, hits: u64, misses: u64, bytes: usize) {
+        let i = kind as usize;
+        self.answered[i].inc();
+        self.latency[i].observe(started.elapsed().as_secs_f64());
+        if hits > 0 {
+            self.hits.inc_by(hits);
+        }
+        if misses > 0 {
+            self.misses.inc_by(misses);
+        }
+        self.response_bytes.inc_by(bytes as u64);
+    }
+
+    /// A single key that is not in the serving version (answered 404, counted as such by the
+    /// request families).
+    pub fn missed(&self) {
+        self.misses.inc();
     }
 }
 

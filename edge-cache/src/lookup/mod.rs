@@ -84,6 +84,8 @@ struct Inner {
     /// APIs this process has served: one missing from Redis now is being refilled, not unknown.
     served: RwLock<HashSet<String>>,
     generation: AtomicU64,
+    /// The last `near_id` given to a view (see `near`).
+    near_ids: AtomicU64,
     metrics: Metrics,
     started: Instant,
     in_flight: http_serve::InFlight,
@@ -126,11 +128,7 @@ impl LookupState {
     pub fn with_edge(edge: Arc<RedisEdge>, config: LookupConfig) -> LookupState {
         let metrics = Metrics::new();
         let in_flight = http_serve::InFlight::new(&config.limits, metrics.refusal());
-        let near = near::NearCache::new(
-            config.near_cache_mb,
-            metrics.near_cache.clone(),
-            metrics.near_hits.clone(),
-        );
+        let near = near::NearCache::new(config.near_cache_mb, metrics.near_cache.clone());
         LookupState {
             inner: Arc::new(Inner {
                 edge,
@@ -138,6 +136,7 @@ impl LookupState {
                 views: RwLock::new(HashMap::new()),
                 served: RwLock::new(HashSet::new()),
                 generation: AtomicU64::new(0),
+                near_ids: AtomicU64::new(0),
                 metrics,
                 started: Instant::now(),
                 in_flight,

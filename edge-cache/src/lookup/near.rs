@@ -1,49 +1,37 @@
 //! The near cache: entries of serving versions kept in process, so that a repeated key costs no
-//! Redis round trip. A sealed version never changes, so `(api, version, checksum, key) → value`
-//! needs no invalidation: only the serving pointer moves, and the view (refreshed every
-//! `version_cache_ms`) decides which version a request reads. The checksum tells apart two
-//! versions with the same number (an API deleted and created again starts over at 1).
-//! Not-found answers are kept too, once the version was confirmed still serving. Bounded by
-//! bytes (`near_cache_mb`); quick_cache's S3-FIFO-like policy evicts, and a lookup allocates
-//! nothing (the key is probed borrowed).
+//! Redis round trip. A sealed version never changes, so `(version, key) → value` needs no
+//! invalidation: only the serving pointer moves, and the view (refreshed every
+//! `version_cache_ms`) decides which version a request reads. A version is named by its view's
+//! `near_id`, a number never reused in this process, which the view keeps while the API serves
+//! the same version (same number and checksum: an API deleted and created again starts over at
+//! version 1, with another checksum). Not-found answers are kept too, once the version was
+//! confirmed still serving. Bounded by bytes (`near_cache_mb`); quick_cache's S3-FIFO-like policy
+//! evicts. A lookup allocates nothing (the key is probed borrowed), and a short key is stored in
+//! the entry itself, so that comparing it follows no pointer.
 
 use bytes::Bytes;
 use prometheus::{IntCounter, IntCounterVec};
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
+use smallvec::SmallVec;
 
-/// Which version's entries: the API, its version and the version's checksum.
-#[derive(Clone, Copy)]
-pub struct VersionOf<'a> {
-    pub api: &'a str,
-    pub version: u64,
-    pub checksum: u64,
-}
-
-/// A stored entry's key. [`Probe`] is the same key borrowed, so that a lookup allocates
-/// nothing; both hash their fields in the same order and the same way.
+/// A stored entry's key: the version's `near_id` and the canonical key. [`Probe`] is the same
+/// key borrowed; both hash their fields in the same order and the same way.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct NearKey {
-    api: Box<str>,
     version: u64,
-    checksum: u64,
-    key: Box<[u8]>,
+    key: SmallVec<[u8; 24]>,
 }
 
 #[derive(Hash)]
 struct Probe<'a> {
-    api: &'a str,
     version: u64,
-    checksum: u64,
     key: &'a [u8],
 }
 
 impl Equivalent<NearKey> for Probe<'_> {
     fn equivalent(&self, k: &NearKey) -> bool {
-        self.version == k.version
-            && self.checksum == k.checksum
-            && self.key == &*k.key
-            && self.api == &*k.api
+        self.version == k.version && self.key == &*k.key
     }
 }
 
@@ -53,7 +41,7 @@ struct Bytesize;
 
 impl Weighter<NearKey, Option<Bytes>> for Bytesize {
     fn weight(&self, k: &NearKey, v: &Option<Bytes>) -> u64 {
-        (96 + k.api.len() + k.key.len() + v.as_ref().map_or(0, Bytes::len)) as u64
+        (96 + k.key.len() + v.as_ref().map_or(0, Bytes::len)) as u64
     }
 }
 
@@ -78,14 +66,12 @@ pub struct NearCache {
     /// `tablecast_lookup_near_cache_total{result=hit|miss}`, resolved once.
     hits: IntCounter,
     misses: IntCounter,
-    /// `tablecast_lookup_near_hits_total{api}`.
-    hits_by_api: IntCounterVec,
 }
 
 impl NearCache {
     /// A cache of at most `max_mb` MB of entries (keys, values and a fixed overhead each);
     /// 0 turns it off.
-    pub fn new(max_mb: u64, counts: IntCounterVec, hits_by_api: IntCounterVec) -> NearCache {
+    pub fn new(max_mb: u64, counts: IntCounterVec) -> NearCache {
         let cache = (max_mb > 0).then(|| {
             let bytes = max_mb << 20;
             // An estimate for the table's first size (entries are typically a few hundred bytes).
@@ -103,36 +89,27 @@ impl NearCache {
             cache,
             hits: counts.with_label_values(&["hit"]),
             misses: counts.with_label_values(&["miss"]),
-            hits_by_api,
         }
     }
 
-    /// The cached answer: `Some(Some(value))`, `Some(None)` (known absent) or `None` (ask Redis).
-    pub fn get(&self, of: VersionOf<'_>, key: &[u8]) -> Option<Option<Bytes>> {
+    /// The cached answer for `key` in the version named `version` (a view's `near_id`):
+    /// `Some(Some(value))`, `Some(None)` (known absent) or `None` (ask Redis).
+    pub fn get(&self, version: u64, key: &[u8]) -> Option<Option<Bytes>> {
         let cache = self.cache.as_ref()?;
-        let probe = Probe {
-            api: of.api,
-            version: of.version,
-            checksum: of.checksum,
-            key,
-        };
-        let found = cache.get(&probe);
+        let found = cache.get(&Probe { version, key });
         if found.is_some() {
             self.hits.inc();
-            self.hits_by_api.with_label_values(&[of.api]).inc();
         } else {
             self.misses.inc();
         }
         found
     }
 
-    pub fn insert(&self, of: VersionOf<'_>, key: &[u8], value: Option<Bytes>) {
+    pub fn insert(&self, version: u64, key: &[u8], value: Option<Bytes>) {
         if let Some(cache) = &self.cache {
             let key = NearKey {
-                api: of.api.into(),
-                version: of.version,
-                checksum: of.checksum,
-                key: key.into(),
+                version,
+                key: SmallVec::from_slice(key),
             };
             cache.insert(key, value);
         }
@@ -143,43 +120,29 @@ impl NearCache {
 mod tests {
     use super::*;
 
-    /// A borrowed probe must find what an owned key stored: same hash, and equivalent.
+    /// A borrowed probe must find what an owned key stored: same hash, and equivalent; short
+    /// keys (stored inline) and long ones alike.
     #[test]
     fn a_probe_hashes_and_compares_as_the_stored_key() {
         let hasher = DefaultHashBuilder::default();
-        let stored = NearKey {
-            api: "api".into(),
-            version: 3,
-            checksum: 9,
-            key: b"k1".to_vec().into(),
-        };
-        let probe = Probe {
-            api: "api",
-            version: 3,
-            checksum: 9,
-            key: b"k1",
-        };
-        assert_eq!(hasher.hash_one(&stored), hasher.hash_one(&probe));
-        assert!(probe.equivalent(&stored));
-        let other = Probe {
-            api: "api",
-            version: 3,
-            checksum: 8,
-            key: b"k1",
-        };
-        assert!(!other.equivalent(&stored));
+        for key in [&b"k1"[..], &[7u8; 100][..]] {
+            let stored = NearKey {
+                version: 3,
+                key: SmallVec::from_slice(key),
+            };
+            let probe = Probe { version: 3, key };
+            assert_eq!(hasher.hash_one(&stored), hasher.hash_one(&probe));
+            assert!(probe.equivalent(&stored));
+            let other = Probe { version: 4, key };
+            assert!(!other.equivalent(&stored));
+        }
     }
 
     #[test]
     fn entries_are_bounded_by_bytes_and_evictions_counted() {
         let counts = IntCounterVec::new(prometheus::Opts::new("n", "n"), &["result"]).unwrap();
-        let by_api = IntCounterVec::new(prometheus::Opts::new("h", "h"), &["api"]).unwrap();
-        let near = NearCache::new(1, counts.clone(), by_api);
-        let of = VersionOf {
-            api: "api",
-            version: 1,
-            checksum: 1,
-        };
+        let near = NearCache::new(1, counts.clone());
+        let of = 1;
         let value = Bytes::from(vec![b'x'; 1000]);
         for i in 0..5_000u32 {
             near.insert(of, &i.to_be_bytes(), Some(value.clone()));
