@@ -4,12 +4,14 @@
 # rounds, then B's own /healthz (the HTTP ceiling) in each round. Both run at once, so they see
 # the same machine; compare the ratios, not the absolute figures.
 #
-#   bench/ab_lookup.sh OLD_BINARY NEW_BINARY [ROUNDS=3] [SECONDS=8]
+#   bench/ab_lookup.sh OLD_BINARY NEW_BINARY [ROUNDS=3] [SECONDS=8] [BATCH=0]
+#
+# With BATCH = n, each request is a POST of n random keys (keys/s = req/s × n).
 #
 # A binary is `tablecast` (run as `tablecast edge serve`) or edge-cache's `tablecast-lookup`.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
-OLD=$1 NEW=$2 ROUNDS=${3:-3} SECS=${4:-8}
+OLD=$1 NEW=$2 ROUNDS=${3:-3} SECS=${4:-8} BATCH=${5:-0}
 FILL=$CARGO_TARGET_DIR/release/examples/fill
 [ -x "$FILL" ] || cargo build --release -p edge-cache --example fill
 DIR=$(mktemp -d)
@@ -27,7 +29,7 @@ trap 'kill $PA $PB $PR 2>/dev/null; rm -rf "$DIR"' EXIT
 sleep 1.5
 "$FILL" "redis://127.0.0.1:$R" synth_100k 100000 >/dev/null
 lookups() {
-    WRK_API=synth_100k WRK_KEYS=100000 wrk -t2 -c50 -d"${SECS}s" -s bench/lookup.lua "http://127.0.0.1:$1" | tail -1 |
+    WRK_API=synth_100k WRK_KEYS=100000 WRK_BATCH=$BATCH wrk -t2 -c50 -d"${SECS}s" -s bench/lookup.lua "http://127.0.0.1:$1" | tail -1 |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rps"], "req/s, p99", d["p99_ms"], "ms, errors", d["errors"] + d["non2xx"])'
 }
 healthz() { wrk -t2 -c50 -d"${SECS}s" "http://127.0.0.1:$1/healthz" | awk '/Requests\/sec/ {print $2, "req/s"}'; }

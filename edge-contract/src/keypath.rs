@@ -13,6 +13,8 @@
 //! - decoding accepts any percent-encoding of the same bytes, then requires the canonical text
 //!   of the key's type (`05` is not an integer key; `5` is).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::canonical;
@@ -136,7 +138,11 @@ fn array_elements(text: &str) -> Option<Vec<&str>> {
     Some(elements)
 }
 
-fn percent_decode(segment: &str) -> Result<String, String> {
+/// A segment's bytes, %-decoded; borrowed when it has no escape (the usual case).
+fn percent_decode(segment: &str) -> Result<Cow<'_, str>, String> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -151,7 +157,9 @@ fn percent_decode(segment: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "not UTF-8 after %-decoding".to_string())
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| "not UTF-8 after %-decoding".to_string())
 }
 
 /// Turns URL segments (still percent-encoded) into the canonical key JSON of an entry.
@@ -174,16 +182,12 @@ pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Ve
             out.extend_from_slice(b"null");
             continue;
         }
-        let text = percent_decode(raw).map_err(err)?;
         if raw == EMPTY_SEGMENT {
             if *ty != KeyType::Str {
                 return Err(err("~empty is only a string key".into()));
             }
             out.extend_from_slice(b"\"\"");
             continue;
-        }
-        if text.is_empty() {
-            return Err(err("empty segment (an empty string is ~empty)".into()));
         }
         if raw.starts_with('~') && is_dots(&raw[1..]) {
             if *ty != KeyType::Str {
@@ -192,65 +196,136 @@ pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Ve
             canonical::write_str(&mut out, &raw[1..]);
             continue;
         }
+        let text = percent_decode(raw).map_err(err)?;
+        if text.is_empty() {
+            return Err(err("empty segment (an empty string is ~empty)".into()));
+        }
         if text.starts_with('~') && raw.starts_with('~') {
             return Err(err(format!(
                 "unknown special segment {raw:?} (use %7E for a literal ~)"
             )));
         }
-        let canonical = |ok: bool, form: String| {
-            if ok {
-                Ok(form)
-            } else {
-                Err(err(format!("{text:?} is not a canonical {ty:?} key")))
+        write_canonical(&mut out, &text, *ty).map_err(err)?;
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// The canonical key JSON of a key given as JSON values (a batch lookup's keys): the key that
+/// the URL path [`encode_key`] makes of the same values decodes to, without the round trip
+/// through text. A string value is the segment's text, so `["5"]` is the integer key 5 here as
+/// in a URL.
+pub fn key_from_values(
+    values: &[serde_json::Value],
+    types: &[KeyType],
+) -> Result<Vec<u8>, KeyError> {
+    use serde_json::Value;
+    if values.len() != types.len() {
+        return Err(KeyError::Arity {
+            expected: types.len(),
+            got: values.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(64);
+    out.push(b'[');
+    for (index, (value, ty)) in values.iter().zip(types).enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        let err = |message: String| KeyError::Segment { index, message };
+        match value {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => {
+                write_canonical(&mut out, if *b { "true" } else { "false" }, *ty).map_err(err)?
             }
-        };
-        match ty {
-            KeyType::Str => canonical::write_str(&mut out, &text),
-            KeyType::Int => {
-                let v: i128 = text
-                    .parse()
-                    .map_err(|_| err(format!("{text:?} is not an integer")))?;
-                out.extend_from_slice(canonical(v.to_string() == text, text.clone())?.as_bytes());
+            // Always the canonical spelling of an integer key: no text to check.
+            Value::Number(n) if *ty == KeyType::Int && n.as_i64().is_some() => {
+                let v = n.as_i64().unwrap_or_default();
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             }
-            KeyType::Float => {
-                let v: f64 = text
-                    .parse()
-                    .map_err(|_| err(format!("{text:?} is not a number")))?;
-                let mut form = Vec::new();
-                canonical::write_f64(&mut form, v);
-                let form = String::from_utf8(form).unwrap_or_default();
-                out.extend_from_slice(canonical(form == text, text.clone())?.as_bytes());
+            Value::Number(n) => write_canonical(&mut out, &n.to_string(), *ty).map_err(err)?,
+            Value::String(s) if s.is_empty() => {
+                if *ty != KeyType::Str {
+                    return Err(err("an empty string is only a string key".into()));
+                }
+                out.extend_from_slice(b"\"\"");
             }
-            KeyType::Bool => out.extend_from_slice(
-                canonical(text == "true" || text == "false", text.clone())?.as_bytes(),
-            ),
-            KeyType::Decimal { scale } => {
-                let unscaled = canonical::parse_decimal(&text, 38, (*scale).max(0)).map_err(err)?;
-                let mut form = Vec::new();
-                canonical::write_decimal(&mut form, unscaled, *scale);
-                let form = String::from_utf8(form).unwrap_or_default();
-                canonical(form == text, String::new())?;
-                canonical::write_str(&mut out, &form);
-            }
-            KeyType::Date => {
-                let d = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                    .map_err(|_| err(format!("{text:?} is not a date")))?;
-                canonical(d.format("%Y-%m-%d").to_string() == text, String::new())?;
-                canonical::write_str(&mut out, &text);
-            }
-            KeyType::Timestamp => {
-                let t = chrono::DateTime::parse_from_rfc3339(&text)
-                    .map_err(|_| err(format!("{text:?} is not an RFC 3339 timestamp")))?;
-                let mut form = Vec::new();
-                canonical::write_timestamp_micros(&mut form, t.timestamp_micros());
-                let form = String::from_utf8(form).unwrap_or_default();
-                canonical(form == text, String::new())?;
-                canonical::write_str(&mut out, &form);
-            }
+            Value::String(s) => write_canonical(&mut out, s, *ty).map_err(err)?,
+            Value::Array(_) | Value::Object(_) => return Err(err("not a scalar".into())),
         }
     }
     out.push(b']');
     Ok(out)
+}
+
+/// Appends the key value whose text is `text` (decoded, not empty) as a key of type `ty`;
+/// an error if `text` is not that type's canonical spelling.
+fn write_canonical(out: &mut Vec<u8>, text: &str, ty: KeyType) -> Result<(), String> {
+    let not_canonical = || format!("{text:?} is not a canonical {ty:?} key");
+    match ty {
+        KeyType::Str => canonical::write_str(out, text),
+        KeyType::Int => {
+            text.parse::<i128>()
+                .map_err(|_| format!("{text:?} is not an integer"))?;
+            // The canonical spelling: no sign but `-`, no leading zero, no `-0`.
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            let canonical = digits.bytes().all(|b| b.is_ascii_digit())
+                && if digits.starts_with('0') {
+                    text == "0"
+                } else {
+                    !digits.is_empty()
+                };
+            if !canonical {
+                return Err(not_canonical());
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        KeyType::Float => {
+            let v: f64 = text
+                .parse()
+                .map_err(|_| format!("{text:?} is not a number"))?;
+            let mut form = Vec::new();
+            canonical::write_f64(&mut form, v);
+            if form != text.as_bytes() {
+                return Err(not_canonical());
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        KeyType::Bool => {
+            if text != "true" && text != "false" {
+                return Err(not_canonical());
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        KeyType::Decimal { scale } => {
+            let unscaled = canonical::parse_decimal(text, 38, scale.max(0))?;
+            let mut form = Vec::new();
+            canonical::write_decimal(&mut form, unscaled, scale);
+            if form != text.as_bytes() {
+                return Err(not_canonical());
+            }
+            canonical::write_str(out, text);
+        }
+        KeyType::Date => {
+            let d = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| format!("{text:?} is not a date"))?;
+            if d.format("%Y-%m-%d").to_string() != text {
+                return Err(not_canonical());
+            }
+            canonical::write_str(out, text);
+        }
+        KeyType::Timestamp => {
+            let t = chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|_| format!("{text:?} is not an RFC 3339 timestamp"))?;
+            let mut form = Vec::new();
+            canonical::write_timestamp_micros(&mut form, t.timestamp_micros());
+            if form != text.as_bytes() {
+                return Err(not_canonical());
+            }
+            canonical::write_str(out, text);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -327,7 +402,64 @@ mod tests {
                 got: 2
             })
         );
+        assert!(decode_key(&["-0"], &[KeyType::Int]).is_err());
+        assert!(decode_key(&["+5"], &[KeyType::Int]).is_err());
+        assert!(decode_key(&["-"], &[KeyType::Int]).is_err());
+        assert_eq!(decode_key(&["0"], &[KeyType::Int]).unwrap(), b"[0]");
         // Any percent-encoding of the same bytes is the same key.
         assert_eq!(decode_key(&["%61"], &[KeyType::Str]).unwrap(), br#"["a"]"#);
+    }
+
+    /// A batch key given as JSON values is the key its URL path would be, or an error where the
+    /// path is one.
+    #[test]
+    fn keys_from_values_agree_with_their_url_paths() {
+        use KeyType::*;
+        let cases: &[(&str, &[KeyType])] = &[
+            ("[42]", &[Int]),
+            ("[-9223372036854775808]", &[Int]),
+            ("[18446744073709551615]", &[Int]),
+            (r#"["42"]"#, &[Int]),
+            (r#"["042"]"#, &[Int]),
+            ("[4.5]", &[Int]),
+            ("[null]", &[Int]),
+            ("[true]", &[Bool]),
+            (r#"["true"]"#, &[Bool]),
+            ("[1]", &[Bool]),
+            ("[2.5]", &[Float]),
+            ("[1e25]", &[Float]),
+            (r#"["12.50"]"#, &[Decimal { scale: 2 }]),
+            ("[12.5]", &[Decimal { scale: 2 }]),
+            (r#"["2026-11-01"]"#, &[Date]),
+            (r#"["2026-11-1"]"#, &[Date]),
+            (r#"["2026-11-01T08:30:00.25Z"]"#, &[Timestamp]),
+            (r#"["a/b"]"#, &[Str]),
+            (r#"[""]"#, &[Str]),
+            (r#"[""]"#, &[Int]),
+            (r#"[".."]"#, &[Str]),
+            (r#"["~null"]"#, &[Str]),
+            (r#"["%2F"]"#, &[Str]),
+            (r#"["日本語 🦀 ?#"]"#, &[Str]),
+            (r#"["facebook",42]"#, &[Str, Int]),
+            ("[1,2]", &[Int]),
+            ("[]", &[]),
+        ];
+        for (json, types) in cases {
+            let values: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+            let printed = serde_json::to_vec(&values).unwrap();
+            let path = encode_key(&printed).unwrap();
+            let segments: Vec<&str> = if values.is_empty() {
+                vec![]
+            } else {
+                path.split('/').collect()
+            };
+            let via_path = decode_key(&segments, types);
+            let direct = key_from_values(&values, types);
+            assert_eq!(
+                direct.as_ref().ok(),
+                via_path.as_ref().ok(),
+                "{json} as {types:?}: {direct:?} / {via_path:?}"
+            );
+        }
     }
 }

@@ -347,19 +347,14 @@ pub(super) fn canonical_key(
     key: &[serde_json::Value],
     view: &View,
 ) -> Result<Vec<u8>, LookupError> {
-    let bad = |m: String| LookupError::BadKey(format!("keys[{index}]: {m}"));
-    if let Some(j) = key.iter().position(|v| v.is_array() || v.is_object()) {
-        return Err(bad(format!("element {j} is not a scalar")));
-    }
-    let json = serde_json::to_vec(key).map_err(|e| bad(e.to_string()))?;
-    let path = encode_key(&json).ok_or_else(|| bad("not an array of scalars".into()))?;
-    let segments: Vec<&str> = if key.is_empty() {
-        Vec::new()
-    } else {
-        path.split('/').collect()
-    };
-    decode_key(&segments, view.key_types())
-        .map_err(|e| bad(describe_key_error(&e, &segments, view)))
+    key_from_values(key, view.key_types()).map_err(|e| {
+        let elements: Vec<String> = key.iter().map(|v| v.to_string()).collect();
+        let elements: Vec<&str> = elements.iter().map(String::as_str).collect();
+        LookupError::BadKey(format!(
+            "keys[{index}]: {}",
+            describe_key_error(&e, &elements, view)
+        ))
+    })
 }
 
 /// `/v1/{api}/{seg}...` into the API name and the raw (still percent-encoded) key segments.

@@ -51,7 +51,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use edge_contract::keypath::{KeyError, KeyType, decode_key, encode_key};
+use edge_contract::keypath::{KeyError, KeyType, decode_key, key_from_values};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
