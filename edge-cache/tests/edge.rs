@@ -6,6 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::Request;
 use common::*;
 use edge_cache::{EdgeOptions, LookupConfig, LookupState, RedisEdge, router};
 use edge_contract::canonical::Entry;
@@ -125,6 +127,22 @@ async fn every_key_round_trips_through_the_url() {
     assert_eq!(post(&app, "/v1/referrals/_batch", &huge).await.status, 413);
     // A GET of a key that happens to be `_batch` is a lookup, not the batch route.
     assert_eq!(get(&app, "/v1/referrals/_batch/1").await.status, 404);
+    // Methods and paths that are not lookups, each named in the error.
+    let put = Request::put("/v1/referrals/a/1")
+        .body(Body::empty())
+        .unwrap();
+    let r = call(&app, put).await;
+    assert_eq!(r.outcome(), (405, "method_not_allowed".into()));
+    assert!(r.error_message().contains("PUT"), "{}", r.error_message());
+    let r = post(&app, "/v1/referrals/a/1", "{}").await;
+    assert_eq!(r.outcome(), (405, "method_not_allowed".into()));
+    let r = get(&app, "/v2/referrals/a/1").await;
+    assert_eq!(r.outcome(), (404, "not_found".into()));
+    assert!(r.error_message().contains("/v2/referrals/a/1"));
+    let head = Request::head(key_path("referrals", br#"["a/b",-4998]"#))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&app, head).await.status, 200);
 
     assert_eq!(get(&app, "/healthz").await.status, 200);
     let ready = get(&app, "/readyz").await;

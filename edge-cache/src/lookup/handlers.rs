@@ -365,37 +365,47 @@ pub(super) fn split_path(path: &str) -> (&str, Vec<&str>) {
     (api, parts.collect())
 }
 
-pub(super) async fn lookup_get(
+/// Every request the routes do not name: `/v1/...` lookups by method, else 404. Lookups are
+/// dispatched here rather than routed with path captures because they read their raw path
+/// themselves ([`split_path`]): captures would have axum allocate them into every request's
+/// extensions. They borrow the request's parts, where extractors would clone its headers.
+pub(super) async fn lookups(
     State(state): State<LookupState>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
-    let (api, segments) = split_path(uri.path());
-    match state.get_entry(api, &segments, &headers, started).await {
-        Ok(answer) => answer,
-        Err(e) => state.refused(api, Kind::Get, e, started),
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    if !path.starts_with("/v1/") {
+        return no_route(&parts.method, path);
     }
-}
-
-pub(super) async fn lookup_post(
-    State(state): State<LookupState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let (api, segments) = split_path(uri.path());
-    let result = if segments != ["_batch"] {
-        Err(LookupError::MethodNotAllowed(format!(
-            "POST is only for /v1/{api}/_batch"
-        )))
-    } else {
-        state.get_batch(api, &headers, body, started).await
+    let (api, segments) = split_path(path);
+    let headers = &parts.headers;
+    let (kind, result) = match parts.method {
+        Method::GET | Method::HEAD => (
+            Kind::Get,
+            state.get_entry(api, &segments, headers, started).await,
+        ),
+        Method::POST if segments == ["_batch"] => (
+            Kind::Batch,
+            state.get_batch(api, headers, body, started).await,
+        ),
+        Method::POST => (
+            Kind::Batch,
+            Err(LookupError::MethodNotAllowed(format!(
+                "POST is only for /v1/{api}/_batch"
+            ))),
+        ),
+        ref method => (
+            Kind::Get,
+            Err(LookupError::MethodNotAllowed(format!(
+                "{method} is not a lookup: GET /v1/{{api}}/{{key}} or POST /v1/{{api}}/_batch"
+            ))),
+        ),
     };
     match result {
         Ok(answer) => answer,
-        Err(e) => state.refused(api, Kind::Batch, e, started),
+        Err(e) => state.refused(api, kind, e, started),
     }
 }
 
@@ -424,8 +434,8 @@ pub(super) async fn metrics_handler(State(state): State<LookupState>) -> Respons
         .into_response()
 }
 
-pub(super) async fn no_route(method: Method, uri: Uri) -> Response {
-    LookupError::NotFound(format!("no route for {method} {}", uri.path())).into_response()
+fn no_route(method: &Method, path: &str) -> Response {
+    LookupError::NotFound(format!("no route for {method} {path}")).into_response()
 }
 
 /// A value as stored, as the API answers it: decompressed when its version is compressed.

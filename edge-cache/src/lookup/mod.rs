@@ -48,7 +48,7 @@ use axum::extract::State;
 use axum::http::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use edge_contract::keypath::{KeyError, KeyType, decode_key, key_from_values};
@@ -197,9 +197,7 @@ pub fn router(state: LookupState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .route("/v1/{api}", get(lookup_get).post(lookup_post))
-        .route("/v1/{api}/{*rest}", get(lookup_get).post(lookup_post))
-        .fallback(no_route)
+        .fallback(lookups)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit_in_flight,
