@@ -36,7 +36,14 @@ pub use plan::build_dataframe;
 pub struct FastTrackConfig {
     /// Threads DataFusion partitions work over; defaults to the number of cores.
     pub target_partitions: usize,
+    /// Rows per batch. 32 k rather than DataFusion's 8 k: a sort of raw rows (the per-key
+    /// top N of `recent_activity`) merges four times fewer sorted runs, 1.12x faster at 1 M rows
+    /// and ~1.09x at 10 M (bench/history.md), the other sample specs unchanged.
     pub batch_size: usize,
+    /// A partition's rows buffered for a sort below this many bytes are sorted in one piece
+    /// rather than batch by batch and then merged (DataFusion's default is 1 MB): 1.17x on the
+    /// same sort at 1 M rows. Bounded, since the piece is a copy.
+    pub sort_in_place_bytes: usize,
 }
 
 impl Default for FastTrackConfig {
@@ -45,7 +52,8 @@ impl Default for FastTrackConfig {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            batch_size: 8192,
+            batch_size: 32 << 10,
+            sort_in_place_bytes: 64 << 20,
         }
     }
 }
@@ -78,6 +86,10 @@ impl FastTrack {
             .with_target_partitions(self.config.target_partitions)
             .with_batch_size(self.config.batch_size)
             .with_information_schema(false)
+            .set_usize(
+                "datafusion.execution.sort_in_place_threshold_bytes",
+                self.config.sort_in_place_bytes,
+            )
             .with_extension(Arc::new(orc::ScannedRows::default()));
         Ok((SessionContext::new_with_config_rt(config, runtime), pool))
     }
