@@ -37,9 +37,15 @@ pub struct RunArgs {
     /// auto (follow the guards), fasttrack or fallback.
     #[arg(long, default_value = "auto")]
     path: Route,
+    /// Appends this command's own time in seconds (inside the process, from reading the specs
+    /// to the output written: no process start) to this file, a line per run; for benchmarks
+    /// against engines timed the same way (bench/duckdb_run.py --timing).
+    #[arg(long)]
+    timing: Option<PathBuf>,
 }
 
 pub async fn run(args: RunArgs, config: &Config) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     let specs = args
         .spec
         .iter()
@@ -98,6 +104,15 @@ pub async fn run(args: RunArgs, config: &Config) -> Result<ExitCode> {
                 ""
             }
         );
+    }
+    if let Some(path) = &args.timing {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{}", started.elapsed().as_secs_f64())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
