@@ -11,7 +11,8 @@ pub struct LookupConfig {
     pub listen: SocketAddr,
     /// How long the serving version of an API is cached in process (10 to 2000).
     pub version_cache_ms: u64,
-    /// Whole-request deadline; past it a lookup answers 503 `timeout`.
+    /// A request's deadline for the calls it makes to Redis (and for reading a batch's body):
+    /// past it a lookup answers 503 `timeout`. An answer from memory needs none.
     pub request_timeout_ms: u64,
     pub max_batch_keys: usize,
     pub max_body_bytes: usize,

@@ -38,8 +38,7 @@ impl LookupState {
 
     /// `f` (a call to Redis, or a read of the request body) bounded by the request's deadline.
     /// Only such calls are: every tokio timer takes the runtime's timer lock when it is
-    /// dropped, so one per request, around an answer the near cache gives at once, cost a
-    /// third of the service's throughput (bench/history.md).
+    /// dropped, a lock all workers share, and an answer from the near cache needs no timer.
     pub(super) async fn within<T>(
         &self,
         deadline: Deadline,
