@@ -98,8 +98,8 @@ impl LookupState {
             let key = decode_key(segments, view.key_types())
                 .map_err(|e| LookupError::BadKey(describe_key_error(&e, segments, &view)))?;
             let r = &view.resolved;
-            let of = view.near_id;
-            if let Some(known) = self.inner.near.get(of, &key) {
+            let near_id = view.near_id;
+            if let Some(known) = self.inner.near.get(near_id, &key) {
                 view.metrics.near_hits.inc();
                 break (key, known);
             }
@@ -112,7 +112,7 @@ impl LookupState {
                 .await?;
             let value = stored.map(|v| decode(api, r, v)).transpose()?;
             if value.is_some() {
-                self.inner.near.insert(of, &key, value.clone());
+                self.inner.near.insert(near_id, &key, value.clone());
                 break (key, value);
             }
             if rechecked {
@@ -123,7 +123,7 @@ impl LookupState {
                 Some(newer) => view = newer,
                 None => {
                     // Still the serving version, and still present: the key is truly absent.
-                    self.inner.near.insert(of, &key, None);
+                    self.inner.near.insert(near_id, &key, None);
                     break (key, None);
                 }
             }
@@ -196,10 +196,12 @@ impl LookupState {
                 keys.push(canonical_key(i, key, &view)?);
             }
             let r = &view.resolved;
-            let of = view.near_id;
+            let near_id = view.near_id;
             // Keys the near cache knows are answered from it; the rest in one round trip.
-            let mut known: Vec<Option<Option<Bytes>>> =
-                keys.iter().map(|k| self.inner.near.get(of, k)).collect();
+            let mut known: Vec<Option<Option<Bytes>>> = keys
+                .iter()
+                .map(|k| self.inner.near.get(near_id, k))
+                .collect();
             let near_hits = known.iter().filter(|k| k.is_some()).count();
             view.metrics.near_hits.inc_by(near_hits as u64);
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| known[i].is_none()).collect();
@@ -215,7 +217,7 @@ impl LookupState {
                 for (&i, stored) in missing.iter().zip(fetched) {
                     let value = stored.map(|v| decode(api, r, v)).transpose()?;
                     if value.is_some() {
-                        self.inner.near.insert(of, &keys[i], value.clone());
+                        self.inner.near.insert(near_id, &keys[i], value.clone());
                     }
                     known[i] = Some(value);
                 }
@@ -233,7 +235,7 @@ impl LookupState {
                 None => {
                     for (k, v) in keys.iter().zip(&values) {
                         if v.is_none() {
-                            self.inner.near.insert(of, k, None);
+                            self.inner.near.insert(near_id, k, None);
                         }
                     }
                     break (keys, values);

@@ -11,7 +11,8 @@
 //!
 //! Errors are `{"error":{"code","message"}}` from one place ([`LookupError`]): 400 `bad_key` /
 //! `bad_request`, 401 `missing_token`, 403 `forbidden`, 404 `unknown_api` / `not_found`,
-//! 405 `method_not_allowed`, 413 `too_large`, 503 `unavailable` / `timeout` / `not_ready` / `refilling` (with `Retry-After`).
+//! 405 `method_not_allowed`, 413 `too_large`, 503 `unavailable` / `timeout` / `not_ready` /
+//! `refilling` (with `Retry-After`).
 //!
 //! This service never writes to its Redis. An API it has served that disappears from Redis (the
 //! server restarted empty) answers 503 `refilling`, never 404, until the control plane's

@@ -19,19 +19,19 @@ use smallvec::SmallVec;
 /// key borrowed; both hash their fields in the same order and the same way.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct NearKey {
-    version: u64,
+    near_id: u64,
     key: SmallVec<[u8; 24]>,
 }
 
 #[derive(Hash)]
 struct Probe<'a> {
-    version: u64,
+    near_id: u64,
     key: &'a [u8],
 }
 
 impl Equivalent<NearKey> for Probe<'_> {
     fn equivalent(&self, k: &NearKey) -> bool {
-        self.version == k.version && self.key == &*k.key
+        self.near_id == k.near_id && self.key == &*k.key
     }
 }
 
@@ -92,11 +92,11 @@ impl NearCache {
         }
     }
 
-    /// The cached answer for `key` in the version named `version` (a view's `near_id`):
+    /// The cached answer for `key` in the version a view names `near_id`:
     /// `Some(Some(value))`, `Some(None)` (known absent) or `None` (ask Redis).
-    pub fn get(&self, version: u64, key: &[u8]) -> Option<Option<Bytes>> {
+    pub fn get(&self, near_id: u64, key: &[u8]) -> Option<Option<Bytes>> {
         let cache = self.cache.as_ref()?;
-        let found = cache.get(&Probe { version, key });
+        let found = cache.get(&Probe { near_id, key });
         if found.is_some() {
             self.hits.inc();
         } else {
@@ -105,10 +105,10 @@ impl NearCache {
         found
     }
 
-    pub fn insert(&self, version: u64, key: &[u8], value: Option<Bytes>) {
+    pub fn insert(&self, near_id: u64, key: &[u8], value: Option<Bytes>) {
         if let Some(cache) = &self.cache {
             let key = NearKey {
-                version,
+                near_id,
                 key: SmallVec::from_slice(key),
             };
             cache.insert(key, value);
@@ -127,13 +127,13 @@ mod tests {
         let hasher = DefaultHashBuilder::default();
         for key in [&b"k1"[..], &[7u8; 100][..]] {
             let stored = NearKey {
-                version: 3,
+                near_id: 3,
                 key: SmallVec::from_slice(key),
             };
-            let probe = Probe { version: 3, key };
+            let probe = Probe { near_id: 3, key };
             assert_eq!(hasher.hash_one(&stored), hasher.hash_one(&probe));
             assert!(probe.equivalent(&stored));
-            let other = Probe { version: 4, key };
+            let other = Probe { near_id: 4, key };
             assert!(!other.equivalent(&stored));
         }
     }
