@@ -595,14 +595,7 @@ async fn a_paused_redis_times_out_only_the_requests_that_need_it() {
     let unknown = service.url(&key_path("paused", &entries[2].key));
     assert_eq!(status(&client, &known).await, 200);
 
-    let mut conn = fixtures::redis::connect(&redis.url()).await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(3_000)
-        .arg("ALL")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    fixtures::redis::pause_all(&redis.url(), 3_000).await;
     let t = Instant::now();
     assert_eq!(
         text(&client, &known).await,
@@ -651,14 +644,7 @@ async fn connections_and_requests_past_their_caps_get_503_overloaded() {
     let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
 
     // Two lookups hang on a paused Redis; a third is refused.
-    let mut conn = fixtures::redis::connect(&redis.url()).await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(2_000)
-        .arg("ALL")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    fixtures::redis::pause_all(&redis.url(), 2_000).await;
     let mut waiting = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(service.addr).await.unwrap();

@@ -164,51 +164,37 @@ fn percent_decode(segment: &str) -> Result<Cow<'_, str>, String> {
 
 /// Turns URL segments (still percent-encoded) into the canonical key JSON of an entry.
 pub fn decode_key<S: AsRef<str>>(segments: &[S], types: &[KeyType]) -> Result<Vec<u8>, KeyError> {
-    if segments.len() != types.len() {
-        return Err(KeyError::Arity {
-            expected: types.len(),
-            got: segments.len(),
-        });
-    }
-    let mut out = Vec::with_capacity(64);
-    out.push(b'[');
-    for (index, (segment, ty)) in segments.iter().zip(types).enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        let err = |message: String| KeyError::Segment { index, message };
+    write_key(segments, types, |out, segment, ty| {
         let raw = segment.as_ref();
         if raw == NULL_SEGMENT {
             out.extend_from_slice(b"null");
-            continue;
+            return Ok(());
         }
         if raw == EMPTY_SEGMENT {
-            if *ty != KeyType::Str {
-                return Err(err("~empty is only a string key".into()));
+            if ty != KeyType::Str {
+                return Err("~empty is only a string key".into());
             }
             out.extend_from_slice(b"\"\"");
-            continue;
+            return Ok(());
         }
         if raw.starts_with('~') && is_dots(&raw[1..]) {
-            if *ty != KeyType::Str {
-                return Err(err("~dots is only a string key".into()));
+            if ty != KeyType::Str {
+                return Err("~dots is only a string key".into());
             }
-            canonical::write_str(&mut out, &raw[1..]);
-            continue;
+            canonical::write_str(out, &raw[1..]);
+            return Ok(());
         }
-        let text = percent_decode(raw).map_err(err)?;
+        let text = percent_decode(raw)?;
         if text.is_empty() {
-            return Err(err("empty segment (an empty string is ~empty)".into()));
+            return Err("empty segment (an empty string is ~empty)".into());
         }
         if text.starts_with('~') && raw.starts_with('~') {
-            return Err(err(format!(
+            return Err(format!(
                 "unknown special segment {raw:?} (use %7E for a literal ~)"
-            )));
+            ));
         }
-        write_canonical(&mut out, &text, *ty).map_err(err)?;
-    }
-    out.push(b']');
-    Ok(out)
+        write_canonical(out, &text, ty)
+    })
 }
 
 /// The canonical key JSON of a key given as JSON values (a batch lookup's keys): the key that
@@ -220,39 +206,52 @@ pub fn key_from_values(
     types: &[KeyType],
 ) -> Result<Vec<u8>, KeyError> {
     use serde_json::Value;
-    if values.len() != types.len() {
+    write_key(values, types, |out, value, ty| match value {
+        Value::Null => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+        Value::Bool(b) => write_canonical(out, if *b { "true" } else { "false" }, ty),
+        Value::Number(n) => match n.as_i64() {
+            // Always the canonical spelling of an integer key: no text to check.
+            Some(v) if ty == KeyType::Int => {
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                Ok(())
+            }
+            _ => write_canonical(out, &n.to_string(), ty),
+        },
+        Value::String(s) if s.is_empty() => {
+            if ty != KeyType::Str {
+                return Err("an empty string is only a string key".into());
+            }
+            out.extend_from_slice(b"\"\"");
+            Ok(())
+        }
+        Value::String(s) => write_canonical(out, s, ty),
+        Value::Array(_) | Value::Object(_) => Err("not a scalar".into()),
+    })
+}
+
+/// The canonical key JSON `[…]` of one item per key column, each appended by `write` for its
+/// column's type; an error names the item that failed.
+fn write_key<T>(
+    items: &[T],
+    types: &[KeyType],
+    mut write: impl FnMut(&mut Vec<u8>, &T, KeyType) -> Result<(), String>,
+) -> Result<Vec<u8>, KeyError> {
+    if items.len() != types.len() {
         return Err(KeyError::Arity {
             expected: types.len(),
-            got: values.len(),
+            got: items.len(),
         });
     }
     let mut out = Vec::with_capacity(64);
     out.push(b'[');
-    for (index, (value, ty)) in values.iter().zip(types).enumerate() {
+    for (index, (item, ty)) in items.iter().zip(types).enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        let err = |message: String| KeyError::Segment { index, message };
-        match value {
-            Value::Null => out.extend_from_slice(b"null"),
-            Value::Bool(b) => {
-                write_canonical(&mut out, if *b { "true" } else { "false" }, *ty).map_err(err)?
-            }
-            // Always the canonical spelling of an integer key: no text to check.
-            Value::Number(n) if *ty == KeyType::Int && n.as_i64().is_some() => {
-                let v = n.as_i64().unwrap_or_default();
-                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-            }
-            Value::Number(n) => write_canonical(&mut out, &n.to_string(), *ty).map_err(err)?,
-            Value::String(s) if s.is_empty() => {
-                if *ty != KeyType::Str {
-                    return Err(err("an empty string is only a string key".into()));
-                }
-                out.extend_from_slice(b"\"\"");
-            }
-            Value::String(s) => write_canonical(&mut out, s, *ty).map_err(err)?,
-            Value::Array(_) | Value::Object(_) => return Err(err("not a scalar".into())),
-        }
+        write(&mut out, item, *ty).map_err(|message| KeyError::Segment { index, message })?;
     }
     out.push(b']');
     Ok(out)
