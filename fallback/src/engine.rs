@@ -684,10 +684,7 @@ impl SparkEngine {
             let batches = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|item| (item, rx))
             });
-            runs.push(EngineRun {
-                batches: Box::pin(batches),
-                progress,
-            });
+            runs.push(EngineRun::single(Box::pin(batches), progress));
         }
         tokio::spawn(
             Run {

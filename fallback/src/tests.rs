@@ -460,8 +460,8 @@ async fn a_batch_is_one_submission_with_every_description_and_fails_as_one() {
         let second = std::fs::read_to_string(&batch.more_job_jsons[0]).unwrap();
         assert!(second.contains("\"second\""), "{second}");
     }
-    for mut run in runs {
-        let error = futures::StreamExt::next(&mut run.batches)
+    for run in runs {
+        let error = futures::StreamExt::next(&mut run.into_stream())
             .await
             .expect("an item")
             .unwrap_err()

@@ -255,7 +255,7 @@ async fn encoded(
     let progress = Arc::clone(&run.progress);
     let mut encoder = publisher::canonical::EntryEncoder::new(&job.spec);
     let mut entries = Vec::new();
-    let mut batches = run.batches;
+    let mut batches = run.into_stream();
     while let Some(b) = futures::StreamExt::next(&mut batches).await {
         match b {
             Ok(b) => encoder.push(&b, &mut entries).unwrap(),

@@ -224,7 +224,7 @@ async fn spark_failures_name_their_step_quote_the_log_and_clean_up() {
         assert!(pgid > 1);
         libc::kill(-pgid, libc::SIGKILL);
     }
-    let results: Vec<_> = run.batches.collect().await;
+    let results: Vec<_> = run.into_stream().collect().await;
     let message = match results.into_iter().find_map(|r| r.err()) {
         Some(e) => engine_message(e),
         None => panic!("a killed driver yielded no error"),

@@ -18,15 +18,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, Partitioning, execute_stream,
+};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use publisher::Error;
-use publisher::engine::{Engine, EngineJob, EnginePath, EngineProgress, EngineRun};
+use publisher::engine::{BatchStream, Engine, EngineJob, EnginePath, EngineProgress, EngineRun};
 use publisher::guards::{GuardOutcome, MEMORY_POOL};
 
 pub use plan::build_dataframe;
@@ -133,8 +139,14 @@ impl Engine for FastTrack {
     async fn execute(&self, job: &EngineJob) -> Result<EngineRun, Error> {
         let (ctx, pool, plan) = self.physical_plan(job).await?;
         let progress = Arc::new(EngineProgress::default());
-        let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())
-            .map_err(|e| classify(e, job, pool.reserved()))?;
+        let task = ctx.task_ctx();
+        let streams = match partitioned_by_key(&plan, job.spec.keys.len()) {
+            Some(partitioned) => (0..partitioned.output_partitioning().partition_count())
+                .map(|i| partitioned.execute(i, Arc::clone(&task)))
+                .collect::<Result<Vec<_>, _>>(),
+            None => execute_stream(Arc::clone(&plan), Arc::clone(&task)).map(|s| vec![s]),
+        }
+        .map_err(|e| classify(e, job, pool.reserved()))?;
 
         // Sample the pool while the query runs: its peak is the memory guard's measurement.
         let sampler = {
@@ -146,28 +158,84 @@ impl Engine for FastTrack {
                 }
             })
         };
-        let abort_sampler = AbortOnDrop(sampler);
-        let job = job.clone();
-        let progress_out = Arc::clone(&progress);
-        let batches = stream.map(move |batch| {
-            let _keep_alive = (&abort_sampler, &ctx);
-            progress.observe_memory(pool.reserved() as u64);
-            match batch {
-                Ok(b) => {
-                    progress.rows_in.store(
-                        scanned_rows(plan.as_ref()) + orc::ScannedRows::of(&ctx.task_ctx()),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    Ok(b)
-                }
-                Err(e) => Err(classify(e, &job, progress.peak_memory() as usize)),
-            }
+        // What every partition's stream keeps alive until the last one is dropped.
+        let running = Arc::new(Running {
+            _sampler: AbortOnDrop(sampler),
+            ctx,
+            pool,
+            plan,
+            job: job.clone(),
+            progress: Arc::clone(&progress),
         });
+        let partitions = streams
+            .into_iter()
+            .map(|stream| {
+                let running = Arc::clone(&running);
+                let batches = stream.map(move |batch| running.observe(batch));
+                Box::pin(batches) as BatchStream
+            })
+            .collect();
         Ok(EngineRun {
-            batches: Box::pin(batches),
-            progress: progress_out,
+            partitions,
+            progress,
         })
     }
+}
+
+struct Running {
+    _sampler: AbortOnDrop,
+    ctx: SessionContext,
+    pool: Arc<dyn MemoryPool>,
+    plan: Arc<dyn ExecutionPlan>,
+    job: EngineJob,
+    progress: Arc<EngineProgress>,
+}
+
+impl Running {
+    fn observe(&self, batch: Result<RecordBatch, DataFusionError>) -> Result<RecordBatch, Error> {
+        self.progress.observe_memory(self.pool.reserved() as u64);
+        match batch {
+            Ok(b) => {
+                self.progress.rows_in.store(
+                    scanned_rows(self.plan.as_ref()) + orc::ScannedRows::of(&self.ctx.task_ctx()),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(b)
+            }
+            Err(e) => Err(classify(e, &self.job, self.progress.peak_memory() as usize)),
+        }
+    }
+}
+
+/// The part of the plan whose partitions can be read at once, when they split the output by
+/// key: the plan itself when it has several partitions hashed on key columns, or the input of
+/// its final merge (a sort-preserving merge or a coalesce, without a limit) when that input
+/// is. Each partition is then clustered by key on its own, and no key is in two of them.
+fn partitioned_by_key(
+    plan: &Arc<dyn ExecutionPlan>,
+    keys: usize,
+) -> Option<Arc<dyn ExecutionPlan>> {
+    let merges_all = |p: &Arc<dyn ExecutionPlan>| {
+        p.downcast_ref::<SortPreservingMergeExec>()
+            .is_some_and(|m| m.fetch().is_none())
+            || p.downcast_ref::<CoalescePartitionsExec>()
+                .is_some_and(|c| c.fetch().is_none())
+    };
+    let candidate = if plan.output_partitioning().partition_count() > 1 {
+        Arc::clone(plan)
+    } else if merges_all(plan) {
+        Arc::clone(plan.children().first()?)
+    } else {
+        return None;
+    };
+    let &Partitioning::Hash(ref exprs, n) = candidate.output_partitioning() else {
+        return None;
+    };
+    let on_keys = exprs.iter().all(|e| {
+        e.downcast_ref::<Column>()
+            .is_some_and(|c| c.index() < keys && c.name() == plan::key_col(c.index()))
+    });
+    (n > 1 && !exprs.is_empty() && on_keys).then_some(candidate)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

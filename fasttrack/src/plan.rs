@@ -32,7 +32,7 @@ fn plan_error(job: &EngineJob, e: impl std::fmt::Display) -> Error {
 
 /// Output column names: positional, and never equal to a table column, so a key that is also
 /// a value, or an output named like a column, cannot collide.
-fn key_col(i: usize) -> String {
+pub(crate) fn key_col(i: usize) -> String {
     format!("__k{i}")
 }
 fn value_col(i: usize) -> String {

@@ -47,8 +47,8 @@ struct Collect(Vec<Entry>);
 
 #[async_trait::async_trait]
 impl publisher::publish::EntrySink for Collect {
-    async fn accept(&mut self, entries: &[Entry]) -> publisher::Result<()> {
-        self.0.extend_from_slice(entries);
+    async fn accept(&mut self, entries: Vec<Entry>) -> publisher::Result<()> {
+        self.0.extend(entries);
         Ok(())
     }
     async fn reset(&mut self) -> publisher::Result<()> {
@@ -244,9 +244,14 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
     )
     .unwrap();
     let plan = p.plan(&spec, Route::Auto).await.unwrap();
-    let mut run = p.fasttrack.execute(&plan.job("file:///")).await.unwrap();
+    let mut batches = p
+        .fasttrack
+        .execute(&plan.job("file:///"))
+        .await
+        .unwrap()
+        .into_stream();
     let mut tripped = None;
-    while let Some(batch) = run.batches.next().await {
+    while let Some(batch) = batches.next().await {
         if let Err(e) = batch {
             tripped = Some(e);
             break;
@@ -307,11 +312,16 @@ async fn output_guards_trip_while_encoding_not_after_the_value_is_whole() {
             .plan(&ApiSpec::from_toml(spec).unwrap(), Route::Fasttrack)
             .await
             .unwrap();
-        let mut run = p.fasttrack.execute(&plan.job("file:///")).await.unwrap();
+        let mut batches = p
+            .fasttrack
+            .execute(&plan.job("file:///"))
+            .await
+            .unwrap()
+            .into_stream();
         let mut encoder = EntryEncoder::new(&plan.spec).bounded(&limits);
         let mut out = Vec::new();
         let mut tripped = None;
-        while let Some(batch) = run.batches.next().await {
+        while let Some(batch) = batches.next().await {
             if let Err(e) = encoder.push(&batch.unwrap(), &mut out) {
                 tripped = Some(e);
                 break;
@@ -338,8 +348,13 @@ async fn encoder_sees_the_engine_contract() {
     let p = publisher_over(dir.path(), GuardLimits::default()).await;
     let spec = ApiSpec::from_toml("name = \"n\"\ntable = \"social.sales\"\nkey = [\"network\"]\n[[values]]\ncolumn = \"ts\"\n").unwrap();
     let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
-    let mut run = p.fasttrack.execute(&plan.job("file:///")).await.unwrap();
-    let batch = run.batches.next().await.unwrap().unwrap();
+    let mut batches = p
+        .fasttrack
+        .execute(&plan.job("file:///"))
+        .await
+        .unwrap()
+        .into_stream();
+    let batch = batches.next().await.unwrap().unwrap();
     assert_eq!(batch.num_columns(), 2);
     let mut enc = EntryEncoder::new(&plan.spec);
     let mut out = Vec::new();

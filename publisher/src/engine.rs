@@ -6,6 +6,8 @@
 //!   the type in [`ResolvedSpec`] or castable to it;
 //! - rows clustered by key (ascending, nulls last), and within a key ordered by
 //!   [`ResolvedSpec::order`] (nulls last), at most `limit` rows per key;
+//! - the output may come as several partitions read at once (see [`EngineRun`]): each honours
+//!   the contract on its own, and no key appears in two of them;
 //! - on a memory or output breach, the stream ends with [`Error::GuardTripped`] and the engine
 //!   has released what it held.
 
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::TableMeta;
@@ -83,9 +85,30 @@ impl EngineProgress {
     }
 }
 
+/// A started computation.
+///
+/// Its output comes as partitions so that the publisher can encode each on its own core: an
+/// engine whose work is already split by key (the fast track's hash-partitioned plans) would
+/// otherwise merge it back into one stream only for one thread to encode it all.
 pub struct EngineRun {
-    pub batches: BatchStream,
+    /// Read concurrently; no key is in two of them. One when the engine cannot promise that.
+    pub partitions: Vec<BatchStream>,
     pub progress: Arc<EngineProgress>,
+}
+
+impl EngineRun {
+    pub fn single(batches: BatchStream, progress: Arc<EngineProgress>) -> Self {
+        EngineRun {
+            partitions: vec![batches],
+            progress,
+        }
+    }
+
+    /// The partitions one after the other: still one stream honouring the contract, since no
+    /// key is in two partitions. For readers that do not need the speed.
+    pub fn into_stream(self) -> BatchStream {
+        Box::pin(futures::stream::iter(self.partitions).flatten())
+    }
 }
 
 #[async_trait]

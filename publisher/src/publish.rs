@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{Checksum, Entry, EntryEncoder};
 use crate::catalog::{Catalog, TableMeta};
-use crate::engine::{Engine, EngineJob, EnginePath, EngineRun};
+use crate::engine::{BatchStream, Engine, EngineJob, EnginePath, EngineRun};
 use crate::error::{Error, Result};
 use crate::files;
 use crate::guards::{
@@ -193,7 +193,7 @@ impl StepError {
 /// Receives a run's entries; `reset` forgets them when a trip re-routes the run.
 #[async_trait]
 pub trait EntrySink: Send {
-    async fn accept(&mut self, entries: &[Entry]) -> Result<()>;
+    async fn accept(&mut self, entries: Vec<Entry>) -> Result<()>;
     async fn reset(&mut self) -> Result<()>;
 }
 
@@ -493,6 +493,11 @@ impl Publisher {
     /// Encodes a started run of the plan into `sink`, checking the output guards and profiling
     /// the output as it goes; returns the rows read, the engine's peak memory and what encoding
     /// measured.
+    ///
+    /// Each of the run's partitions is encoded by its own task, so on its own core; this task
+    /// takes their entries as they come (no key is in two partitions, and nothing downstream
+    /// depends on the order of entries: the checksum and the sample do not), and is the one
+    /// writer to the sink.
     async fn encode(
         &self,
         plan: &Plan,
@@ -500,37 +505,40 @@ impl Publisher {
         sink: &mut dyn EntrySink,
         progress: &ProgressFn,
     ) -> (u64, u64, Result<Encoded>) {
-        let mut batches = run.batches;
-        let mut encoder = EntryEncoder::new(&plan.spec).bounded(&plan.limits);
+        let EngineRun {
+            partitions,
+            progress: engine,
+        } = run;
+        let limits = &plan.limits;
+        let (tx, mut entries) = tokio::sync::mpsc::channel(2 * partitions.len());
+        let mut workers: Vec<Worker> = partitions
+            .into_iter()
+            .map(|batches| {
+                let partition = PartitionEncoder {
+                    encoder: EntryEncoder::new(&plan.spec).bounded(limits),
+                    profile: OutputProfile::new(&plan.spec),
+                    key_columns: plan.spec.keys.len(),
+                    chunk: self.config.push_batch,
+                };
+                Worker(tokio::spawn(partition.run(batches, tx.clone())))
+            })
+            .collect();
+        drop(tx);
+
         let mut profile = OutputProfile::new(&plan.spec);
         let mut sample =
             EntrySample::new(plan.spec.spec.canary.as_ref().map_or(0, |c| c.sample_keys));
-        let key_columns = plan.spec.keys.len();
         let mut checksum = Checksum::default();
-        let mut pending: Vec<Entry> = Vec::with_capacity(self.config.push_batch);
-        let limits = &plan.limits;
+        let mut largest_entry = 0;
         let mut last_report = Instant::now();
-        // Entries of `pending` already added to the checksum.
-        let mut counted = 0;
         let result: Result<()> = async {
-            loop {
-                let done = match batches.next().await {
-                    Some(batch) => {
-                        let batch = batch?;
-                        profile.observe(&batch, key_columns)?;
-                        encoder.push(&batch, &mut pending)?;
-                        false
-                    }
-                    None => {
-                        encoder.finish(&mut pending)?;
-                        true
-                    }
-                };
-                for e in &pending[counted..] {
+            // The channel closes when every partition is done.
+            while let Some(chunk) = entries.recv().await {
+                let chunk: Vec<Entry> = chunk?;
+                for e in &chunk {
                     checksum.add(&e.key, &e.value);
                     sample.offer(&e.key, &e.value);
                 }
-                counted = pending.len();
                 if checksum.keys > limits.max_output_keys {
                     return Err(Error::GuardTripped(GuardOutcome::new(
                         OUTPUT_KEYS,
@@ -539,29 +547,50 @@ impl Publisher {
                         "keys produced",
                     )));
                 }
-                if done || pending.len() >= self.config.push_batch {
-                    sink.accept(&pending).await?;
-                    pending.clear();
-                    counted = 0;
+                // Each partition's encoder holds its own share below the limit; this is the sum.
+                if checksum.bytes > limits.max_output_bytes {
+                    return Err(Error::GuardTripped(GuardOutcome::new(
+                        OUTPUT_BYTES,
+                        checksum.bytes,
+                        limits.max_output_bytes,
+                        "bytes of encoded entries so far",
+                    )));
                 }
-                if done || last_report.elapsed() > Duration::from_millis(250) {
+                sink.accept(chunk).await?;
+                if last_report.elapsed() > Duration::from_millis(250) {
                     last_report = Instant::now();
                     progress(Progress::Rows {
-                        rows_in: run.progress.rows_in(),
+                        rows_in: engine.rows_in(),
                         keys_out: checksum.keys,
                         bytes_out: checksum.bytes,
                     });
                 }
-                if done {
-                    return Ok(());
-                }
             }
+            for worker in &mut workers {
+                let done = (&mut worker.0).await.map_err(|e| Error::Engine {
+                    engine: "encoder".into(),
+                    message: format!("encoding a partition of the output failed: {e}"),
+                    transient: false,
+                })?;
+                // A partition that failed sent its error before ending, and it was returned above.
+                let Some((partition, largest)) = done else {
+                    continue;
+                };
+                profile.merge(&partition);
+                largest_entry = largest_entry.max(largest);
+            }
+            progress(Progress::Rows {
+                rows_in: engine.rows_in(),
+                keys_out: checksum.keys,
+                bytes_out: checksum.bytes,
+            });
+            Ok(())
         }
         .await;
-        // Dropping the stream cancels the engine and frees its memory before any re-route.
-        drop(batches);
-        let rows = run.progress.rows_in();
-        let peak = run.progress.peak_memory();
+        // Dropping the workers cancels the engine and frees its memory before any re-route.
+        drop(workers);
+        let rows = engine.rows_in();
+        let peak = engine.peak_memory();
         let output_guards = vec![
             GuardOutcome::new(
                 guards::MEMORY_POOL,
@@ -583,7 +612,7 @@ impl Publisher {
             ),
             GuardOutcome::new(
                 guards::ENTRY_BYTES,
-                encoder.largest_entry(),
+                largest_entry,
                 limits.max_entry_bytes,
                 "bytes of the largest key's entry",
             ),
@@ -763,6 +792,61 @@ impl Publisher {
     }
 }
 
+/// Encodes one partition of a run into chunks of entries for [`Publisher::encode`].
+struct PartitionEncoder {
+    encoder: EntryEncoder,
+    profile: OutputProfile,
+    key_columns: usize,
+    /// Entries per chunk sent.
+    chunk: usize,
+}
+
+type Chunks = tokio::sync::mpsc::Sender<Result<Vec<Entry>>>;
+
+impl PartitionEncoder {
+    /// Sends the partition's entries in chunks, or its error, and returns its profile and
+    /// largest entry when it completes (`None` after an error, or when nobody is listening).
+    async fn run(mut self, mut batches: BatchStream, out: Chunks) -> Option<(OutputProfile, u64)> {
+        let mut pending = Vec::with_capacity(self.chunk);
+        let encoded: Result<()> = async {
+            while let Some(batch) = batches.next().await {
+                let batch = batch?;
+                self.profile.observe(&batch, self.key_columns)?;
+                self.encoder.push(&batch, &mut pending)?;
+                if pending.len() >= self.chunk {
+                    let full = std::mem::replace(&mut pending, Vec::with_capacity(self.chunk));
+                    if out.send(Ok(full)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            self.encoder.finish(&mut pending)?;
+            Ok(())
+        }
+        .await;
+        // The engine's work for this partition is over: free it before waiting on the sink.
+        drop(batches);
+        let sent = match encoded {
+            Ok(()) if pending.is_empty() => true,
+            Ok(()) => out.send(Ok(pending)).await.is_ok(),
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
+                false
+            }
+        };
+        sent.then(|| (self.profile, self.encoder.largest_entry()))
+    }
+}
+
+/// A partition's encoding task, cancelled (with its share of the engine) when dropped.
+struct Worker(tokio::task::JoinHandle<Option<(OutputProfile, u64)>>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Writes each batch of entries to every edge at once, and to the snapshot, compressing the
 /// values when a dictionary trained on the version's first values pays (see
 /// [`edge_contract::compression`]).
@@ -827,32 +911,27 @@ impl EdgeFanout<'_> {
                 );
             }
         }
-        for chunk in buffered.chunks(self.batch.max(1)) {
+        let mut buffered = buffered.into_iter();
+        loop {
+            let chunk: Vec<Entry> = buffered.by_ref().take(self.batch.max(1)).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
             self.forward(chunk).await?;
         }
-        Ok(())
     }
 
     /// Writes entries as they are stored.
-    async fn forward(&mut self, entries: &[Entry]) -> Result<()> {
+    async fn forward(&mut self, mut entries: Vec<Entry>) -> Result<()> {
         self.raw_bytes += entries.iter().map(|e| e.value.len() as u64).sum::<u64>();
-        let compressed;
-        let stored = match &mut self.values {
-            Values::Compressed(encoder) => {
-                compressed = entries
-                    .iter()
-                    .map(|e| {
-                        Ok(Entry {
-                            key: e.key.clone(),
-                            value: encoder.compress(&e.value)?,
-                        })
-                    })
-                    .collect::<std::io::Result<Vec<Entry>>>()
+        if let Values::Compressed(encoder) = &mut self.values {
+            for e in &mut entries {
+                e.value = encoder
+                    .compress(&e.value)
                     .map_err(|e| Error::io("compressing values", e))?;
-                &compressed[..]
             }
-            _ => entries,
-        };
+        }
+        let stored = &entries[..];
         for e in stored {
             self.stored.add(&e.key, &e.value);
             self.stored_value_bytes += e.value.len() as u64;
@@ -897,10 +976,10 @@ impl EdgeFanout<'_> {
 
 #[async_trait]
 impl EntrySink for EdgeFanout<'_> {
-    async fn accept(&mut self, entries: &[Entry]) -> Result<()> {
+    async fn accept(&mut self, entries: Vec<Entry>) -> Result<()> {
         if let Values::Sampling(buffered, bytes) = &mut self.values {
             *bytes += entries.iter().map(|e| e.value.len()).sum::<usize>();
-            buffered.extend_from_slice(entries);
+            buffered.extend(entries);
             if *bytes >= self.compression.sample_bytes || !self.compression.enabled {
                 self.decide().await?;
             }

@@ -83,6 +83,17 @@ impl OutputProfile {
         Ok(())
     }
 
+    /// Adds the profile of another part of the same output (a partition of the run).
+    pub fn merge(&mut self, other: &OutputProfile) {
+        self.keys += other.keys;
+        self.rows += other.rows;
+        for (field, theirs) in self.fields.iter_mut().zip(&other.fields) {
+            field.nulls += theirs.nulls;
+            field.min = combine_bound(field.min, theirs.min, f64::min);
+            field.max = combine_bound(field.max, theirs.max, f64::max);
+        }
+    }
+
     /// The share of rows whose `field` is null, in percent.
     pub fn null_pct(&self, field: &str) -> Option<f64> {
         let f = self.fields.iter().find(|f| f.name == field)?;
@@ -95,6 +106,14 @@ impl OutputProfile {
 
     fn field(&self, name: &str) -> Option<&FieldProfile> {
         self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// Combines two optional bounds with `pick` (min or max); a missing bound is no bound.
+fn combine_bound(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
     }
 }
 

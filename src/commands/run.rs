@@ -154,6 +154,10 @@ impl ExternalSort {
     }
 
     /// Writes every entry as a `{"key":…,"value":…}` line, sorted; returns the line count.
+    ///
+    /// Written under a temporary name and renamed, so a reader never sees half a file; not
+    /// synced, since this is a result to read (a golden to compare, a file to inspect), not
+    /// state to survive a power cut: the sync was 27 ms of a 0.43 s `run recent_activity`.
     pub fn write_jsonl(mut self, out: &Path) -> Result<u64> {
         let tmp = out.with_extension("jsonl.tmp");
         let mut w = BufWriter::with_capacity(
@@ -196,7 +200,6 @@ impl ExternalSort {
             }
         }
         w.flush()?;
-        w.get_ref().sync_all()?;
         drop(w);
         std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
         Ok(count)
@@ -220,11 +223,12 @@ fn read_entry(r: &mut impl Read) -> Result<Option<Entry>> {
 
 #[async_trait]
 impl EntrySink for ExternalSort {
-    async fn accept(&mut self, entries: &[Entry]) -> publisher::Result<()> {
-        for e in entries {
-            self.buffered_bytes += e.key.len() + e.value.len() + 48;
-            self.buffer.push(e.clone());
-        }
+    async fn accept(&mut self, entries: Vec<Entry>) -> publisher::Result<()> {
+        self.buffered_bytes += entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + 48)
+            .sum::<usize>();
+        self.buffer.extend(entries);
         if self.buffered_bytes > self.limit {
             self.spill().map_err(|e| {
                 publisher::Error::io(
@@ -260,7 +264,7 @@ mod tests {
                 value: format!("{i}").into_bytes(),
             };
             expected.push(e.clone());
-            sort.accept(&[e]).await.unwrap();
+            sort.accept(vec![e]).await.unwrap();
         }
         assert!(sort.runs.len() > 3);
         let dir = tempfile::tempdir().unwrap();

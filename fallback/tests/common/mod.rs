@@ -168,7 +168,7 @@ pub async fn run_counted(
 ) -> publisher::Result<(Vec<String>, u64)> {
     let run = engine.execute(job).await?;
     let progress = Arc::clone(&run.progress);
-    let mut batches = run.batches;
+    let mut batches = run.into_stream();
     let mut encoder = EntryEncoder::new(&job.spec);
     let mut entries = Vec::new();
     while let Some(batch) = batches.next().await {
