@@ -29,12 +29,17 @@ impl std::fmt::Display for Entry {
 
 impl Entry {
     /// The line `tablecast run` writes: `{"key":[…],"value":…}`.
-    pub fn to_jsonl(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"key\":");
-        out.extend_from_slice(&self.key);
-        out.extend_from_slice(b",\"value\":");
-        out.extend_from_slice(&self.value);
-        out.extend_from_slice(b"}\n");
+    pub fn write_jsonl(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        for part in [
+            &b"{\"key\":"[..],
+            &self.key,
+            b",\"value\":",
+            &self.value,
+            b"}\n",
+        ] {
+            out.write_all(part)?;
+        }
+        Ok(())
     }
 }
 

@@ -138,10 +138,9 @@ impl ExternalSort {
     }
 
     fn spill(&mut self) -> Result<()> {
-        self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let path = self.dir.path().join(format!("run-{}", self.runs.len()));
         let mut w = BufWriter::new(File::create(&path)?);
-        for e in self.buffer.drain(..) {
+        for e in key_order(&self.buffer).into_iter().map(|i| &self.buffer[i]) {
             for part in [&e.key, &e.value] {
                 w.write_all(&(part.len() as u32).to_le_bytes())?;
                 w.write_all(part)?;
@@ -149,6 +148,7 @@ impl ExternalSort {
         }
         w.flush()?;
         self.runs.push(path);
+        self.buffer.clear();
         self.buffered_bytes = 0;
         Ok(())
     }
@@ -164,19 +164,15 @@ impl ExternalSort {
             1 << 20,
             File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
         );
-        let mut line = Vec::new();
         let mut count = 0u64;
         let mut emit = |e: &Entry, w: &mut BufWriter<File>| -> Result<()> {
-            line.clear();
-            e.to_jsonl(&mut line);
-            w.write_all(&line)?;
+            e.write_jsonl(w)?;
             count += 1;
             Ok(())
         };
         if self.runs.is_empty() {
-            self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-            for e in &self.buffer {
-                emit(e, &mut w)?;
+            for i in key_order(&self.buffer) {
+                emit(&self.buffer[i], &mut w)?;
             }
         } else {
             self.spill()?;
@@ -204,6 +200,28 @@ impl ExternalSort {
         std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
         Ok(count)
     }
+}
+
+/// The entries' indices in key order. Comparing entries directly chases two heap pointers per
+/// comparison; sorting (first 8 key bytes, index) pairs keeps the sort in cache and reads the
+/// keys themselves only on a tie.
+fn key_order(entries: &[Entry]) -> Vec<usize> {
+    let prefix = |key: &[u8]| {
+        let mut head = [0u8; 8];
+        let n = key.len().min(8);
+        head[..n].copy_from_slice(&key[..n]);
+        u64::from_be_bytes(head)
+    };
+    let mut order: Vec<(u64, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (prefix(&e.key), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| entries[a.1].key.cmp(&entries[b.1].key))
+    });
+    order.into_iter().map(|(_, i)| i).collect()
 }
 
 fn read_entry(r: &mut impl Read) -> Result<Option<Entry>> {
@@ -254,6 +272,33 @@ impl EntrySink for ExternalSort {
 mod tests {
     use super::*;
 
+    #[test]
+    fn key_order_breaks_ties_past_the_prefix() {
+        let keys: [&[u8]; 7] = [
+            b"[\"abcdefgh2\"]",
+            b"[\"abcdefgh1\"]",
+            b"[1]",
+            b"[10]",
+            b"",
+            b"[1]\0",
+            b"[\"abcdefgh\"]",
+        ];
+        let entries: Vec<Entry> = keys
+            .iter()
+            .map(|k| Entry {
+                key: k.to_vec(),
+                value: Vec::new(),
+            })
+            .collect();
+        let ordered: Vec<&[u8]> = key_order(&entries)
+            .into_iter()
+            .map(|i| entries[i].key.as_slice())
+            .collect();
+        let mut expected = keys.to_vec();
+        expected.sort();
+        assert_eq!(ordered, expected);
+    }
+
     #[tokio::test]
     async fn spilled_runs_merge_in_key_order() {
         let mut sort = ExternalSort::new(64).unwrap();
@@ -272,7 +317,9 @@ mod tests {
         assert_eq!(sort.write_jsonl(&out).unwrap(), 500);
         expected.sort_by(|a, b| a.key.cmp(&b.key));
         let mut want = Vec::new();
-        expected.iter().for_each(|e| e.to_jsonl(&mut want));
+        expected
+            .iter()
+            .for_each(|e| e.write_jsonl(&mut want).expect("into memory"));
         assert_eq!(std::fs::read(&out).unwrap(), want);
     }
 }
