@@ -454,3 +454,78 @@ async fn schema_drift_between_files_and_table_names_the_file_and_column() {
         "the error names the column and the file: {err}"
     );
 }
+
+/// Every partition's entries, encoded on their own as the publisher does.
+async fn entries_by_partition(engine: &FastTrack, plan: &Plan) -> Vec<Vec<Entry>> {
+    use publisher::engine::Engine;
+    let run = engine.execute(&plan.job("file:///")).await.unwrap();
+    let mut all = Vec::new();
+    for mut batches in run.partitions {
+        let mut encoder = EntryEncoder::new(&plan.spec);
+        let mut entries = Vec::new();
+        while let Some(batch) = batches.next().await {
+            encoder.push(&batch.unwrap(), &mut entries).unwrap();
+        }
+        encoder.finish(&mut entries).unwrap();
+        all.push(entries);
+    }
+    all
+}
+
+/// With more than one partition the fast track hands over its output split by key, so that each
+/// part is encoded on its own core: every key is whole in exactly one part, and together the
+/// parts are the answer of a run in one partition. A limit without keys stays in one part.
+#[tokio::test]
+async fn a_run_split_by_key_gives_each_key_wholly_to_one_partition() {
+    let dir = sales_table();
+    let split = FastTrack::new(fasttrack::FastTrackConfig {
+        target_partitions: 4,
+        ..Default::default()
+    });
+    let whole = FastTrack::new(fasttrack::FastTrackConfig {
+        target_partitions: 1,
+        ..Default::default()
+    });
+    let recent_per_network = r#"
+        name = "recent"
+        table = "social.sales"
+        key = ["network"]
+        limit = 2
+        [[values]]
+        column = "ts"
+        [[values]]
+        column = "product_id"
+        [[order_by]]
+        field = "ts"
+        dir = "desc"
+    "#;
+    for spec in [recent_per_network, PER_NETWORK] {
+        let (_, plan) = planned(dir.path(), spec, Route::Fasttrack).await;
+        let parts = entries_by_partition(&split, &plan).await;
+        assert!(parts.len() > 1, "one partition for {spec}");
+        let mut seen = std::collections::HashSet::new();
+        for entry in parts.iter().flatten() {
+            assert!(seen.insert(&entry.key), "a key in two partitions: {entry}");
+        }
+        let mut joined: Vec<String> = parts.iter().flatten().map(ToString::to_string).collect();
+        joined.sort();
+        let one = entries_by_partition(&whole, &plan).await;
+        assert_eq!(one.len(), 1);
+        let mut one: Vec<String> = one.iter().flatten().map(ToString::to_string).collect();
+        one.sort();
+        assert!(!one.is_empty());
+        assert_eq!(joined, one, "{spec}");
+    }
+    let top_overall = r#"
+        name = "top"
+        table = "social.sales"
+        limit = 2
+        [[values]]
+        column = "product_id"
+        [[order_by]]
+        field = "product_id"
+    "#;
+    let (_, plan) = planned(dir.path(), top_overall, Route::Fasttrack).await;
+    let parts = entries_by_partition(&split, &plan).await;
+    assert_eq!(parts.len(), 1, "a limit over all rows is one partition");
+}
