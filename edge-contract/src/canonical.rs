@@ -27,20 +27,16 @@ impl std::fmt::Display for Entry {
     }
 }
 
-impl Entry {
-    /// The line `tablecast run` writes: `{"key":[…],"value":…}`.
-    pub fn write_jsonl(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        for part in [
-            &b"{\"key\":"[..],
-            &self.key,
-            b",\"value\":",
-            &self.value,
-            b"}\n",
-        ] {
-            out.write_all(part)?;
-        }
-        Ok(())
+/// The line `tablecast run` writes for an entry: `{"key":[…],"value":…}`.
+pub fn write_jsonl_line(
+    out: &mut impl std::io::Write,
+    key: &[u8],
+    value: &[u8],
+) -> std::io::Result<()> {
+    for part in [&b"{\"key\":"[..], key, b",\"value\":", value, b"}\n"] {
+        out.write_all(part)?;
     }
+    Ok(())
 }
 
 /// Order-independent digest of a set of entries: count, bytes and the wrapping sum of each

@@ -23,7 +23,7 @@ use crate::guards::{ENTRY_BYTES, GuardLimits, GuardOutcome, OUTPUT_BYTES};
 use crate::spec::{ResolvedSpec, Shape};
 
 pub use edge_contract::canonical::{
-    Checksum, Entry, entry_hash, write_date, write_decimal, write_f64, write_str,
+    Checksum, Entry, entry_hash, write_date, write_decimal, write_f64, write_jsonl_line, write_str,
     write_timestamp_micros,
 };
 
