@@ -808,7 +808,8 @@ impl PartitionEncoder {
     /// largest entry when it completes (`None` after an error, or when nobody is listening).
     async fn run(mut self, mut batches: BatchStream, out: Chunks) -> Option<(OutputProfile, u64)> {
         let mut pending = Vec::with_capacity(self.chunk);
-        let encoded: Result<()> = async {
+        // Whether the partition was read to its end (not abandoned by the receiver).
+        let encoded: Result<bool> = async {
             while let Some(batch) = batches.next().await {
                 let batch = batch?;
                 self.profile.observe(&batch, self.key_columns)?;
@@ -816,19 +817,20 @@ impl PartitionEncoder {
                 if pending.len() >= self.chunk {
                     let full = std::mem::replace(&mut pending, Vec::with_capacity(self.chunk));
                     if out.send(Ok(full)).await.is_err() {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
             self.encoder.finish(&mut pending)?;
-            Ok(())
+            Ok(true)
         }
         .await;
         // The engine's work for this partition is over: free it before waiting on the sink.
         drop(batches);
         let sent = match encoded {
-            Ok(()) if pending.is_empty() => true,
-            Ok(()) => out.send(Ok(pending)).await.is_ok(),
+            Ok(false) => false,
+            Ok(true) if pending.is_empty() => true,
+            Ok(true) => out.send(Ok(pending)).await.is_ok(),
             Err(e) => {
                 let _ = out.send(Err(e)).await;
                 false

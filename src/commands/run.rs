@@ -133,17 +133,17 @@ pub struct ExternalSort {
 #[derive(Debug, Clone, Copy)]
 struct Span {
     at: usize,
-    key: u32,
-    value: u32,
+    key: usize,
+    value: usize,
 }
 
 impl Span {
     fn key<'a>(&self, data: &'a [u8]) -> &'a [u8] {
-        &data[self.at..self.at + self.key as usize]
+        &data[self.at..self.at + self.key]
     }
     fn value<'a>(&self, data: &'a [u8]) -> &'a [u8] {
-        let from = self.at + self.key as usize;
-        &data[from..from + self.value as usize]
+        let from = self.at + self.key;
+        &data[from..from + self.value]
     }
 }
 
@@ -286,8 +286,8 @@ impl EntrySink for ExternalSort {
         for e in entries {
             self.spans.push(Span {
                 at: self.data.len(),
-                key: e.key.len() as u32,
-                value: e.value.len() as u32,
+                key: e.key.len(),
+                value: e.value.len(),
             });
             self.data.extend_from_slice(&e.key);
             self.data.extend_from_slice(&e.value);
@@ -334,7 +334,7 @@ mod tests {
             .map(|k| {
                 let span = Span {
                     at: data.len(),
-                    key: k.len() as u32,
+                    key: k.len(),
                     value: 1,
                 };
                 data.extend_from_slice(k);
