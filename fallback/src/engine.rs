@@ -13,6 +13,7 @@ use publisher::Error;
 use publisher::engine::{Engine, EngineJob, EnginePath, EngineProgress, EngineRun};
 use publisher::spec::ResolvedSpec;
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::{SparkConfig, SubmitterKind};
 use crate::job::JobDescription;
@@ -374,11 +375,11 @@ impl Run {
         } = self;
         // rows_in: the listed files' footers (exact, metadata only), counted while Spark runs;
         // for a metastore read, the count the job observed on its input.
-        let footer_rows: Vec<Option<AbortOnDrop<_>>> = jobs
+        let footer_rows: Vec<Option<AbortOnDropHandle<_>>> = jobs
             .iter()
             .map(|job| {
                 job.files.clone().map(|files| {
-                    AbortOnDrop(tokio::spawn(async move {
+                    AbortOnDropHandle::new(tokio::spawn(async move {
                         publisher::files::footer_rows(&files).await
                     }))
                 })
@@ -429,7 +430,7 @@ impl Run {
 
         for (job, footer_rows) in jobs.into_iter().zip(footer_rows) {
             let counted = match footer_rows {
-                Some(mut task) => (&mut task.0).await.ok().and_then(|r| r.ok()),
+                Some(task) => task.await.ok().and_then(|r| r.ok()),
                 None => None,
             };
             if let Some(rows) = match counted {
@@ -525,14 +526,6 @@ fn failure_of(
         ),
     };
     Err(Some(message))
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 enum ReadError {

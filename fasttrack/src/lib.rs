@@ -34,6 +34,7 @@ use futures::StreamExt;
 use publisher::Error;
 use publisher::engine::{BatchStream, Engine, EngineJob, EnginePath, EngineProgress, EngineRun};
 use publisher::guards::{GuardOutcome, MEMORY_POOL};
+use tokio_util::task::AbortOnDropHandle;
 
 pub use plan::build_dataframe;
 
@@ -164,7 +165,7 @@ impl Engine for FastTrack {
         };
         // What every partition's stream keeps alive until the last one is dropped.
         let running = Arc::new(Running {
-            _sampler: AbortOnDrop(sampler),
+            _sampler: AbortOnDropHandle::new(sampler),
             ctx,
             pool,
             plan,
@@ -187,7 +188,7 @@ impl Engine for FastTrack {
 }
 
 struct Running {
-    _sampler: AbortOnDrop,
+    _sampler: AbortOnDropHandle<()>,
     ctx: SessionContext,
     pool: Arc<dyn MemoryPool>,
     plan: Arc<dyn ExecutionPlan>,
@@ -240,14 +241,6 @@ fn partitioned_by_key(
             .is_some_and(|c| c.index() < keys && c.name() == plan::key_col(c.index()))
     });
     (n > 1 && !exprs.is_empty() && on_keys).then_some(candidate)
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Rows produced by the plan's leaves (the Parquet scans) so far; ORC scans count theirs in

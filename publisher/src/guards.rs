@@ -337,25 +337,40 @@ pub fn evaluate(
     outcomes
 }
 
-/// The breakers that can only be read while the engine runs, with nothing measured yet.
-pub fn runtime_guards(limits: &GuardLimits) -> Vec<GuardOutcome> {
+/// What a run has measured so far against the breakers that can only be read while it runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunMeasures {
+    pub peak_memory: u64,
+    pub keys: u64,
+    pub bytes: u64,
+    pub largest_entry: u64,
+}
+
+/// The breakers that can only be read while the engine runs, at what `measured` says (all zero
+/// before the run).
+pub fn runtime_guards(limits: &GuardLimits, measured: RunMeasures) -> Vec<GuardOutcome> {
     vec![
         GuardOutcome::new(
             MEMORY_POOL,
-            0,
+            measured.peak_memory,
             limits.memory_pool_bytes,
             "peak bytes reserved in the engine's pool",
         ),
-        GuardOutcome::new(OUTPUT_KEYS, 0, limits.max_output_keys, "keys produced"),
+        GuardOutcome::new(
+            OUTPUT_KEYS,
+            measured.keys,
+            limits.max_output_keys,
+            "keys produced",
+        ),
         GuardOutcome::new(
             OUTPUT_BYTES,
-            0,
+            measured.bytes,
             limits.max_output_bytes,
             "bytes of encoded values",
         ),
         GuardOutcome::new(
             ENTRY_BYTES,
-            0,
+            measured.largest_entry,
             limits.max_entry_bytes,
             "bytes of the largest key's entry",
         ),
@@ -488,7 +503,7 @@ mod tests {
         let l = base.with_overrides(&o);
         assert_eq!(l.max_rows, 5);
         assert_eq!(l.max_files, base.max_files);
-        let runtime = runtime_guards(&l);
+        let runtime = runtime_guards(&l, RunMeasures::default());
         assert_eq!(
             runtime.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
             [MEMORY_POOL, OUTPUT_KEYS, OUTPUT_BYTES, ENTRY_BYTES]

@@ -14,15 +14,14 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::canonical::{Checksum, Entry, EntryEncoder};
 use crate::catalog::{Catalog, TableMeta};
 use crate::engine::{BatchStream, Engine, EngineJob, EnginePath, EngineRun};
 use crate::error::{Error, Result};
 use crate::files;
-use crate::guards::{
-    self, GuardLimits, GuardOutcome, Inspection, OUTPUT_BYTES, OUTPUT_KEYS, RowSource,
-};
+use crate::guards::{self, GuardLimits, GuardOutcome, Inspection, RowSource, RunMeasures};
 use crate::keypath::KeyType;
 use crate::quality::{EntrySample, OutputProfile};
 use crate::report::{Attempt, CompressionReport, EdgeResult, PublishError, PublishReport, Step};
@@ -300,7 +299,7 @@ impl Publisher {
         let limits = self.limits.with_overrides(&spec.limits);
         let inspection = inspect(&table, &resolved).await?;
         let mut guards = guards::evaluate(&table, &resolved, &inspection, &limits);
-        guards.extend(guards::runtime_guards(&limits));
+        guards.extend(guards::runtime_guards(&limits, RunMeasures::default()));
         let tripped = guards.iter().find(|g| g.tripped);
         let (path, reason) = match (route, tripped) {
             (Route::Fasttrack, _) => (
@@ -511,7 +510,7 @@ impl Publisher {
         } = run;
         let limits = &plan.limits;
         let (tx, mut entries) = tokio::sync::mpsc::channel(2 * partitions.len());
-        let mut workers: Vec<Worker> = partitions
+        let mut workers: Vec<AbortOnDropHandle<_>> = partitions
             .into_iter()
             .map(|batches| {
                 let partition = PartitionEncoder {
@@ -520,7 +519,7 @@ impl Publisher {
                     key_columns: plan.spec.keys.len(),
                     chunk: self.config.push_batch,
                 };
-                Worker(tokio::spawn(partition.run(batches, tx.clone())))
+                AbortOnDropHandle::new(tokio::spawn(partition.run(batches, tx.clone())))
             })
             .collect();
         drop(tx);
@@ -531,6 +530,11 @@ impl Publisher {
         let mut checksum = Checksum::default();
         let mut largest_entry = 0;
         let mut last_report = Instant::now();
+        let rows = |checksum: &Checksum| Progress::Rows {
+            rows_in: engine.rows_in(),
+            keys_out: checksum.keys,
+            bytes_out: checksum.bytes,
+        };
         let result: Result<()> = async {
             // The channel closes when every partition is done.
             while let Some(chunk) = entries.recv().await {
@@ -539,35 +543,27 @@ impl Publisher {
                     checksum.add(&e.key, &e.value);
                     sample.offer(&e.key, &e.value);
                 }
-                if checksum.keys > limits.max_output_keys {
-                    return Err(Error::GuardTripped(GuardOutcome::new(
-                        OUTPUT_KEYS,
-                        checksum.keys,
-                        limits.max_output_keys,
-                        "keys produced",
-                    )));
-                }
-                // Each partition's encoder holds its own share below the limit; this is the sum.
-                if checksum.bytes > limits.max_output_bytes {
-                    return Err(Error::GuardTripped(GuardOutcome::new(
-                        OUTPUT_BYTES,
-                        checksum.bytes,
-                        limits.max_output_bytes,
-                        "bytes of encoded entries so far",
-                    )));
+                // Keys and bytes of all partitions together (each partition's encoder keeps
+                // its own share under the byte limit).
+                let so_far = RunMeasures {
+                    keys: checksum.keys,
+                    bytes: checksum.bytes,
+                    ..RunMeasures::default()
+                };
+                if let Some(g) = guards::runtime_guards(limits, so_far)
+                    .into_iter()
+                    .find(|g| g.tripped)
+                {
+                    return Err(Error::GuardTripped(g));
                 }
                 sink.accept(chunk).await?;
                 if last_report.elapsed() > Duration::from_millis(250) {
                     last_report = Instant::now();
-                    progress(Progress::Rows {
-                        rows_in: engine.rows_in(),
-                        keys_out: checksum.keys,
-                        bytes_out: checksum.bytes,
-                    });
+                    progress(rows(&checksum));
                 }
             }
             for worker in &mut workers {
-                let done = (&mut worker.0).await.map_err(|e| Error::Engine {
+                let done = worker.await.map_err(|e| Error::Engine {
                     engine: "encoder".into(),
                     message: format!("encoding a partition of the output failed: {e}"),
                     transient: false,
@@ -579,47 +575,26 @@ impl Publisher {
                 profile.merge(&partition);
                 largest_entry = largest_entry.max(largest);
             }
-            progress(Progress::Rows {
-                rows_in: engine.rows_in(),
-                keys_out: checksum.keys,
-                bytes_out: checksum.bytes,
-            });
+            progress(rows(&checksum));
             Ok(())
         }
         .await;
         // Dropping the workers cancels the engine and frees its memory before any re-route.
         drop(workers);
-        let rows = engine.rows_in();
+        let rows_in = engine.rows_in();
         let peak = engine.peak_memory();
-        let output_guards = vec![
-            GuardOutcome::new(
-                guards::MEMORY_POOL,
-                peak,
-                limits.memory_pool_bytes,
-                "peak bytes reserved in the engine's pool",
-            ),
-            GuardOutcome::new(
-                OUTPUT_KEYS,
-                checksum.keys,
-                limits.max_output_keys,
-                "keys produced",
-            ),
-            GuardOutcome::new(
-                OUTPUT_BYTES,
-                checksum.bytes,
-                limits.max_output_bytes,
-                "bytes of encoded values",
-            ),
-            GuardOutcome::new(
-                guards::ENTRY_BYTES,
+        let output_guards = guards::runtime_guards(
+            limits,
+            RunMeasures {
+                peak_memory: peak,
+                keys: checksum.keys,
+                bytes: checksum.bytes,
                 largest_entry,
-                limits.max_entry_bytes,
-                "bytes of the largest key's entry",
-            ),
-        ];
+            },
+        );
         profile.keys = checksum.keys;
         (
-            rows,
+            rows_in,
             peak,
             result.map(|()| Encoded {
                 checksum,
@@ -837,15 +812,6 @@ impl PartitionEncoder {
             }
         };
         sent.then(|| (self.profile, self.encoder.largest_entry()))
-    }
-}
-
-/// A partition's encoding task, cancelled (with its share of the engine) when dropped.
-struct Worker(tokio::task::JoinHandle<Option<(OutputProfile, u64)>>);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

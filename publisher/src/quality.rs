@@ -73,12 +73,8 @@ impl OutputProfile {
                 .as_any()
                 .downcast_ref::<Float64Array>()
                 .expect("cast to Float64 yields a Float64Array");
-            if let Some(lo) = arrow::compute::min(values) {
-                field.min = Some(field.min.map_or(lo, |m| m.min(lo)));
-            }
-            if let Some(hi) = arrow::compute::max(values) {
-                field.max = Some(field.max.map_or(hi, |m| m.max(hi)));
-            }
+            field.min = combine_bound(field.min, arrow::compute::min(values), f64::min);
+            field.max = combine_bound(field.max, arrow::compute::max(values), f64::max);
         }
         Ok(())
     }
