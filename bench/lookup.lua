@@ -3,12 +3,15 @@
 -- long between requests, so the offered load is fixed (connections / delay) instead of maximal.
 -- With $WRK_BATCH = n, POSTs /v1/$WRK_API/_batch of n random keys instead. With $WRK_ZIPF = s,
 -- single keys follow Zipf(s) (key k - 1 with probability proportional to k^-s) instead of uniform.
+-- With $WRK_HEALTHZ = 1, each request is GET /healthz?key=<the same draw>: the service's HTTP
+-- ceiling measured with the same client work per request (a Lua call, a draw, a formatted path).
 -- Prints one JSON line of results when done.
 local api = os.getenv("WRK_API")
 local keys = tonumber(os.getenv("WRK_KEYS"))
 local batch = tonumber(os.getenv("WRK_BATCH") or "0")
 local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 local zipf = tonumber(os.getenv("WRK_ZIPF") or "0")
+local healthz = os.getenv("WRK_HEALTHZ") == "1"
 
 -- Zipf(s) over 1..n by rejection-inversion (Hörmann and Derflinger 1996; the form of Apache
 -- Commons' RejectionInversionZipfSampler): O(1) a draw, no table of n weights.
@@ -56,6 +59,9 @@ function request()
     end
     local body = '{"keys":[' .. table.concat(parts, ",") .. ']}'
     return wrk.format("POST", "/v1/" .. api .. "/_batch", { ["Content-Type"] = "application/json" }, body)
+  end
+  if healthz then
+    return wrk.format("GET", "/healthz?key=" .. next_key())
   end
   return wrk.format("GET", "/v1/" .. api .. "/" .. next_key())
 end

@@ -50,11 +50,25 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         df = df.filter(filter_expr(f)).map_err(err)?;
     }
 
+    // A string key read as a view stays one (the encoder writes views as strings): a cast
+    // would hide from DataFusion that the output is partitioned by the key, and the publisher
+    // then could not encode each partition on its own core.
     let keys: Vec<Expr> = spec
         .keys
         .iter()
         .enumerate()
-        .map(|(i, k)| cast(ident(&k.name), k.data_type.clone()).alias(key_col(i)))
+        .map(|(i, k)| {
+            let column = ident(&k.name);
+            let is_view = df
+                .schema()
+                .field_with_unqualified_name(&k.name)
+                .is_ok_and(|f| f.data_type() == &DataType::Utf8View);
+            if is_view && k.data_type == DataType::Utf8 {
+                column.alias(key_col(i))
+            } else {
+                cast(column, k.data_type.clone()).alias(key_col(i))
+            }
+        })
         .collect();
     let mut outputs = Vec::with_capacity(spec.outputs.len());
     if let Some(grouping) = &spec.grouping {
@@ -399,8 +413,9 @@ async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error>
             }
             _ => {
                 let urls: Vec<String> = files.iter().map(|f| f.url.clone()).collect();
+                let read_as = with_view_types(&schema);
                 let options = ParquetReadOptions::default()
-                    .schema(&schema)
+                    .schema(&read_as)
                     .file_extension("");
                 ctx.read_parquet(urls, options).await.map_err(err)?
             }
@@ -424,6 +439,28 @@ async fn scan(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error>
         });
     }
     union.ok_or_else(|| plan_error(job, "no files"))
+}
+
+/// The scan's schema with strings and binaries read as views (`Utf8View`, `BinaryView`): a
+/// view of a dictionary-encoded Parquet column points into the page's dictionary instead of
+/// copying each value, and grouping or comparing views looks at an inline 12-byte prefix
+/// before following a pointer. The plan casts every value to its output type, so answers are
+/// the same.
+fn with_view_types(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => {
+                f.as_ref().clone().with_data_type(DataType::Utf8View)
+            }
+            DataType::Binary | DataType::LargeBinary => {
+                f.as_ref().clone().with_data_type(DataType::BinaryView)
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new(fields)
 }
 
 /// Makes every store the files live in (local disk, an HDFS NameNode) known to DataFusion.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
-    Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, StringArray,
+    Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, StringArray, StringViewArray,
     TimestampMicrosecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow::compute::cast;
@@ -251,6 +251,9 @@ enum Cells {
     F32(Float32Array),
     F64(Float64Array),
     Str(StringArray),
+    /// Strings an engine kept as views (the fast track groups and partitions on them), written
+    /// without converting the column.
+    StrView(StringViewArray),
     Decimal(Decimal128Array, i8),
     Date(Date32Array),
     Timestamp(TimestampMicrosecondArray),
@@ -263,6 +266,9 @@ impl Cells {
             DataType::Timestamp(_, _) => DataType::Timestamp(TimeUnit::Microsecond, None),
             t => t.clone(),
         };
+        if let (DataType::Utf8View, DataType::Utf8) = (array.data_type(), &target) {
+            return Ok(Cells::StrView(array.as_string_view().clone()));
+        }
         let array: ArrayRef = match (array.data_type(), &target) {
             (DataType::Timestamp(u, Some(_)), DataType::Timestamp(..)) => {
                 // Drop the zone: the values are already UTC.
@@ -314,6 +320,7 @@ impl Cells {
             Cells::F32(a) => a.is_null(row),
             Cells::F64(a) => a.is_null(row),
             Cells::Str(a) => a.is_null(row),
+            Cells::StrView(a) => a.is_null(row),
             Cells::Decimal(a, _) => a.is_null(row),
             Cells::Date(a) => a.is_null(row),
             Cells::Timestamp(a) => a.is_null(row),
@@ -339,6 +346,7 @@ impl Cells {
             Cells::F32(a) => write_f64(out, f64::from(a.value(row))),
             Cells::F64(a) => write_f64(out, a.value(row)),
             Cells::Str(a) => write_str(out, a.value(row)),
+            Cells::StrView(a) => write_str(out, a.value(row)),
             Cells::Decimal(a, scale) => {
                 out.push(b'"');
                 write_decimal(out, a.value(row), *scale);
@@ -355,5 +363,39 @@ impl Cells {
                 out.push(b'"');
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast track hands over string keys as views; they must be written exactly as the
+    /// same strings in a plain string column (escapes, long and short values, nulls).
+    #[test]
+    fn string_views_are_written_as_strings() {
+        let texts = [
+            Some("a"),
+            None,
+            Some("quote \" and \\ and é"),
+            Some(&"long ".repeat(9)[..]),
+        ];
+        let plain: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
+        let views: ArrayRef = Arc::new(StringViewArray::from(texts.to_vec()));
+        let write_all = |array: &ArrayRef| {
+            let cells = Cells::new(array, &DataType::Utf8, "c").unwrap();
+            let mut out = Vec::new();
+            for row in 0..texts.len() {
+                cells.write(row, &mut out);
+                out.push(b'|');
+            }
+            String::from_utf8(out).unwrap()
+        };
+        assert!(matches!(
+            Cells::new(&views, &DataType::Utf8, "c").unwrap(),
+            Cells::StrView(_)
+        ));
+        assert_eq!(write_all(&views), write_all(&plain));
+        assert!(write_all(&plain).starts_with(r#""a"|null|"quote \" and \\ and é"|"long"#));
     }
 }
