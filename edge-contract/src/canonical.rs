@@ -187,33 +187,51 @@ pub fn write_date(out: &mut Vec<u8>, days: i32) {
 }
 
 /// `2026-11-01T08:30:00Z`, `…:00.25Z`: a fraction only when non-zero, trailing zeros trimmed.
+///
+/// Years 0–9999 are written from a fixed template, two digits at a time: timestamps are most of
+/// the bytes of a list API such as `recent_activity`, and this is on every one of them.
 pub fn write_timestamp_micros(out: &mut Vec<u8>, micros: i64) {
     let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000) as u64;
+    let frac = micros.rem_euclid(1_000_000) as u32;
     let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400) as u64;
+    let sod = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    write_year(out, y);
-    out.push(b'-');
-    write_padded(out, u64::from(m), 2);
-    out.push(b'-');
-    write_padded(out, u64::from(d), 2);
-    out.push(b'T');
-    write_padded(out, sod / 3600, 2);
-    out.push(b':');
-    write_padded(out, sod / 60 % 60, 2);
-    out.push(b':');
-    write_padded(out, sod % 60, 2);
+    if (0..=9999).contains(&y) {
+        let mut text = *b"0000-00-00T00:00:00";
+        put_two_digits(&mut text[0..2], y as u32 / 100);
+        put_two_digits(&mut text[2..4], y as u32 % 100);
+        put_two_digits(&mut text[5..7], m);
+        put_two_digits(&mut text[8..10], d);
+        put_two_digits(&mut text[11..13], sod / 3600);
+        put_two_digits(&mut text[14..16], sod / 60 % 60);
+        put_two_digits(&mut text[17..19], sod % 60);
+        out.extend_from_slice(&text);
+    } else {
+        write_date(out, days as i32);
+        out.push(b'T');
+        write_padded(out, u64::from(sod / 3600), 2);
+        out.push(b':');
+        write_padded(out, u64::from(sod / 60 % 60), 2);
+        out.push(b':');
+        write_padded(out, u64::from(sod % 60), 2);
+    }
     if frac != 0 {
-        out.push(b'.');
-        let mut digits = Vec::with_capacity(6);
-        write_padded(&mut digits, frac, 6);
-        while digits.last() == Some(&b'0') {
-            digits.pop();
+        let mut text = *b".000000";
+        put_two_digits(&mut text[1..3], frac / 10_000);
+        put_two_digits(&mut text[3..5], frac / 100 % 100);
+        put_two_digits(&mut text[5..7], frac % 100);
+        let mut len = text.len();
+        while text[len - 1] == b'0' {
+            len -= 1;
         }
-        out.extend_from_slice(&digits);
+        out.extend_from_slice(&text[..len]);
     }
     out.push(b'Z');
+}
+
+fn put_two_digits(slot: &mut [u8], v: u32) {
+    slot[0] = b'0' + (v / 10) as u8;
+    slot[1] = b'0' + (v % 10) as u8;
 }
 
 /// Parses `-123.45` into the unscaled integer of a DECIMAL(p, s), refusing lost digits.
@@ -310,6 +328,18 @@ mod tests {
             "1969-12-31T23:59:59.999999Z"
         );
         assert_eq!(s(|o| write_date(o, 20_393)), "2025-11-01");
+        // Years outside the four-digit template.
+        assert_eq!(
+            s(|o| write_timestamp_micros(o, 253_402_300_800_000_001)),
+            "10000-01-01T00:00:00.000001Z"
+        );
+        assert_eq!(
+            s(|o| write_timestamp_micros(
+                o,
+                -62_167_219_200_000_000 - 86_400_000_000 + 3_723_400_000
+            )),
+            "-0001-12-31T01:02:03.4Z"
+        );
         // Cross-check against chrono over a spread of instants.
         for micros in [
             1i64,

@@ -13,6 +13,7 @@
 mod orc;
 mod plan;
 mod top_n;
+mod top_rows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,7 @@ use publisher::engine::{BatchStream, Engine, EngineJob, EnginePath, EngineProgre
 use publisher::guards::{GuardOutcome, MEMORY_POOL};
 use tokio_util::task::AbortOnDropHandle;
 
-pub use plan::build_dataframe;
+pub use plan::{Query, build_query};
 
 /// Settings of the in-memory engine that are not guard limits.
 #[derive(Debug, Clone)]
@@ -110,9 +111,9 @@ impl FastTrack {
         job: &EngineJob,
     ) -> Result<(SessionContext, Arc<dyn MemoryPool>, Arc<dyn ExecutionPlan>), Error> {
         let (ctx, pool) = self.session(job)?;
-        let df = build_dataframe(&ctx, job).await?;
-        let plan = df
-            .create_physical_plan()
+        let plan = build_query(&ctx, job)
+            .await?
+            .physical_plan()
             .await
             .map_err(|e| classify(e, job, 0))?;
         Ok((ctx, pool, plan))
@@ -127,10 +128,10 @@ impl Engine for FastTrack {
 
     async fn explain(&self, job: &EngineJob) -> Result<String, Error> {
         let (ctx, _) = self.session(job)?;
-        let df = build_dataframe(&ctx, job).await?;
-        let logical = df.logical_plan().display_indent().to_string();
-        let physical = df
-            .create_physical_plan()
+        let query = build_query(&ctx, job).await?;
+        let logical = query.dataframe.logical_plan().display_indent().to_string();
+        let physical = query
+            .physical_plan()
             .await
             .map_err(|e| classify(e, job, 0))?;
         let physical = datafusion::physical_plan::displayable(physical.as_ref())

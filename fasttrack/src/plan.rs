@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::top_n::TopN;
+use crate::top_rows::TopRowsExec;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
 use datafusion::common::ScalarValue;
@@ -13,6 +14,10 @@ use datafusion::functions_aggregate::count::count_all;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, SortExpr, cast, ident, lit};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, in_list};
 use publisher::Error;
 use publisher::catalog::StorageFormat;
@@ -39,9 +44,47 @@ fn value_col(i: usize) -> String {
     format!("__v{i}")
 }
 
+/// A spec's query: the DataFrame DataFusion plans, and the per-key top N of raw rows, which runs
+/// as this crate's own operator on top of DataFusion's physical plan (see `top_rows`).
+pub struct Query {
+    pub dataframe: DataFrame,
+    top_rows: Option<TopRows>,
+}
+
+struct TopRows {
+    keys: usize,
+    /// Columns of the DataFrame's output, most significant first.
+    order: Vec<(usize, SortOptions)>,
+    limit: usize,
+}
+
+impl Query {
+    pub async fn physical_plan(self) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let partitions = self
+            .dataframe
+            .task_ctx()
+            .session_config()
+            .target_partitions();
+        let plan = self.dataframe.create_physical_plan().await?;
+        let Some(top) = self.top_rows else {
+            return Ok(plan);
+        };
+        let on = (0..top.keys)
+            .map(|i| Arc::new(Column::new(&key_col(i), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let by_key = Arc::new(RepartitionExec::try_new(
+            plan,
+            Partitioning::Hash(on, partitions),
+        )?);
+        Ok(Arc::new(TopRowsExec::new(
+            by_key, top.keys, top.order, top.limit,
+        )))
+    }
+}
+
 /// Builds the whole query: scan exactly `job.files`, filter, aggregate or project, keep at most
 /// `limit` rows per key, order within keys.
-pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<DataFrame, Error> {
+pub async fn build_query(ctx: &SessionContext, job: &EngineJob) -> Result<Query, Error> {
     let spec = &job.spec;
     let err = |e: datafusion::error::DataFusionError| plan_error(job, e);
     let mut df = scan(ctx, job).await?;
@@ -110,7 +153,12 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         .map(|i| ident(key_col(i)).sort(true, false))
         .collect();
     let partition: Vec<Expr> = (0..spec.keys.len()).map(|i| ident(key_col(i))).collect();
+    let sort_options = |s: &publisher::spec::SortField| SortOptions {
+        descending: s.descending,
+        nulls_first: false,
+    };
 
+    let mut top_rows = None;
     match spec.limit() {
         Some(limit) if spec.keys.is_empty() => {
             df = df
@@ -119,10 +167,23 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
                 .limit(0, Some(limit as usize))
                 .map_err(err)?;
         }
+        // Over raw rows, where most keys keep most of their rows, each partition sorts each
+        // key's rows alone (see `top_rows`), after DataFusion's plan.
+        Some(limit) if spec.grouping.is_none() && covers_every_output_once(spec) => {
+            let keys = spec.keys.len();
+            top_rows = Some(TopRows {
+                keys,
+                order: spec
+                    .order
+                    .iter()
+                    .map(|s| (keys + s.output, sort_options(s)))
+                    .collect(),
+                limit: limit as usize,
+            });
+        }
         // Over aggregated rows the N best of each key are kept by an aggregate (see `top_n`):
         // no sort of the whole input, memory O(keys × N); unnesting keeps each key's rows
-        // together, in rank. Over raw rows, where most keys keep most of their rows, DataFusion's
-        // sort and window measured faster (bench/history.md), so they stay.
+        // together, in rank.
         Some(limit) if spec.grouping.is_some() && covers_every_output_once(spec) => {
             let fields: Fields = spec
                 .outputs
@@ -133,13 +194,7 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
             let order = spec
                 .order
                 .iter()
-                .map(|s| {
-                    let options = SortOptions {
-                        descending: s.descending,
-                        nulls_first: false,
-                    };
-                    (s.output, options)
-                })
+                .map(|s| (s.output, sort_options(s)))
                 .collect();
             let top = TopN::udaf(limit as usize, fields, order);
             let arguments = (0..spec.outputs.len())
@@ -188,7 +243,10 @@ pub async fn build_dataframe(ctx: &SessionContext, job: &EngineJob) -> Result<Da
         .map(|i| ident(key_col(i)))
         .chain((0..spec.outputs.len()).map(|i| ident(value_col(i))))
         .collect();
-    df.select(columns).map_err(err)
+    Ok(Query {
+        dataframe: df.select(columns).map_err(err)?,
+        top_rows,
+    })
 }
 
 /// Whether the order within a key names every output exactly once (as resolution makes it), so

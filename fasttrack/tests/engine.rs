@@ -223,6 +223,8 @@ fn big_table() -> tempfile::TempDir {
     root
 }
 
+/// Both ways a list keeps its rows in memory trip the guard: the sort of every row, and the
+/// per-key top N (`limit`), which buffers a key's rows until it has seen them all.
 #[tokio::test]
 async fn a_small_pool_trips_the_memory_guard_cleanly() {
     let dir = big_table();
@@ -231,8 +233,7 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
         ..GuardLimits::default()
     };
     let p = publisher_over(dir.path(), limits).await;
-    let spec = ApiSpec::from_toml(
-        r#"
+    let all = r#"
         name = "all"
         table = "social.sales"
         key = ["network"]
@@ -240,33 +241,38 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
         column = "ts"
         [[order_by]]
         field = "ts"
-    "#,
-    )
-    .unwrap();
-    let plan = p.plan(&spec, Route::Auto).await.unwrap();
-    let mut batches = p
-        .fasttrack
-        .execute(&plan.job("file:///"))
-        .await
-        .unwrap()
-        .into_stream();
-    let mut tripped = None;
-    while let Some(batch) = batches.next().await {
-        if let Err(e) = batch {
-            tripped = Some(e);
-            break;
+    "#;
+    let latest = all.replace("\"all\"", "\"latest\"").replace(
+        "key = [\"network\"]",
+        "key = [\"network\"]\n        limit = 150",
+    );
+    for spec in [all.to_string(), latest] {
+        let spec = ApiSpec::from_toml(&spec).unwrap();
+        let plan = p.plan(&spec, Route::Auto).await.unwrap();
+        let mut batches = p
+            .fasttrack
+            .execute(&plan.job("file:///"))
+            .await
+            .unwrap()
+            .into_stream();
+        let mut tripped = None;
+        while let Some(batch) = batches.next().await {
+            if let Err(e) = batch {
+                tripped = Some(e);
+                break;
+            }
         }
+        let e = tripped.unwrap_or_else(|| panic!("{}: the pool must be exceeded", spec.name));
+        let guard = e
+            .tripped_guard()
+            .unwrap_or_else(|| panic!("{}: not a guard trip: {e}", spec.name));
+        assert_eq!(guard.name, "memory_pool");
+        assert_eq!(guard.limit, 256 * 1024);
+        assert!(guard.tripped && guard.measured > 256 * 1024);
+        // Without a fallback to re-route to, the run reports the trip as its error.
+        let err = run_error(&p, &plan).await;
+        assert!(err.contains("memory_pool"), "{}: {err}", spec.name);
     }
-    let e = tripped.expect("the pool must be exceeded");
-    let guard = e
-        .tripped_guard()
-        .unwrap_or_else(|| panic!("not a guard trip: {e}"));
-    assert_eq!(guard.name, "memory_pool");
-    assert_eq!(guard.limit, 256 * 1024);
-    assert!(guard.tripped && guard.measured > 256 * 1024);
-    // Without a fallback to re-route to, the run reports the trip as its error.
-    let err = run_error(&p, &plan).await;
-    assert!(err.contains("memory_pool"), "{err}");
 }
 
 /// A key-less list over the big table (200 000 rows, ~9 MB of JSON in one value): the entry
