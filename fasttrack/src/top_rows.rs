@@ -16,12 +16,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::{SortOptions, interleave_record_batch};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -120,10 +122,7 @@ impl ExecutionPlan for TopRowsExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let [input] = <[_; 1]>::try_from(children).map_err(|c| {
-            datafusion::error::DataFusionError::Internal(format!(
-                "TopRowsExec takes one input, not {}",
-                c.len()
-            ))
+            DataFusionError::Internal(format!("TopRowsExec takes one input, not {}", c.len()))
         })?;
         Ok(Arc::new(TopRowsExec::new(
             input,
@@ -148,20 +147,7 @@ impl ExecutionPlan for TopRowsExec {
             while let Some(batch) = input.next().await {
                 buffer.push(batch?)?;
             }
-            let (best, reservation) = buffer.finish()?;
-            let batches: Vec<Result<RecordBatch>> = match best {
-                Some(best) => (0..best.num_rows())
-                    .step_by(batch_size)
-                    .map(|start| Ok(best.slice(start, batch_size.min(best.num_rows() - start))))
-                    .collect(),
-                None => Vec::new(),
-            };
-            // The answer stays reserved until the stream that hands it out is dropped.
-            let batches = futures::stream::iter(batches).map(move |b| {
-                let _ = &reservation;
-                b
-            });
-            Ok::<_, datafusion::error::DataFusionError>(batches)
+            Ok::<_, DataFusionError>(futures::stream::iter(buffer.finish(batch_size)?))
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -170,23 +156,84 @@ impl ExecutionPlan for TopRowsExec {
     }
 }
 
-/// One partition's rows so far, each numbered by its key's group and encoded for comparison.
+/// One partition's rows so far, each numbered by its key's group. Only the key columns are kept
+/// as they came: the order names every other column, so a row's encoding for comparison holds
+/// its values too, and the answer is decoded from it (half the memory of keeping both).
 struct Buffer {
-    keys: usize,
     limit: usize,
     /// See [`COMPACT_MIN_ROWS`].
     compact_min_rows: usize,
-    order_columns: Vec<usize>,
     groups: Box<dyn GroupValues>,
-    converter: RowConverter,
-    batches: Vec<RecordBatch>,
-    /// The order columns of `batches[i]`, in row format.
-    encoded: Vec<Rows>,
+    rows: Stored,
     /// The group of each buffered row, batch after batch.
     group_of_row: Vec<u32>,
     /// Scratch of `GroupValues::intern`.
     interned: Vec<usize>,
     reservation: MemoryReservation,
+}
+
+/// The buffered rows: their keys, and the rest in row format.
+struct Stored {
+    schema: SchemaRef,
+    keys: usize,
+    /// Input columns in order significance; together with the keys, every column once.
+    order_columns: Vec<usize>,
+    converter: RowConverter,
+    key_columns: Vec<RecordBatch>,
+    /// The order columns of `key_columns[i]`'s rows, in row format.
+    encoded: Vec<Rows>,
+}
+
+impl Stored {
+    fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let order: Vec<_> = self
+            .order_columns
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        self.encoded.push(self.converter.convert_columns(&order)?);
+        self.key_columns
+            .push(batch.project(&(0..self.keys).collect::<Vec<_>>())?);
+        Ok(())
+    }
+
+    /// The rows at `slots`, in that order, as a batch of the input's schema.
+    fn gather(&self, slots: &[Slot]) -> Result<RecordBatch> {
+        let at: Vec<(usize, usize)> = slots
+            .iter()
+            .map(|s| (s.batch as usize, s.row as usize))
+            .collect();
+        let key_batches: Vec<&RecordBatch> = self.key_columns.iter().collect();
+        let keys = interleave_record_batch(&key_batches, &at)?;
+        let values = self.converter.convert_rows(
+            slots
+                .iter()
+                .map(|s| self.encoded[s.batch as usize].row(s.row as usize)),
+        )?;
+        let mut columns: Vec<Option<ArrayRef>> = keys.columns().iter().cloned().map(Some).collect();
+        columns.resize(self.schema.fields().len(), None);
+        for (column, values) in self.order_columns.iter().zip(values) {
+            columns[*column] = Some(values);
+        }
+        let columns = columns
+            .into_iter()
+            .map(|c| c.expect("a column is a key or in the order (`Buffer::new` checks)"))
+            .collect();
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    fn clear(&mut self) {
+        self.key_columns.clear();
+        self.encoded.clear();
+    }
+
+    fn size(&self) -> usize {
+        self.key_columns
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum::<usize>()
+            + self.encoded.iter().map(Rows::size).sum::<usize>()
+    }
 }
 
 impl Buffer {
@@ -197,20 +244,30 @@ impl Buffer {
         limit: usize,
         reservation: MemoryReservation,
     ) -> Result<Self> {
+        let mut covered: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
+        covered.sort_unstable();
+        if !covered.into_iter().eq(keys..schema.fields().len()) {
+            return Err(DataFusionError::Internal(format!(
+                "TopRowsExec: the order {order:?} must name every column after the {keys} keys once"
+            )));
+        }
         let key_schema = Arc::new(Schema::new(schema.fields()[..keys].to_vec()));
         let sort_fields = order
             .iter()
             .map(|(i, o)| SortField::new_with_options(schema.field(*i).data_type().clone(), *o))
             .collect();
         Ok(Buffer {
-            keys,
             limit,
             compact_min_rows: COMPACT_MIN_ROWS,
-            order_columns: order.iter().map(|(i, _)| *i).collect(),
             groups: new_group_values(key_schema, &GroupOrdering::None)?,
-            converter: RowConverter::new(sort_fields)?,
-            batches: Vec::new(),
-            encoded: Vec::new(),
+            rows: Stored {
+                schema: Arc::clone(schema),
+                keys,
+                order_columns: order.iter().map(|(i, _)| *i).collect(),
+                converter: RowConverter::new(sort_fields)?,
+                key_columns: Vec::new(),
+                encoded: Vec::new(),
+            },
             group_of_row: Vec::new(),
             interned: Vec::new(),
             reservation,
@@ -222,50 +279,45 @@ impl Buffer {
             return Ok(());
         }
         self.groups
-            .intern(&batch.columns()[..self.keys], &mut self.interned)?;
+            .intern(&batch.columns()[..self.rows.keys], &mut self.interned)?;
         self.group_of_row
             .extend(self.interned.iter().map(|&g| g as u32));
-        let order: Vec<_> = self
-            .order_columns
-            .iter()
-            .map(|&i| Arc::clone(batch.column(i)))
-            .collect();
-        self.encoded.push(self.converter.convert_columns(&order)?);
-        self.batches.push(batch);
+        self.rows.push(&batch)?;
         self.reservation.try_resize(self.size())?;
 
         let rows = self.group_of_row.len();
         if rows >= self.compact_min_rows && rows > COMPACT_FACTOR * self.limit * self.groups.len() {
+            // The buffered rows cut down to each key's best.
             let best = self.best()?;
-            self.batches.clear();
-            self.encoded.clear();
+            let best = self.rows.gather(&best)?;
+            self.rows.clear();
             self.group_of_row.clear();
-            if let Some(best) = best {
-                self.push(best)?;
-            }
+            self.push(best)?;
         }
         Ok(())
     }
 
-    /// The answer: the buffer gives way to each key's best rows, which stay reserved until the
-    /// partition's stream is dropped.
-    fn finish(self) -> Result<(Option<RecordBatch>, MemoryReservation)> {
-        let best = self.best()?;
-        let kept = best.as_ref().map_or(0, RecordBatch::get_array_memory_size);
-        self.reservation.try_resize(kept)?;
-        Ok((best, self.reservation))
+    /// The answer: each key's best rows, decoded a batch at a time as the consumer asks, so
+    /// that the partition never holds its answer twice.
+    fn finish(mut self, batch_size: usize) -> Result<Answer> {
+        let kept = self.best()?;
+        self.reservation
+            .try_resize(self.rows.size() + kept.capacity() * size_of::<Slot>())?;
+        Ok(Answer {
+            rows: self.rows,
+            kept,
+            next: 0,
+            batch_size,
+            _reservation: self.reservation,
+        })
     }
 
-    /// Each key's best `limit` rows, a key's rows together and in order; `None` when empty.
-    fn best(&self) -> Result<Option<RecordBatch>> {
-        if self.batches.is_empty() {
-            return Ok(None);
-        }
-        // The placement and the answer, copied out of the buffer, are held beside it.
-        let placement = self.group_of_row.len() * (size_of::<Slot>() + size_of::<(usize, usize)>());
+    /// Where each key's best `limit` rows are, a key's rows together and in order.
+    fn best(&mut self) -> Result<Vec<Slot>> {
+        let placement = self.group_of_row.len() * size_of::<Slot>();
         self.reservation.try_resize(self.size() + placement)?;
         // Where each buffered row goes: a counting sort by group, stable, so that every
-        // group's rows form one run of `(batch, row)`.
+        // group's rows form one run.
         let mut start = vec![0usize; self.groups.len() + 1];
         for &g in &self.group_of_row {
             start[g as usize + 1] += 1;
@@ -276,44 +328,67 @@ impl Buffer {
         let mut next = start.clone();
         let mut placed = vec![Slot::default(); self.group_of_row.len()];
         let mut groups = self.group_of_row.iter();
-        for (b, encoded) in self.encoded.iter().enumerate() {
+        for (b, encoded) in self.rows.encoded.iter().enumerate() {
             for r in 0..encoded.num_rows() {
                 let g = *groups.next().expect("a group for every buffered row") as usize;
                 placed[next[g]] = Slot::new(encoded.row(r).as_ref(), b, r);
                 next[g] += 1;
             }
         }
+        // The groups are numbered; the rows say the rest.
+        self.group_of_row = Vec::new();
+        self.groups.clear_shrink(0);
 
+        let encoded = &self.rows.encoded;
         let order = |a: &Slot, b: &Slot| {
             a.prefix.cmp(&b.prefix).then_with(|| {
-                let row = |s: &Slot| self.encoded[s.batch as usize].row(s.row as usize);
+                let row = |s: &Slot| encoded[s.batch as usize].row(s.row as usize);
                 row(a).cmp(&row(b))
             })
         };
-        let mut kept = Vec::with_capacity(placed.len().min(self.groups.len() * self.limit));
+        // Each run sorted in place, and its best moved to the front of the placement.
+        let mut kept = 0;
         for run in start.windows(2) {
             let rows = &mut placed[run[0]..run[1]];
             if rows.len() > self.limit {
                 rows.select_nth_unstable_by(self.limit, order);
             }
             let n = rows.len().min(self.limit);
-            let best = &mut rows[..n];
-            best.sort_unstable_by(order);
-            kept.extend(best.iter().map(|s| (s.batch as usize, s.row as usize)));
+            rows[..n].sort_unstable_by(order);
+            placed.copy_within(run[0]..run[0] + n, kept);
+            kept += n;
         }
-        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
-        Ok(Some(interleave_record_batch(&batches, &kept)?))
+        placed.truncate(kept);
+        Ok(placed)
     }
 
     fn size(&self) -> usize {
-        self.groups.size()
-            + self
-                .batches
-                .iter()
-                .map(RecordBatch::get_array_memory_size)
-                .sum::<usize>()
-            + self.encoded.iter().map(Rows::size).sum::<usize>()
-            + self.group_of_row.capacity() * size_of::<u32>()
+        self.groups.size() + self.rows.size() + self.group_of_row.capacity() * size_of::<u32>()
+    }
+}
+
+/// A partition's answer, as an iterator of batches.
+struct Answer {
+    rows: Stored,
+    /// The answer's rows, in order.
+    kept: Vec<Slot>,
+    next: usize,
+    batch_size: usize,
+    /// Held until the answer is dropped.
+    _reservation: MemoryReservation,
+}
+
+impl Iterator for Answer {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rows = self.kept.get(self.next..)?;
+        if rows.is_empty() {
+            return None;
+        }
+        let rows = &rows[..rows.len().min(self.batch_size)];
+        self.next += rows.len();
+        Some(self.rows.gather(rows))
     }
 }
 
@@ -322,18 +397,18 @@ impl Buffer {
 /// never orders rows against their encoding; equal prefixes compare the whole rows.
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
-    prefix: u128,
+    prefix: u64,
     batch: u32,
     row: u32,
 }
 
 impl Slot {
     fn new(encoded: &[u8], batch: usize, row: usize) -> Self {
-        let mut prefix = [0u8; 16];
-        let n = encoded.len().min(16);
+        let mut prefix = [0u8; 8];
+        let n = encoded.len().min(8);
         prefix[..n].copy_from_slice(&encoded[..n]);
         Slot {
-            prefix: u128::from_be_bytes(prefix),
+            prefix: u64::from_be_bytes(prefix),
             batch: batch as u32,
             row: row as u32,
         }
@@ -419,6 +494,13 @@ mod tests {
             .collect()
     }
 
+    /// The answer's rows, handed out two at a time.
+    fn answer(buffer: Buffer) -> Vec<Row> {
+        let batches: Vec<RecordBatch> = buffer.finish(2).unwrap().map(Result::unwrap).collect();
+        assert!(batches.iter().all(|b| b.num_rows() <= 2));
+        batches.iter().flat_map(rows).collect()
+    }
+
     fn row(key: Option<i64>, value: Option<i64>, name: &str) -> Row {
         (key, value, name.to_string())
     }
@@ -484,10 +566,9 @@ mod tests {
                 row(Some(1), Some(9), "c"),
             ]))
             .unwrap();
-        let (answer, _reservation) = buffer.finish().unwrap();
         // Key 1: 9, then the tie at 7 broken by name; key 2: 3, then the nulls (last), by name.
         assert_eq!(
-            rows(&answer.unwrap()),
+            answer(buffer),
             vec![
                 row(Some(1), Some(9), "c"),
                 row(Some(1), Some(7), "a"),
@@ -501,8 +582,7 @@ mod tests {
     #[test]
     fn an_empty_partition_answers_nothing() {
         let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
-        let (answer, _) = buffer(3, &pool).finish().unwrap();
-        assert!(answer.is_none());
+        assert_eq!(buffer(3, &pool).finish(2).unwrap().count(), 0);
     }
 
     /// Many rows per key: the buffer is cut down as it goes, stays bounded, and the answer is
@@ -533,8 +613,7 @@ mod tests {
                 buffer.group_of_row.len()
             );
         }
-        let (answer, _) = buffer.finish().unwrap();
-        assert_eq!(by_key(rows(&answer.unwrap())), sorted_answer(all, limit));
+        assert_eq!(by_key(answer(buffer)), sorted_answer(all, limit));
     }
 
     #[test]
