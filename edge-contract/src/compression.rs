@@ -7,6 +7,8 @@
 //! manifest; edges store the compressed bytes as they store any value; lookups decompress with
 //! the manifest's dictionary ([`Decoder`]).
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
 
 /// How a version's values are stored.
@@ -48,15 +50,35 @@ impl Default for CompressionConfig {
     }
 }
 
-/// Compresses values with a dictionary; one per version being written.
+/// Compresses values with a dictionary; one per version being written. It has a compressor
+/// per lane, so that as many threads as lanes can compress at once (a zstd context is used by
+/// one thread at a time).
 pub struct Encoder {
-    compressor: zstd::bulk::Compressor<'static>,
+    lanes: Vec<Mutex<zstd::bulk::Compressor<'static>>>,
     dictionary: Vec<u8>,
 }
 
 impl Encoder {
-    pub fn compress(&mut self, value: &[u8]) -> std::io::Result<Vec<u8>> {
-        self.compressor.compress(value)
+    /// Compresses with the compressor of `lane` (below [`Encoder::lanes`]); threads that use
+    /// different lanes never wait for each other.
+    pub fn compress(&self, lane: usize, value: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.lanes[lane % self.lanes.len()]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .compress(value)
+    }
+
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The same encoder with `lanes` compressors (at least one).
+    pub fn with_lanes(mut self, lanes: usize, level: i32) -> std::io::Result<Self> {
+        while self.lanes.len() < lanes {
+            let compressor = zstd::bulk::Compressor::with_dictionary(level, &self.dictionary)?;
+            self.lanes.push(Mutex::new(compressor));
+        }
+        Ok(self)
     }
 
     pub fn dictionary(&self) -> &[u8] {
@@ -101,7 +123,7 @@ impl Trainer<'_> {
             ));
         }
         Ok(Encoder {
-            compressor,
+            lanes: vec![Mutex::new(compressor)],
             dictionary,
         })
     }
@@ -165,9 +187,11 @@ mod tests {
         let config = CompressionConfig::default();
         let values = values(2000);
         let sample: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-        let mut encoder = Trainer { config: &config }
+        let encoder = Trainer { config: &config }
             .train(&sample)
-            .expect("alike values compress");
+            .expect("alike values compress")
+            .with_lanes(2, config.level)
+            .unwrap();
         let compression = Compression {
             codec: CODEC.into(),
             dictionary: hex::encode(encoder.dictionary()),
@@ -176,8 +200,8 @@ mod tests {
         };
         let decoder = Decoder::new(&compression).unwrap();
         let (mut raw, mut stored) = (0, 0);
-        for v in &values {
-            let c = encoder.compress(v).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let c = encoder.compress(i, v).unwrap();
             raw += v.len();
             stored += c.len();
             assert_eq!(&decoder.decompress(&c).unwrap(), v);

@@ -676,6 +676,7 @@ impl Publisher {
             compression: &self.config.compression,
             batch: self.config.push_batch,
             values: Values::Sampling(Vec::new(), 0),
+            pending: Vec::new(),
             stored: Checksum::default(),
             raw_bytes: 0,
             stored_value_bytes: 0,
@@ -831,6 +832,8 @@ struct EdgeFanout<'a> {
     /// Entries per write, for the buffered sample.
     batch: usize,
     values: Values,
+    /// The last batch, as stored, not yet written (see [`EdgeFanout::forward`]).
+    pending: Vec<Entry>,
     /// Of the entries as stored (compressed or not).
     stored: Checksum,
     /// Value bytes before compression, and as stored.
@@ -842,7 +845,7 @@ struct EdgeFanout<'a> {
 enum Values {
     /// Holding the first entries (and their value bytes) until the sample is complete.
     Sampling(Vec<Entry>, usize),
-    Compressed(Box<Encoder>),
+    Compressed(Arc<Encoder>),
     Raw,
 }
 
@@ -855,11 +858,17 @@ impl EdgeFanout<'_> {
         };
         self.values = Values::Raw;
         let sample: Vec<&[u8]> = buffered.iter().map(|e| e.value.as_slice()).collect();
-        match (Trainer {
+        let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let trained = (Trainer {
             config: self.compression,
         })
         .train(&sample)
-        {
+        .and_then(|encoder| {
+            encoder
+                .with_lanes(lanes, self.compression.level)
+                .map_err(|e| format!("loading the dictionary: {e}"))
+        });
+        match trained {
             Ok(encoder) => {
                 tracing::info!(
                     api = self.api,
@@ -867,7 +876,7 @@ impl EdgeFanout<'_> {
                     sample = sample.len(),
                     "values stored compressed with a trained dictionary"
                 );
-                self.values = Values::Compressed(Box::new(encoder));
+                self.values = Values::Compressed(Arc::new(encoder));
             }
             Err(why) => {
                 tracing::info!(
@@ -889,29 +898,45 @@ impl EdgeFanout<'_> {
         }
     }
 
-    /// Writes entries as they are stored.
-    async fn forward(&mut self, mut entries: Vec<Entry>) -> Result<()> {
+    /// Compresses `entries` while the batch before them is written, so that neither the
+    /// compressing threads nor the edges wait for the other; the batch stays pending until
+    /// the next one (or [`EdgeFanout::finish`]).
+    async fn forward(&mut self, entries: Vec<Entry>) -> Result<()> {
         self.raw_bytes += entries.iter().map(|e| e.value.len() as u64).sum::<u64>();
-        if let Values::Compressed(encoder) = &mut self.values {
-            for e in &mut entries {
-                e.value = encoder
-                    .compress(&e.value)
-                    .map_err(|e| Error::io("compressing values", e))?;
+        let encoder = match &self.values {
+            Values::Compressed(encoder) => Some(Arc::clone(encoder)),
+            _ => None,
+        };
+        let compress = async move {
+            match encoder {
+                Some(encoder) => compress_values(&encoder, entries).await,
+                None => Ok(entries),
             }
+        };
+        let previous = std::mem::take(&mut self.pending);
+        let (compressed, written) = futures::join!(compress, self.write(previous));
+        written?;
+        self.pending = compressed?;
+        Ok(())
+    }
+
+    /// Writes entries as they are stored: to the snapshot and to every edge.
+    async fn write(&mut self, stored: Vec<Entry>) -> Result<()> {
+        if stored.is_empty() {
+            return Ok(());
         }
-        let stored = &entries[..];
-        for e in stored {
+        for e in &stored {
             self.stored.add(&e.key, &e.value);
             self.stored_value_bytes += e.value.len() as u64;
         }
         let t = Instant::now();
         if let Some(s) = &mut self.snapshot {
-            s.write(stored)?;
+            s.write(&stored)?;
         }
         let results = join_all(
             self.edges
                 .iter()
-                .map(|e| e.write(self.api, self.version, stored)),
+                .map(|e| e.write(self.api, self.version, &stored)),
         )
         .await;
         self.push_ms += ms(t);
@@ -924,9 +949,11 @@ impl EdgeFanout<'_> {
         Ok(())
     }
 
-    /// Writes what is still buffered: a version smaller than the sample.
+    /// Writes what is still buffered (a version smaller than the sample) or pending.
     async fn finish(&mut self) -> Result<()> {
-        self.decide().await
+        self.decide().await?;
+        let pending = std::mem::take(&mut self.pending);
+        self.write(pending).await
     }
 
     fn compression(&self) -> Option<Compression> {
@@ -940,6 +967,50 @@ impl EdgeFanout<'_> {
             _ => None,
         }
     }
+}
+
+/// Below this many entries a batch is compressed where it is, not handed to other threads.
+const ENTRIES_PER_LANE: usize = 256;
+
+/// Compresses the values of `entries` on as many blocking threads as the encoder has lanes,
+/// each lane a contiguous part, order kept. On the publishing task alone, compression was what
+/// the engine's threads waited for (bench/history.md).
+async fn compress_values(encoder: &Arc<Encoder>, mut entries: Vec<Entry>) -> Result<Vec<Entry>> {
+    let compress = |encoder: &Encoder, lane: usize, part: &mut [Entry]| {
+        part.iter_mut().try_for_each(|e| {
+            e.value = encoder.compress(lane, &e.value)?;
+            Ok(())
+        })
+    };
+    let lanes = encoder.lanes().min(entries.len() / ENTRIES_PER_LANE);
+    if lanes <= 1 {
+        compress(encoder, 0, &mut entries).map_err(|e| Error::io("compressing values", e))?;
+        return Ok(entries);
+    }
+    let per_lane = entries.len().div_ceil(lanes);
+    let mut parts = Vec::with_capacity(lanes);
+    while entries.len() > per_lane {
+        parts.push(entries.split_off(entries.len() - per_lane));
+    }
+    parts.push(entries);
+    parts.reverse();
+    let compressed = join_all(parts.into_iter().enumerate().map(|(lane, mut part)| {
+        let encoder = Arc::clone(encoder);
+        tokio::task::spawn_blocking(move || {
+            compress(&encoder, lane, &mut part)?;
+            Ok::<_, std::io::Error>(part)
+        })
+    }))
+    .await;
+    let mut entries = Vec::new();
+    for part in compressed {
+        let part = part
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|part| part)
+            .map_err(|e| Error::io("compressing values", e))?;
+        entries.extend(part);
+    }
+    Ok(entries)
 }
 
 #[async_trait]
@@ -967,6 +1038,7 @@ impl EntrySink for EdgeFanout<'_> {
             self.snapshot = Some(store.writer(self.staging)?);
         }
         self.values = Values::Sampling(Vec::new(), 0);
+        self.pending = Vec::new();
         self.stored = Checksum::default();
         self.raw_bytes = 0;
         self.stored_value_bytes = 0;
@@ -1012,5 +1084,52 @@ fn key_type(t: &arrow::datatypes::DataType) -> KeyType {
         Date32 => KeyType::Date,
         Timestamp(..) => KeyType::Timestamp,
         _ => KeyType::Str,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_contract::compression::{Compression, Decoder};
+
+    /// Enough entries for every lane, each value told apart by its number: the parts come back
+    /// in order, and every value decompresses to itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn values_compressed_on_several_lanes_keep_their_entries_and_order() {
+        let config = CompressionConfig::default();
+        let entries: Vec<Entry> = (0..3001)
+            .map(|i| Entry {
+                key: format!("[{i}]").into_bytes(),
+                value: format!(
+                    r#"[{{"ts":"2026-11-0{}T10:{:02}:00Z","action":"{}","item_id":{i}}}]"#,
+                    i % 9 + 1,
+                    i % 60,
+                    ["view", "click", "purchase"][i % 3],
+                )
+                .into_bytes(),
+            })
+            .collect();
+        let sample: Vec<&[u8]> = entries.iter().map(|e| e.value.as_slice()).collect();
+        let encoder = Trainer { config: &config }
+            .train(&sample)
+            .unwrap()
+            .with_lanes(3, config.level)
+            .unwrap();
+        let decoder = Decoder::new(&Compression {
+            codec: edge_contract::compression::CODEC.into(),
+            dictionary: hex::encode(encoder.dictionary()),
+            raw_bytes: 0,
+            stored_bytes: 0,
+        })
+        .unwrap();
+        let compressed = compress_values(&Arc::new(encoder), entries.clone())
+            .await
+            .unwrap();
+        assert_eq!(compressed.len(), entries.len());
+        for (stored, original) in compressed.iter().zip(&entries) {
+            assert_eq!(stored.key, original.key);
+            assert_ne!(stored.value, original.value);
+            assert_eq!(decoder.decompress(&stored.value).unwrap(), original.value);
+        }
     }
 }
