@@ -12,22 +12,13 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 OLD=$1 NEW=$2 ROUNDS=${3:-3} SECS=${4:-8} BATCH=${5:-0}
-FILL=$CARGO_TARGET_DIR/release/examples/fill
-[ -x "$FILL" ] || cargo build --release -p edge-cache --example fill
-DIR=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-R=$(port) A=$(port) B=$(port)
-# serve BINARY → the command line of a lookup service
-serve() { case $(basename "$1") in tablecast) echo "$1 edge serve" ;; *) echo "$1" ;; esac; }
-redis-server --port "$R" --bind 127.0.0.1 --save '' --appendonly no --logfile "$DIR/redis.log" --dir "$DIR" >/dev/null &
-PR=$!
-TABLECAST_STATE_DIR=$DIR/a RUST_LOG=warn $(serve "$OLD") --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$A" >"$DIR/a.log" 2>&1 &
-PA=$!
-TABLECAST_STATE_DIR=$DIR/b RUST_LOG=warn $(serve "$NEW") --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$B" >"$DIR/b.log" 2>&1 &
-PB=$!
-trap 'kill $PA $PB $PR 2>/dev/null; rm -rf "$DIR"' EXIT
-sleep 1.5
-"$FILL" "redis://127.0.0.1:$R" synth_100k 100000 >/dev/null
+cd "$TABLECAST_ROOT"
+BIN=$NEW
+. bench/lib.sh
+R=$(start_redis)
+A=$(start_lookup "$R" 64 "$OLD")
+B=$(start_lookup "$R" 64 "$NEW")
+fill_synthetic "$R"
 lookups() {
     WRK_API=synth_100k WRK_KEYS=100000 WRK_BATCH=$BATCH wrk -t2 -c50 -d"${SECS}s" -s bench/lookup.lua "http://127.0.0.1:$1" | tail -1 |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rps"], "req/s, p99", d["p99_ms"], "ms, errors", d["errors"] + d["non2xx"])'

@@ -10,14 +10,10 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$TABLECAST_ROOT"
 OLD=$1 NEW=$2 SPEC=$3 RUNS=${4:-15} SCALE=${5:-10}
-REV=$(cat fixtures/src/*.rs | sha1sum | cut -c1-10)
-W=$TABLECAST_CACHE/bench/fixtures/$REV-seed-default-scale-$SCALE
-if [ ! -f "$W/.complete" ]; then
-    "$NEW" fixtures generate --out "$W" --scale "$SCALE" >&2
-    touch "$W/.complete"
-fi
-DIR=$(mktemp -d)
-trap 'rm -rf "$DIR"' EXIT
+BIN=$NEW
+. bench/lib.sh
+W=$(fixtures_dir "$SCALE")
+DIR=$STATE
 for _ in $(seq "$RUNS"); do
     for side in a b; do
         bin=$OLD; [ $side = b ] && bin=$NEW

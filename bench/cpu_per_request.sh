@@ -11,18 +11,12 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$TABLECAST_ROOT"
 BIN=$1 ROUNDS=${2:-2} SECS=${3:-8}
-FILL=$CARGO_TARGET_DIR/release/examples/fill
-[ -x "$FILL" ] || cargo build --release -p edge-cache --example fill
-DIR=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-R=$(port) A=$(port)
-redis-server --port "$R" --bind 127.0.0.1 --save '' --appendonly no --logfile "$DIR/redis.log" --dir "$DIR" >/dev/null &
-PR=$!
-TABLECAST_STATE_DIR=$DIR/a RUST_LOG=warn "$BIN" edge serve --redis "redis://127.0.0.1:$R" --listen "127.0.0.1:$A" >"$DIR/a.log" 2>&1 &
-PA=$!
-trap 'kill $PA $PR 2>/dev/null; rm -rf "$DIR"' EXIT
-sleep 1.5
-"$FILL" "redis://127.0.0.1:$R" synth_100k 100000 >/dev/null
+. bench/lib.sh
+R=$(start_redis)
+A=$(start_lookup "$R")
+PR=$(cat "$STATE/redis-$R.pid") PA=$(cat "$STATE/lookup-$A.pid")
+DIR=$STATE
+fill_synthetic "$R"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 measure() { # measure HEALTHZ LABEL
     local s0 r0 out
