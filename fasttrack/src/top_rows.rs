@@ -85,7 +85,7 @@ impl DisplayAs for TopRowsExec {
         let order: Vec<String> = self
             .order
             .iter()
-            .map(|(i, o)| format!("{}{}", self.input.schema().field(*i).name(), o))
+            .map(|(i, o)| format!("{} {}", self.input.schema().field(*i).name(), o))
             .collect();
         write!(
             f,

@@ -505,6 +505,17 @@ async fn a_run_split_by_key_gives_each_key_wholly_to_one_partition() {
         field = "ts"
         dir = "desc"
     "#;
+    // The rows per key are kept by the crate's own operator, not a window over a full sort.
+    let (_, plan) = planned(dir.path(), recent_per_network, Route::Fasttrack).await;
+    let explained = publisher::engine::Engine::explain(&split, &plan.job("file:///"))
+        .await
+        .unwrap();
+    assert!(
+        explained.contains(
+            "TopRowsExec: keys=1, limit=2, order=[__v0 DESC NULLS LAST, __v1 ASC NULLS LAST]"
+        ) && !explained.contains("WindowAggExec"),
+        "{explained}"
+    );
     for spec in [recent_per_network, PER_NETWORK] {
         let (_, plan) = planned(dir.path(), spec, Route::Fasttrack).await;
         let parts = entries_by_partition(&split, &plan).await;
