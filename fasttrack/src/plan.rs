@@ -12,8 +12,7 @@ use datafusion::datasource::file_format::options::ParquetReadOptions;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
-use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{ExprFunctionExt, SortExpr, cast, ident, lit};
+use datafusion::logical_expr::{SortExpr, cast, ident, lit};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -167,9 +166,12 @@ pub async fn build_query(ctx: &SessionContext, job: &EngineJob) -> Result<Query,
                 .limit(0, Some(limit as usize))
                 .map_err(err)?;
         }
+        // A resolved order names every output once, so rows that compare equal are equal and
+        // neither way below depends on which of them it saw first.
+        //
         // Over raw rows, where most keys keep most of their rows, each partition sorts each
         // key's rows alone (see `top_rows`), after DataFusion's plan.
-        Some(limit) if spec.grouping.is_none() && covers_every_output_once(spec) => {
+        Some(limit) if spec.grouping.is_none() => {
             let keys = spec.keys.len();
             top_rows = Some(TopRows {
                 keys,
@@ -184,7 +186,7 @@ pub async fn build_query(ctx: &SessionContext, job: &EngineJob) -> Result<Query,
         // Over aggregated rows the N best of each key are kept by an aggregate (see `top_n`):
         // no sort of the whole input, memory O(keys × N); unnesting keeps each key's rows
         // together, in rank.
-        Some(limit) if spec.grouping.is_some() && covers_every_output_once(spec) => {
+        Some(limit) => {
             let fields: Fields = spec
                 .outputs
                 .iter()
@@ -215,21 +217,6 @@ pub async fn build_query(ctx: &SessionContext, job: &EngineJob) -> Result<Query,
                 .select(unnested)
                 .map_err(err)?;
         }
-        Some(limit) => {
-            let rank = row_number()
-                .partition_by(partition)
-                .order_by(within_key.clone())
-                .build()
-                .map_err(err)?
-                .alias("__rn");
-            df = df
-                .window(vec![rank])
-                .map_err(err)?
-                .filter(ident("__rn").lt_eq(lit(limit)))
-                .map_err(err)?
-                .sort(key_order.into_iter().chain(within_key).collect())
-                .map_err(err)?;
-        }
         // One row per key (validation guarantees it): nothing to cluster, and order within a
         // key is moot. Output order is not part of the engine contract (`run` sorts by key).
         None if spec.shape() == Shape::Object => {}
@@ -247,17 +234,6 @@ pub async fn build_query(ctx: &SessionContext, job: &EngineJob) -> Result<Query,
         dataframe: df.select(columns).map_err(err)?,
         top_rows,
     })
-}
-
-/// Whether the order within a key names every output exactly once (as resolution makes it), so
-/// that rows comparing equal are equal and the top-N aggregate's answer is the sort's.
-fn covers_every_output_once(spec: &ResolvedSpec) -> bool {
-    let mut seen = vec![false; spec.outputs.len()];
-    spec.order.len() == spec.outputs.len()
-        && spec
-            .order
-            .iter()
-            .all(|s| s.output < seen.len() && !std::mem::replace(&mut seen[s.output], true))
 }
 
 /// The column of the spec's COUNT(DISTINCT), when the aggregation can run in two phases:

@@ -10,6 +10,7 @@ use fasttrack::FastTrack;
 use futures::StreamExt;
 use publisher::canonical::{Entry, EntryEncoder};
 use publisher::catalog::{Catalog, DirectoryCatalog};
+use publisher::engine::BatchStream;
 use publisher::guards::GuardLimits;
 use publisher::publish::{Plan, PublishConfig, Publisher, Route};
 use publisher::spec::ApiSpec;
@@ -78,6 +79,15 @@ async fn answer(root: &Path, spec: &str) -> Vec<String> {
     let mut lines: Vec<String> = entries.iter().map(ToString::to_string).collect();
     lines.sort();
     lines
+}
+
+/// The fast track's output for `plan`, its partitions one after the other.
+async fn fast_track_batches(p: &Publisher, plan: &Plan) -> BatchStream {
+    p.fasttrack
+        .execute(&plan.job("file:///"))
+        .await
+        .unwrap()
+        .into_stream()
 }
 
 /// Runs `plan` on the automatic route, which must fail; returns the error's text.
@@ -249,12 +259,7 @@ async fn a_small_pool_trips_the_memory_guard_cleanly() {
     for spec in [all.to_string(), latest] {
         let spec = ApiSpec::from_toml(&spec).unwrap();
         let plan = p.plan(&spec, Route::Auto).await.unwrap();
-        let mut batches = p
-            .fasttrack
-            .execute(&plan.job("file:///"))
-            .await
-            .unwrap()
-            .into_stream();
+        let mut batches = fast_track_batches(&p, &plan).await;
         let mut tripped = None;
         while let Some(batch) = batches.next().await {
             if let Err(e) = batch {
@@ -318,12 +323,7 @@ async fn output_guards_trip_while_encoding_not_after_the_value_is_whole() {
             .plan(&ApiSpec::from_toml(spec).unwrap(), Route::Fasttrack)
             .await
             .unwrap();
-        let mut batches = p
-            .fasttrack
-            .execute(&plan.job("file:///"))
-            .await
-            .unwrap()
-            .into_stream();
+        let mut batches = fast_track_batches(&p, &plan).await;
         let mut encoder = EntryEncoder::new(&plan.spec).bounded(&limits);
         let mut out = Vec::new();
         let mut tripped = None;
@@ -354,12 +354,7 @@ async fn encoder_sees_the_engine_contract() {
     let p = publisher_over(dir.path(), GuardLimits::default()).await;
     let spec = ApiSpec::from_toml("name = \"n\"\ntable = \"social.sales\"\nkey = [\"network\"]\n[[values]]\ncolumn = \"ts\"\n").unwrap();
     let plan = p.plan(&spec, Route::Fasttrack).await.unwrap();
-    let mut batches = p
-        .fasttrack
-        .execute(&plan.job("file:///"))
-        .await
-        .unwrap()
-        .into_stream();
+    let mut batches = fast_track_batches(&p, &plan).await;
     let batch = batches.next().await.unwrap().unwrap();
     assert_eq!(batch.num_columns(), 2);
     let mut enc = EntryEncoder::new(&plan.spec);
