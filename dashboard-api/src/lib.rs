@@ -302,6 +302,8 @@ pub async fn serve_on(
         listener,
         router(state.clone()),
         &limits,
+        // Handlers wait on the store and the edges, not on sockets: the shared runtime.
+        http_serve::Threads::Shared,
         state.metrics.refusal(),
         async move {
             tokio::select! {

@@ -12,14 +12,20 @@
 //!   others `503` in its own error format;
 //! - on shutdown the listener closes, connections finish their request in flight and close,
 //!   bounded by a grace period.
+//!
+//! [`Threads::Pinned`] serves each connection on one thread of its own pool, from accept to
+//! close: a single-threaded runtime per thread, so a request's socket readiness, its handler and
+//! its answer never wake another thread. On the shared work-stealing runtime a quarter of a
+//! lookup's CPU went to waking workers and switching to them (bench/history.md).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -109,14 +115,96 @@ connection: close\r\n\
 content-length: 83\r\n\r\n\
 {\"error\":{\"code\":\"overloaded\",\"message\":\"too many connections; retry in a second\"}}";
 
+/// Where a service's connections run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// On the caller's runtime, whose workers share (and steal) tasks.
+    Shared,
+    /// On this many threads of their own (0: one per core), each a single-threaded runtime; a
+    /// connection goes to the thread serving the fewest and stays there. Handlers may use what
+    /// the caller's runtime owns (a Redis connection, a pool): its I/O keeps running there.
+    Pinned(usize),
+}
+
+/// The threads of [`Threads::Pinned`]: each runs a current-thread runtime until stopped.
+struct ConnectionPool {
+    workers: Vec<Worker>,
+    stop: tokio::sync::watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+struct Worker {
+    runtime: tokio::runtime::Handle,
+    /// Connections open on this thread.
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionPool {
+    fn start(threads: usize) -> std::io::Result<ConnectionPool> {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut pool = ConnectionPool {
+            workers: Vec::with_capacity(threads),
+            stop,
+            threads: Vec::with_capacity(threads),
+        };
+        for i in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let mut stopped = stopped.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("http-conn-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                })?;
+            pool.workers.push(Worker {
+                runtime: handle,
+                open: Arc::new(AtomicUsize::new(0)),
+            });
+            pool.threads.push(thread);
+        }
+        Ok(pool)
+    }
+
+    /// The worker serving the fewest connections.
+    fn least_busy(&self) -> &Worker {
+        self.workers
+            .iter()
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+            .expect("a pool has at least one thread")
+    }
+}
+
+impl Drop for ConnectionPool {
+    /// Stops the threads (their connections with them) and waits for them.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Serves `app` on `listener` with `limits` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: &HttpLimits,
+    threads: Threads,
     on_refusal: OnRefusal,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let pool = match threads {
+        Threads::Shared => None,
+        Threads::Pinned(n) => Some(ConnectionPool::start(n)?),
+    };
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -149,16 +237,34 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended");
+        let connection = Connection {
+            builder: builder.clone(),
+            service: TowerToHyperService::new(app.clone()),
+            graceful: graceful.watcher(),
+            peer,
+            permit,
+        };
+        let Some(pool) = &pool else {
+            tokio::spawn(connection.serve(stream));
+            continue;
+        };
+        // The socket moves to the worker's own reactor: registered there, woken there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "handing a connection to its thread failed");
+                continue;
             }
-            drop(permit);
+        };
+        let worker = pool.least_busy();
+        let open = Arc::clone(&worker.open);
+        open.fetch_add(1, Ordering::Relaxed);
+        worker.runtime.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => connection.serve(stream).await,
+                Err(e) => tracing::warn!(%peer, error = %e, "registering a connection failed"),
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     drop(listener);
@@ -175,6 +281,28 @@ pub async fn serve(
     Ok(())
 }
 
+/// One accepted connection, before it is served.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    service: TowerToHyperService<axum::Router>,
+    graceful: Watcher,
+    peer: std::net::SocketAddr,
+    /// Held until the connection closes (`max_connections`).
+    permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream) {
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), self.service);
+        if let Err(e) = self.graceful.watch(connection.into_owned()).await {
+            tracing::debug!(peer = %self.peer, error = %e, "connection ended");
+        }
+        drop(self.permit);
+    }
+}
+
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(OVERLOADED).await;
@@ -186,6 +314,70 @@ async fn refuse(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One request on an open connection: the body of the answer.
+    async fn get(stream: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"!") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(answer).unwrap();
+        text.split_once("\r\n\r\n").unwrap().1.to_string()
+    }
+
+    #[tokio::test]
+    async fn pinned_connections_stay_on_their_own_thread_and_spread_over_the_pool() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                format!("{}!", std::thread::current().name().unwrap_or("?"))
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let limits = HttpLimits::default();
+            let on_refusal: OnRefusal = Arc::new(|_| {});
+            serve(
+                listener,
+                app,
+                &limits,
+                Threads::Pinned(2),
+                on_refusal,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let a = get(&mut first).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let b = get(&mut second).await;
+        assert!(
+            a.starts_with("http-conn-") && b.starts_with("http-conn-"),
+            "{a} {b}"
+        );
+        assert_ne!(a, b, "the second open connection goes to the idle thread");
+        for _ in 0..5 {
+            assert_eq!(
+                get(&mut first).await,
+                a,
+                "a connection never changes thread"
+            );
+        }
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 
     #[test]
     fn the_refusal_says_its_own_length() {

@@ -29,6 +29,9 @@ pub struct LookupConfig {
     pub memory_sample_ms: u64,
     /// The near cache: entries of serving versions kept in this process, in MB (0: off).
     pub near_cache_mb: u64,
+    /// Threads that serve connections, each on its own single-threaded runtime (0: one per
+    /// core); a connection stays on one thread from accept to close.
+    pub connection_threads: usize,
 }
 
 impl Default for LookupConfig {
@@ -46,6 +49,7 @@ impl Default for LookupConfig {
             limits: http_serve::HttpLimits::default(),
             memory_sample_ms: 60_000,
             near_cache_mb: 64,
+            connection_threads: 0,
         }
     }
 }

@@ -268,12 +268,20 @@ pub async fn serve_on(
     let _background = state.start_background();
     let limits = state.inner.config.limits.clone();
     let on_refusal = state.inner.metrics.refusal();
-    http_serve::serve(listener, router(state), &limits, on_refusal, shutdown)
-        .await
-        .map_err(|source| Error::Io {
-            context: format!("serving on {addr}"),
-            source,
-        })?;
+    let threads = http_serve::Threads::Pinned(state.inner.config.connection_threads);
+    http_serve::serve(
+        listener,
+        router(state),
+        &limits,
+        threads,
+        on_refusal,
+        shutdown,
+    )
+    .await
+    .map_err(|source| Error::Io {
+        context: format!("serving on {addr}"),
+        source,
+    })?;
     tracing::info!(%addr, "lookup service stopped");
     Ok(())
 }
