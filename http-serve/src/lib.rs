@@ -126,6 +126,16 @@ pub enum Threads {
     Pinned(usize),
 }
 
+thread_local! {
+    static PINNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the caller runs on a thread of [`Threads::Pinned`]: a service may keep per-thread
+/// state there (a connection of its own), which lives as long as the thread and its service.
+pub fn on_pinned_thread() -> bool {
+    PINNED.with(std::cell::Cell::get)
+}
+
 /// The threads of [`Threads::Pinned`]: each runs a current-thread runtime until stopped.
 struct ConnectionPool {
     workers: Vec<Worker>,
@@ -160,6 +170,7 @@ impl ConnectionPool {
             let thread = std::thread::Builder::new()
                 .name(format!("http-conn-{i}"))
                 .spawn(move || {
+                    PINNED.with(|p| p.set(true));
                     runtime.block_on(async {
                         let _ = stopped.wait_for(|s| *s).await;
                     })
@@ -338,6 +349,7 @@ mod tests {
         let app = axum::Router::new().route(
             "/",
             axum::routing::get(|| async {
+                assert!(on_pinned_thread());
                 format!("{}!", std::thread::current().name().unwrap_or("?"))
             }),
         );

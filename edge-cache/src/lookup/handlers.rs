@@ -31,6 +31,31 @@ impl LookupState {
         response
     }
 
+    /// The connection a lookup reads entries through. On a pinned connection thread (see
+    /// `http_serve::Threads`) it is that thread's own, so that a near-cache miss is sent, answered
+    /// and woken on the thread that asked; the shared one's driver runs on the main runtime, and
+    /// every miss would cross threads twice. Elsewhere the shared one.
+    pub(super) fn reader(&self) -> Arc<RedisEdge> {
+        thread_local! {
+            /// The reader of the service this pinned thread serves, named by its state's address.
+            static READER: std::cell::RefCell<Option<(usize, Arc<RedisEdge>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let shared = &self.inner.edge;
+        if !http_serve::on_pinned_thread() {
+            return Arc::clone(shared);
+        }
+        let me = Arc::as_ptr(&self.inner) as usize;
+        READER.with_borrow_mut(|reader| match reader {
+            Some((of, edge)) if *of == me => Arc::clone(edge),
+            _ => match RedisEdge::lazy(shared.address(), shared.options().clone()) {
+                Ok(edge) => Arc::clone(&reader.insert((me, Arc::new(edge))).1),
+                // Not expected: the shared edge was opened from the same address.
+                Err(_) => Arc::clone(shared),
+            },
+        })
+    }
+
     /// The deadline of a request that started at `started` (`request_timeout_ms`).
     pub(super) fn deadline(&self, started: Instant) -> Deadline {
         Deadline(started + Duration::from_millis(self.inner.config.request_timeout_ms.max(1)))
@@ -105,7 +130,7 @@ impl LookupState {
             }
             let stored = self
                 .within(deadline, async {
-                    let edge = &self.inner.edge;
+                    let edge = self.reader();
                     let stored = edge.get(api, r.version, r.manifest.buckets, &key).await;
                     stored.map_err(|e| self.unavailable(e))
                 })
@@ -209,7 +234,7 @@ impl LookupState {
                 let asked: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].clone()).collect();
                 let fetched = self
                     .within(deadline, async {
-                        let edge = &self.inner.edge;
+                        let edge = self.reader();
                         let fetched = edge.get_many(api, r.version, r.manifest.buckets, &asked);
                         fetched.await.map_err(|e| self.unavailable(e))
                     })
