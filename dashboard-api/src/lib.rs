@@ -300,7 +300,7 @@ pub async fn serve_on(
     let limits = state.config.limits.clone();
     let served = http_serve::serve(
         listener,
-        router(state.clone()),
+        http_serve::router_service(router(state.clone())),
         &limits,
         // Handlers wait on the store and the edges, not on sockets: the shared runtime.
         http_serve::Threads::Shared,

@@ -18,6 +18,7 @@
 //! its answer never wake another thread. On the shared work-stealing runtime a quarter of a
 //! lookup's CPU went to waking workers and switching to them (bench/history.md).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -203,10 +204,49 @@ impl Drop for ConnectionPool {
     }
 }
 
+/// What a connection receives: a request whose body is still arriving.
+pub use hyper::body::Incoming;
+/// The trait of what [`serve`] serves ([`App`]).
+pub use hyper::service::Service;
+
+/// An axum router as a hyper service.
+pub type RouterService = TowerToHyperService<axum::Router>;
+
+/// An axum router as [`serve`] takes it.
+pub fn router_service(app: axum::Router) -> RouterService {
+    TowerToHyperService::new(app)
+}
+
+/// What [`serve`] serves: a hyper service, cloned for each connection (an axum router through
+/// [`router_service`], or a service that dispatches its hot paths itself).
+pub trait App:
+    hyper::service::Service<
+        hyper::Request<Incoming>,
+        Response = hyper::Response<axum::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<axum::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves `app` on `listener` with `limits` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
-    app: axum::Router,
+    app: impl App,
     limits: &HttpLimits,
     threads: Threads,
     on_refusal: OnRefusal,
@@ -250,7 +290,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
-            service: TowerToHyperService::new(app.clone()),
+            service: app.clone(),
             graceful: graceful.watcher(),
             peer,
             permit,
@@ -293,16 +333,16 @@ pub async fn serve(
 }
 
 /// One accepted connection, before it is served.
-struct Connection {
+struct Connection<S> {
     builder: auto::Builder<TokioExecutor>,
-    service: TowerToHyperService<axum::Router>,
+    service: S,
     graceful: Watcher,
     peer: std::net::SocketAddr,
     /// Held until the connection closes (`max_connections`).
     permit: OwnedSemaphorePermit,
 }
 
-impl Connection {
+impl<S: App> Connection<S> {
     async fn serve(self, stream: TcpStream) {
         let connection = self
             .builder
@@ -361,7 +401,7 @@ mod tests {
             let on_refusal: OnRefusal = Arc::new(|_| {});
             serve(
                 listener,
-                app,
+                router_service(app),
                 &limits,
                 Threads::Pinned(2),
                 on_refusal,

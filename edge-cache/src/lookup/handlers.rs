@@ -395,10 +395,7 @@ pub(super) fn split_path(path: &str) -> (&str, Vec<&str>) {
 /// dispatched here rather than routed with path captures because they read their raw path
 /// themselves ([`split_path`]): captures would have axum allocate them into every request's
 /// extensions. They borrow the request's parts, where extractors would clone its headers.
-pub(super) async fn lookups(
-    State(state): State<LookupState>,
-    request: axum::extract::Request,
-) -> Response {
+pub(super) async fn lookups(state: LookupState, request: axum::extract::Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
