@@ -17,6 +17,9 @@ pub(super) struct View {
     /// serve the same version, else new.
     pub(super) near_id: u64,
     pub(super) metrics: ApiMetrics,
+    /// The headers of every answer from this version, built once: parsing names and
+    /// validating values per answer showed in the lookup's profile.
+    pub(super) answer_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl View {
@@ -34,6 +37,7 @@ impl View {
             .filter_map(|d| <[u8; 32]>::try_from(d).ok())
             .collect();
         let requires_token = resolved.protected;
+        let answer_headers = answer_headers(&resolved);
         View {
             resolved,
             requires_token,
@@ -43,12 +47,36 @@ impl View {
             last_used_ms: AtomicU64::new(now_ms),
             near_id,
             metrics,
+            answer_headers,
         }
     }
 
     pub(super) fn key_types(&self) -> &[KeyType] {
         &self.resolved.manifest.manifest.key_types
     }
+}
+
+/// Content type, serving version, when it was published and how new its data is (when known).
+fn answer_headers(served: &Resolved) -> Vec<(HeaderName, HeaderValue)> {
+    let manifest = &served.manifest.manifest;
+    let mut headers = vec![
+        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (
+            HeaderName::from_static(VERSION_HEADER),
+            HeaderValue::from(served.version),
+        ),
+    ];
+    if let Ok(v) = HeaderValue::from_str(&manifest.created_at) {
+        headers.push((HeaderName::from_static(PUBLISHED_AT_HEADER), v));
+    }
+    if let Some(v) = manifest
+        .data_time
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.push((HeaderName::from_static(DATA_TIME_HEADER), v));
+    }
+    headers
 }
 
 impl LookupState {

@@ -163,7 +163,7 @@ impl LookupState {
             )));
         };
         view.metrics.answered(Kind::Get, started, 1, 0, value.len());
-        Ok(json_response(Body::from(value), r))
+        Ok(json_response(Body::from(value), &view))
     }
 
     pub(super) async fn get_batch(
@@ -297,7 +297,7 @@ impl LookupState {
         out.extend_from_slice(b"]}");
         view.metrics
             .answered(Kind::Batch, started, hits, misses, out.len());
-        Ok(json_response(Body::from(out), r))
+        Ok(json_response(Body::from(out), &view))
     }
 
     pub(super) async fn readiness(&self) -> Result<Vec<String>, LookupError> {
@@ -326,22 +326,13 @@ impl LookupState {
 }
 
 /// A 200 with the serving version and its freshness: when it was published and how new its
-/// data is (when known).
-pub(super) fn json_response(body: Body, served: &Resolved) -> Response {
+/// data is (when known). The headers were built with the view.
+pub(super) fn json_response(body: Body, view: &View) -> Response {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(VERSION_HEADER, HeaderValue::from(served.version));
-    let manifest = &served.manifest.manifest;
-    if let Ok(v) = HeaderValue::from_str(&manifest.created_at) {
-        headers.insert(PUBLISHED_AT_HEADER, v);
-    }
-    if let Some(v) = manifest
-        .data_time
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        headers.insert(DATA_TIME_HEADER, v);
+    headers.reserve(view.answer_headers.len() + 1);
+    for (name, value) in &view.answer_headers {
+        headers.insert(name.clone(), value.clone());
     }
     response
 }
